@@ -1,0 +1,127 @@
+"""Feed contracts: the one place where feed fields and their types are defined.
+
+Each feed has a JSON file in ``schemas/``. Parsing, the staging Parquet schema, the quarantine check and
+the docs all derive from it. A field may carry a ``kind`` (what the value means: ``uscc``, ``id_number``,
+``phone``, ``person_name``, ``taxpayer_id``) and ``personal: true`` (replaced by a keyed token at import).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import pyarrow as pa
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+FIELD_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "number": pa.float64(),
+    "integer": pa.int64(),
+    "period": pa.string(),
+}
+
+# Kinds whose validity is checked (and recorded as ``<name>_valid``) before the value may be tokenised.
+CHECKED_KINDS = frozenset({"uscc", "id_number", "taxpayer_id"})
+
+# Columns every staged row carries besides its contract fields: where it came from and what was extra.
+STAGING_META_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("_topic", pa.string(), nullable=False),
+    pa.field("_partition", pa.int32(), nullable=False),
+    pa.field("_offset", pa.int64(), nullable=False),
+    pa.field("_kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+    pa.field("_run_id", pa.string(), nullable=False),
+    pa.field("_extra", pa.string()),
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("feed", pa.string(), nullable=False),
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        pa.field("key", pa.binary()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("raw_payload", pa.binary(), nullable=False),
+        pa.field("payload_bytes", pa.int64(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    doc: str = ""
+    kind: str | None = None
+    personal: bool = False
+    required: bool = False
+    max_length: int | None = None
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return FIELD_TYPES[self.type]
+
+    @property
+    def validity_column(self) -> str | None:
+        return f"{self.name}_valid" if self.kind in CHECKED_KINDS else None
+
+
+@dataclass(frozen=True)
+class FeedContract:
+    feed: str
+    title: str
+    topic: str
+    key_field: str
+    max_message_bytes: int
+    fields: tuple[FieldSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def personal_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.personal)
+
+    def staging_schema(self) -> pa.Schema:
+        """Typed staging schema: contract fields, validity flags of checked codes, then Kafka metadata."""
+        columns = [pa.field(f.name, f.arrow_type, nullable=not f.required) for f in self.fields]
+        columns += [
+            pa.field(f.validity_column, pa.bool_()) for f in self.fields if f.validity_column
+        ]
+        return pa.schema(columns + list(STAGING_META_FIELDS))
+
+
+def _load(path: Path) -> FeedContract:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    fields = tuple(FieldSpec(**spec) for spec in raw.pop("fields"))
+    for spec in fields:
+        if spec.type not in FIELD_TYPES:
+            raise ValueError(f"{path.name}: field {spec.name!r} has unknown type {spec.type!r}")
+    return FeedContract(fields=fields, **raw)
+
+
+@cache
+def load_contracts(schemas_dir: Path = SCHEMAS_DIR) -> dict[str, FeedContract]:
+    """All feed contracts by feed name, in a stable order."""
+    contracts = [_load(p) for p in sorted(schemas_dir.glob("*.json")) if not p.name.startswith("_")]
+    return {c.feed: c for c in contracts}
+
+
+def feed_names() -> tuple[str, ...]:
+    return tuple(load_contracts())
+
+
+def contract(feed: str) -> FeedContract:
+    try:
+        return load_contracts()[feed]
+    except KeyError:
+        raise KeyError(f"unknown feed {feed!r}; known feeds: {', '.join(load_contracts())}") from None
