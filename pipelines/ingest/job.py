@@ -1,0 +1,224 @@
+"""One ingest pass: plan offsets, run the Beam job, check data quality, commit output and offsets together.
+
+Run it with ``unitfusion run`` or as a Beam program::
+
+    python -m pipelines.ingest.job --bootstrap HOST:PORT --out DIR [--runner=FlinkRunner ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines.config import IngestSettings
+from pipelines.contracts import load_contracts
+from pipelines.kafka.client import OffsetRange, plan_ranges
+from pipelines.pii import load_key
+from pipelines.store import RunStore, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class IngestCountError(RuntimeError):
+    """The job wrote more rows than it planned to read: never commit that."""
+
+
+@dataclass
+class FeedStats:
+    planned: int = 0
+    staged: int = 0
+    quarantined: int = 0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        return self.staged + self.quarantined
+
+
+@dataclass
+class IngestResult:
+    run_id: str | None
+    feeds: dict[str, FeedStats] = field(default_factory=dict)
+    quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+    quality_failures: list[dict[str, Any]] = field(default_factory=list)
+    quality_report: str | None = None
+    manifest: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def committed(self) -> bool:
+        return self.manifest is not None
+
+    @property
+    def messages(self) -> int:
+        return sum(stats.read for stats in self.feeds.values())
+
+
+def _beam_pipeline(settings: IngestSettings, ranges: list[OffsetRange], store: RunStore, run_id: str) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.ingest.transforms import (
+        ParseAndDesensitise,
+        ReadKafkaRanges,
+        WriteQuarantine,
+        WriteStaging,
+    )
+
+    contracts = load_contracts()
+    feeds = sorted({r.feed for r in ranges})
+    chunks = [chunk for r in ranges for chunk in r.split(settings.max_range)]
+    options = PipelineOptions([f"--runner={settings.runner}", *settings.pipeline_args])
+    with beam.Pipeline(options=options) as pipeline:
+        parsed = (
+            pipeline
+            | "PlannedRanges" >> beam.Create(chunks)
+            | "ReadKafka" >> ReadKafkaRanges(settings.bootstrap)
+            | "Parse" >> ParseAndDesensitise({f: contracts[f] for f in feeds}, run_id)
+        )
+        for feed in feeds:
+            _ = parsed[feed] | f"Stage_{feed}" >> WriteStaging(
+                contracts[feed], str(store.staging_prefix(run_id, feed))
+            )
+        _ = parsed["quarantine"] | "Quarantine" >> WriteQuarantine(str(store.quarantine_prefix(run_id)))
+
+
+def _parquet_files(prefix: Path) -> list[Path]:
+    return sorted(prefix.parent.glob(f"{prefix.name}-*.parquet"))
+
+
+def _rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def _tally(result: IngestResult, store: RunStore, run_id: str, ranges: list[OffsetRange]) -> list[Path]:
+    """Count what the job wrote, from the files themselves, and check it against the plan."""
+    for r in ranges:
+        result.feeds.setdefault(r.feed, FeedStats()).planned += r.size
+    for feed, stats in result.feeds.items():
+        files = _parquet_files(store.staging_prefix(run_id, feed))
+        stats.files = [store.relative(f) for f in files]
+        stats.staged = _rows(files)
+    quarantine_files = _parquet_files(store.quarantine_prefix(run_id))
+    reasons: Counter[str] = Counter()
+    for f in quarantine_files:
+        table = pq.read_table(f, columns=["feed", "reason"])
+        for feed, reason in zip(table["feed"].to_pylist(), table["reason"].to_pylist(), strict=True):
+            result.feeds[feed].quarantined += 1
+            reasons[reason] += 1
+    result.quarantine_by_reason = dict(sorted(reasons.items()))
+    for feed, stats in result.feeds.items():
+        if stats.read > stats.planned:
+            raise IngestCountError(f"{feed}: wrote {stats.read} rows for {stats.planned} planned offsets")
+        if stats.read < stats.planned:  # compacted topics and transaction markers leave offset gaps
+            log.warning("%s: %d offsets planned, %d messages found", feed, stats.planned, stats.read)
+    return quarantine_files
+
+
+def _check_quality(result: IngestResult, store: RunStore, run_id: str) -> None:
+    from pipelines.quality import raise_if_blocking, validate_feed, write_quality_reports
+
+    previous = {
+        feed: stats["staged"]
+        for manifest in store.manifests()
+        for feed, stats in manifest["feeds"].items()
+        if stats["staged"]
+    }
+    outcomes = []
+    for feed, stats in result.feeds.items():
+        if not stats.staged:
+            continue
+        table = pq.ParquetDataset([store.root / f for f in stats.files]).read()
+        outcomes.append(validate_feed(feed, table, previous.get(feed)))
+    if not outcomes:
+        return
+    _, html = write_quality_reports(outcomes, store.quality_dir(run_id), run_id)
+    result.quality_report = store.relative(html)
+    result.quality_failures = [
+        outcome.to_dict() for quality in outcomes for outcome in quality.outcomes if not outcome.success
+    ]
+    raise_if_blocking(outcomes)
+
+
+def run_ingest(settings: IngestSettings) -> IngestResult:
+    """Read what the topics hold since the last committed run and commit it; with nothing new, do nothing."""
+    load_key()  # refuse before touching anything if personal data could not be tokenised
+    started = time.monotonic()
+    store = RunStore(settings.out)
+    with store.lock():
+        discarded = store.discard_uncommitted()
+        if discarded:
+            log.warning("discarded uncommitted output of %s", ", ".join(discarded))
+        run_id = store.next_run_id()
+        ranges = plan_ranges(settings.bootstrap, settings.topics, store.committed_offsets())
+        if not any(r.size for r in ranges):
+            log.info("nothing new on %s since the last committed run", ", ".join(settings.topics.values()))
+            return IngestResult(run_id=None, seconds=time.monotonic() - started)
+
+        result = IngestResult(run_id=run_id)
+        started_at = utc_now()
+        log.info("%s: reading %d messages", run_id, sum(r.size for r in ranges))
+        _beam_pipeline(settings, [r for r in ranges if r.size], store, run_id)
+        quarantine_files = _tally(result, store, run_id, ranges)
+        _check_quality(result, store, run_id)
+        result.manifest = store.commit(
+            {
+                "run_id": run_id,
+                "sequence": int(run_id.split("-")[1]),
+                "started_at": started_at,
+                "offsets": [
+                    {
+                        "feed": r.feed,
+                        "topic": r.topic,
+                        "partition": r.partition,
+                        "start": r.start,
+                        "end": r.end,
+                    }
+                    for r in ranges
+                ],
+                "feeds": {
+                    feed: {
+                        "planned": s.planned,
+                        "staged": s.staged,
+                        "quarantined": s.quarantined,
+                        "files": s.files,
+                    }
+                    for feed, s in sorted(result.feeds.items())
+                },
+                "quarantine": {
+                    "by_reason": result.quarantine_by_reason,
+                    "files": [store.relative(f) for f in quarantine_files],
+                },
+                "quality": {"report": result.quality_report, "failures": result.quality_failures},
+            }
+        )
+        result.seconds = time.monotonic() - started
+        return result
+
+
+def run(argv: list[str] | None = None) -> IngestResult:
+    """Beam-style entry point: our flags, everything else goes to the runner."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (the run store)")
+    parser.add_argument("--runner", default="FnApiRunner")
+    known, pipeline_args = parser.parse_known_args(argv)
+    return run_ingest(
+        IngestSettings(
+            bootstrap=known.bootstrap, out=known.out, runner=known.runner, pipeline_args=tuple(pipeline_args)
+        )
+    )
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    outcome = run(sys.argv[1:])
+    print(outcome.run_id or "nothing new")

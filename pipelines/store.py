@@ -1,0 +1,168 @@
+"""Where a run's output lives, and how it is committed.
+
+One place decides paths. A run writes everything under ``runs/<run_id>/``; it becomes visible only when its
+manifest is written, last and atomically, to ``manifests/<run_id>.json``. The manifest lists the files and
+the Kafka offsets the run covered, so output and offsets commit together: readers (and the next run) look
+at manifests only, and a run that died half-way leaves nothing anyone reads. ``LATEST`` names the newest
+committed run for people and tools that want a stable pointer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MANIFEST_VERSION = 1
+
+
+class StoreLockedError(RuntimeError):
+    pass
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a small file so that readers see the old content or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """The output directory of the pipeline (``--out``)."""
+
+    root: Path
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.root / "rejected"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def staging_prefix(self, run_id: str, feed: str) -> Path:
+        return self.run_dir(run_id) / "staging" / feed / "part"
+
+    def quarantine_prefix(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "quarantine" / "part"
+
+    def quality_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "dq"
+
+    # -- reading committed state ---------------------------------------------------------------------
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Committed runs, oldest first."""
+        if not self.manifests_dir.is_dir():
+            return []
+        return [
+            json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted(self.manifests_dir.glob("run-*.json"))
+        ]
+
+    def latest_manifest(self) -> dict[str, Any] | None:
+        manifests = self.manifests()
+        return manifests[-1] if manifests else None
+
+    def committed_offsets(self) -> dict[tuple[str, int], int]:
+        """Next offset to read per (topic, partition): the end of the last committed range."""
+        offsets: dict[tuple[str, int], int] = {}
+        for manifest in self.manifests():
+            for entry in manifest["offsets"]:
+                key = (entry["topic"], entry["partition"])
+                offsets[key] = max(offsets.get(key, 0), entry["end"])
+        return offsets
+
+    def committed_files(self, feed: str | None = None, kind: str = "staging") -> list[Path]:
+        """Files of all committed runs, for one feed's staging or for the quarantine."""
+        files = []
+        for manifest in self.manifests():
+            if kind == "staging":
+                names = (
+                    manifest["feeds"].get(feed, {}).get("files", [])
+                    if feed
+                    else [f for stats in manifest["feeds"].values() for f in stats["files"]]
+                )
+            else:
+                names = manifest["quarantine"]["files"]
+            files += [self.root / name for name in names]
+        return files
+
+    def next_run_id(self) -> str:
+        latest = self.latest_manifest()
+        return f"run-{(latest['sequence'] + 1) if latest else 1:06d}"
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer at a time per output directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreLockedError(f"another run is writing to {self.root}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def discard_uncommitted(self) -> list[str]:
+        """Remove run folders that never got a manifest (a crash or a blocked run); keep their DQ reports."""
+        committed = {path.stem for path in self.manifests_dir.glob("run-*.json")}
+        discarded = []
+        if not self.runs_dir.is_dir():
+            return discarded
+        for run_dir in sorted(self.runs_dir.iterdir()):
+            if run_dir.name in committed:
+                continue
+            quality = run_dir / "dq"
+            if quality.is_dir() and any(quality.iterdir()):
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                self.rejected_dir.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(quality), self.rejected_dir / f"{run_dir.name}-{stamp}")
+            shutil.rmtree(run_dir)
+            discarded.append(run_dir.name)
+        return discarded
+
+    def relative(self, path: Path) -> str:
+        return path.resolve().relative_to(self.root.resolve()).as_posix()
+
+    def commit(self, manifest: dict[str, Any]) -> Path:
+        """Publish a run: its manifest is the commit point, ``LATEST`` follows."""
+        self.manifests_dir.mkdir(parents=True, exist_ok=True)
+        manifest = {"manifest_version": MANIFEST_VERSION, **manifest, "committed_at": utc_now()}
+        path = self.manifests_dir / f"{manifest['run_id']}.json"
+        if path.exists():
+            raise FileExistsError(f"{path} is already committed")
+        write_atomically(path, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+        write_atomically(self.root / "LATEST", manifest["run_id"] + "\n")
+        return path
