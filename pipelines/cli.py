@@ -1,0 +1,181 @@
+"""The ``unitfusion`` command: sample data, the embedded broker, loading feeds, and pipeline runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipelines.config import DEFAULT_RUNNER, IngestSettings, default_topics
+from pipelines.contracts import contract, feed_names, load_contracts
+from pipelines.pii import HMAC_KEY_ENV
+
+console = Console()
+DEMO_MARKER = ".unitfusion-demo"
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress of the pipeline's parts.")
+def main(verbose: bool) -> None:
+    """unitfusion: fuse departmental feeds into a deduplicated register of business units."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if not verbose:
+        for noisy in ("kafka", "apache_beam", "great_expectations"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@main.command()
+@click.option("--units", default=2000, show_default=True, help="Number of true business units.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+def generate(units: int, seed: int, out_dir: Path) -> None:
+    """Write sample feeds (one JSONL per feed) and their ground truth."""
+    from pipelines.generate import generate as generate_feeds
+
+    summary = generate_feeds(units=units, seed=seed, out_dir=out_dir)
+    for feed, count in summary.counts.items():
+        console.print(f"{feed:>16}: {count:>8} records")
+    console.print(f"written to {out_dir}")
+
+
+@main.command()
+@click.option("--port", default=9092, show_default=True)
+def broker(port: int) -> None:
+    """Run the embedded Kafka-protocol broker on 127.0.0.1 in the foreground (Ctrl-C stops it)."""
+    from pipelines.kafka import EmbeddedBroker
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedBroker(port=port) as running:
+        console.print(f"broker ready on {running.bootstrap} (pid {running.pid}); in-memory, Ctrl-C stops it")
+        stop.wait()
+        console.print("stopping broker")
+
+
+def _produce_file(
+    bootstrap: str, topic: str, path: Path, extra: list[tuple[bytes | None, bytes]] = ()
+) -> int:
+    from pipelines.kafka import jsonl_messages, produce_messages
+
+    with path.open("rb") as handle:
+        total = sum(1 for line in handle if line.strip()) + len(extra)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"{path.name} → {topic}", total=total)
+        messages = [*jsonl_messages(path), *extra] if extra else jsonl_messages(path)
+        return produce_messages(bootstrap, topic, messages, on_sent=lambda n: progress.advance(task, n))
+
+
+@main.command()
+@click.option("--bootstrap", required=True, help="HOST:PORT of the Kafka cluster.")
+@click.option("--feed", type=click.Choice(list(feed_names())), required=True)
+@click.option("--topic", help="Topic to write to (default: the feed's topic).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def produce(bootstrap: str, feed: str, topic: str | None, file: Path) -> None:
+    """Load a JSONL file into a feed's topic (key = record_id)."""
+    sent = _produce_file(bootstrap, topic or default_topics()[feed], file)
+    console.print(f"sent {sent} messages")
+
+
+def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
+    if result.run_id is None or not result.committed:
+        console.print("nothing new since the last committed run: no-op")
+        return
+    table = Table(title=f"ingest {result.run_id} ({result.seconds:.1f} s)")
+    for column in ("feed", "read", "staged", "quarantined"):
+        table.add_column(column, justify="left" if column == "feed" else "right")
+    for feed, stats in sorted(result.feeds.items()):
+        table.add_row(feed, str(stats.read), str(stats.staged), str(stats.quarantined))
+    console.print(table)
+    if result.quarantine_by_reason:
+        console.print(
+            "quarantined by reason: "
+            + ", ".join(f"{reason} {count}" for reason, count in result.quarantine_by_reason.items())
+        )
+    console.print(f"data-quality failures (warn): {len(result.quality_failures)}")
+    for failure in result.quality_failures:
+        console.print(f"  - {failure['message']}")
+    if result.quality_report:
+        console.print(f"data-quality report: {result.quality_report}")
+
+
+def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
+    from pipelines.ingest.job import run_ingest
+
+    result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner))
+    _print_ingest(result)
+    if result.committed:
+        console.print(f"output: {out.resolve()} (latest run in {out / 'LATEST'})")
+
+
+@main.command()
+@click.option("--bootstrap", required=True, help="HOST:PORT of the Kafka cluster.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Output directory (the run store)."
+)
+@click.option("--runner", default=DEFAULT_RUNNER, show_default=True, help="Beam runner.")
+def run(bootstrap: str, out: Path, runner: str) -> None:
+    """Run one pass over what the topics hold since the last run recorded in OUT."""
+    _run_pass(bootstrap, out, runner)
+
+
+def _demo_key(out: Path) -> None:
+    """The demo makes its own tokenisation key (kept beside its output) when none is configured."""
+    if os.environ.get(HMAC_KEY_ENV):
+        return
+    key_file = out / ".demo_hmac_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    os.environ[HMAC_KEY_ENV] = key_file.read_text().strip()
+
+
+def _fresh_demo_dir(out: Path) -> None:
+    """The embedded broker forgets everything when it stops, so each demo starts from an empty store."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).exists():
+            raise click.ClickException(f"{out} is not empty and not a demo directory; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("created by `unitfusion demo`; removed by the next demo run\n")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True)
+@click.option("--units", default=2000, show_default=True, help="Business units in the sample feeds.")
+@click.option("--seed", default=7, show_default=True)
+def demo(out: Path, units: int, seed: int) -> None:
+    """Start the embedded broker, load sample feeds (with some malformed messages), and run a full pass."""
+    from pipelines.generate import generate as generate_feeds
+    from pipelines.kafka import EmbeddedBroker
+    from pipelines.malformed import malformed_messages
+
+    _fresh_demo_dir(out)
+    _demo_key(out)
+    sample_dir = out / "sample"
+    console.print(f"generating {units} units (seed {seed}) into {sample_dir}")
+    generate_feeds(units=units, seed=seed, out_dir=sample_dir)
+    with EmbeddedBroker() as running:
+        console.print(f"embedded broker on {running.bootstrap}")
+        topics = default_topics()
+        for feed in load_contracts():
+            bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="demo")]
+            _produce_file(running.bootstrap, topics[feed], sample_dir / f"{feed}.jsonl", bad)
+        _run_pass(running.bootstrap, out, DEFAULT_RUNNER)
+
+
+if __name__ == "__main__":
+    main()
