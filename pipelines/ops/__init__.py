@@ -1,0 +1,1 @@
+"""Operating the pipeline from Airflow: task glue and failure notification."""
