@@ -94,9 +94,7 @@ class FeedContract:
     def staging_schema(self) -> pa.Schema:
         """Typed staging schema: contract fields, validity flags of checked codes, then Kafka metadata."""
         columns = [pa.field(f.name, f.arrow_type, nullable=not f.required) for f in self.fields]
-        columns += [
-            pa.field(f.validity_column, pa.bool_()) for f in self.fields if f.validity_column
-        ]
+        columns += [pa.field(f.validity_column, pa.bool_()) for f in self.fields if f.validity_column]
         return pa.schema(columns + list(STAGING_META_FIELDS))
 
 

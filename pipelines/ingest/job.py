@@ -12,6 +12,8 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ class IngestResult:
     quality_report: str | None = None
     manifest: Path | None = None
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def committed(self) -> bool:
@@ -148,6 +151,15 @@ def _check_quality(result: IngestResult, store: RunStore, run_id: str) -> None:
     raise_if_blocking(outcomes)
 
 
+@contextmanager
+def _timed(result: IngestResult, stage: str) -> Iterator[None]:
+    begun = time.monotonic()
+    try:
+        yield
+    finally:
+        result.timings[stage] = time.monotonic() - begun
+
+
 def run_ingest(settings: IngestSettings) -> IngestResult:
     """Read what the topics hold since the last committed run and commit it; with nothing new, do nothing."""
     load_key()  # refuse before touching anything if personal data could not be tokenised
@@ -165,10 +177,14 @@ def run_ingest(settings: IngestSettings) -> IngestResult:
 
         result = IngestResult(run_id=run_id)
         started_at = utc_now()
+        result.timings["plan"] = time.monotonic() - started
         log.info("%s: reading %d messages", run_id, sum(r.size for r in ranges))
-        _beam_pipeline(settings, [r for r in ranges if r.size], store, run_id)
-        quarantine_files = _tally(result, store, run_id, ranges)
-        _check_quality(result, store, run_id)
+        with _timed(result, "beam"):
+            _beam_pipeline(settings, [r for r in ranges if r.size], store, run_id)
+        with _timed(result, "tally"):
+            quarantine_files = _tally(result, store, run_id, ranges)
+        with _timed(result, "quality"):
+            _check_quality(result, store, run_id)
         result.manifest = store.commit(
             {
                 "run_id": run_id,
@@ -198,6 +214,7 @@ def run_ingest(settings: IngestSettings) -> IngestResult:
                     "files": [store.relative(f) for f in quarantine_files],
                 },
                 "quality": {"report": result.quality_report, "failures": result.quality_failures},
+                "timings_s": {name: round(seconds, 3) for name, seconds in result.timings.items()},
             }
         )
         result.seconds = time.monotonic() - started
