@@ -86,3 +86,22 @@ def is_valid_legacy_taxpayer_id(value: str | None) -> bool:
 def is_valid_taxpayer_id(value: str | None) -> bool:
     """A taxpayer id is either a USCC or a legacy 15-character number."""
     return is_valid_uscc(value) or is_valid_legacy_taxpayer_id(value)
+
+
+def uscc_parts(code: str | None) -> dict[str, str] | None:
+    """Registration authority, organisation type, division code and organisation code of a valid USCC."""
+    code = clean_code(code)
+    if not is_valid_uscc(code):
+        return None
+    return {"authority": code[0], "org_type": code[1], "division": code[2:8], "org_code": code[8:17]}
+
+
+def org_code_of(code: str | None) -> str | None:
+    """The 9-character organisation code inside a valid USCC or legacy 15-character taxpayer id: the link
+    between a taxpayer filing under its old number and its registration."""
+    code = clean_code(code)
+    if is_valid_uscc(code):
+        return code[8:17]
+    if is_valid_legacy_taxpayer_id(code):
+        return code[6:15]
+    return None

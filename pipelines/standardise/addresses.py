@@ -1,0 +1,60 @@
+"""Addresses split into division, township, road, number and the rest (building, floor, room)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipelines.standardise.regions import match_region
+from pipelines.standardise.text import fold
+
+_TOWNSHIP_RE = re.compile(r"^(?P<township>[^路号\d]{2,6}?(?:街道|镇|乡))")
+_ROAD_RE = re.compile(
+    r"^(?P<road>[^\d号]{1,14}?(?:大道|大街|路|街|巷|弄|胡同|道))(?P<number>\d+(?:-\d+)?)?(?:号)?"
+)
+_FLOOR_RE = re.compile(r"\d+(?:楼|层|F)(?=\d)|(?:楼|层)$")
+_ROOM_WORDS_RE = re.compile(r"[室房]")
+_BUILDING_RE = re.compile(r"(?:号楼|幢|栋|座)")
+
+
+@dataclass(frozen=True)
+class Address:
+    division_code: str | None
+    province: str | None
+    city: str | None
+    district: str | None
+    township: str | None
+    road: str | None
+    number: str | None
+    rest: str  # building / unit / room after folding, floors dropped, 室/房 removed
+
+    @property
+    def street_key(self) -> str | None:
+        """Road and number: what two records of one site share however they write the rest."""
+        return f"{self.road}{self.number}" if self.road and self.number else None
+
+
+def parse_address(text: str | None, hint: str | None = None) -> Address:
+    """Split an address; ``hint`` is a division code known from elsewhere in the record."""
+    folded = fold(text).replace("(", "").replace(")", "")
+    region = match_region(folded, hint)
+    rest = folded[region.end :]
+    township = None
+    if found := _TOWNSHIP_RE.match(rest):
+        township = found["township"]
+        rest = rest[found.end() :]
+    road = number = None
+    if found := _ROAD_RE.match(rest):
+        road, number = found["road"], found["number"]
+        rest = rest[found.end() :]
+    rest = _FLOOR_RE.sub("", _ROOM_WORDS_RE.sub("", _BUILDING_RE.sub("栋", rest))).strip("-,，")
+    return Address(
+        division_code=region.division_code,
+        province=region.province.name if region.province else None,
+        city=region.city.name if region.city else None,
+        district=region.district.name if region.district else None,
+        township=township,
+        road=road,
+        number=number,
+        rest=rest,
+    )

@@ -1,0 +1,100 @@
+"""Company and shop names split into region prefix, trade name (字号), industry, organisation form, branch."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipelines.standardise.regions import match_region
+from pipelines.standardise.text import fold, phonetic_key
+
+# Longest first, so 有限责任公司 wins over 有限公司.
+ORGANISATION_FORMS = tuple(
+    sorted(
+        (
+            "股份有限公司", "有限责任公司", "有限公司", "集团有限公司", "合伙企业", "个人独资企业",
+            "普通合伙", "有限合伙", "专业合作社", "公司", "厂", "店", "馆", "行", "部", "社", "中心",
+            "工作室", "经营部", "商行", "门市", "超市", "诊所", "事务所",
+        ),
+        key=len,
+        reverse=True,
+    )
+)  # fmt: skip
+# The same form written two ways in different feeds.
+FORM_CANONICAL = {"有限责任公司": "有限公司", "集团有限公司": "有限公司"}
+BRANCH_RE = re.compile(r"(?P<branch>[^公司]{0,8}(?:分公司|分店|门店|营业部|分厂|办事处|分部|经营部))$")
+INDUSTRY_WORDS = tuple(
+    sorted(
+        (
+            "科技", "信息技术", "网络科技", "电子商务", "贸易", "商贸", "进出口", "实业", "投资", "咨询",
+            "管理咨询", "餐饮管理", "餐饮", "酒店管理", "建筑工程", "建设工程", "装饰工程", "装饰设计",
+            "工程", "物流", "供应链", "运输", "服饰", "服装", "纺织", "食品", "农业", "生物科技",
+            "医疗器械", "医药", "文化传媒", "文化传播", "广告", "传媒", "教育科技", "培训", "健康管理",
+            "物业管理", "房地产开发", "房地产", "置业", "机械设备", "机械", "电子", "电器", "五金",
+            "汽车服务", "汽车销售", "汽车", "新材料", "材料", "化工", "环保科技", "环保", "能源", "印务",
+            "包装", "家具", "家居", "美容", "美发", "面馆", "小吃", "水果", "便利", "烟酒", "副食",
+            "日用品", "百货", "五金建材", "建材", "通讯", "软件", "数据", "智能科技", "人力资源",
+            "劳务", "保洁", "家政", "茶业", "茶叶", "酒业", "印刷", "设计", "网络", "技术", "服务",
+        ),
+        key=len,
+        reverse=True,
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CompanyName:
+    folded: str
+    region: str
+    trade_name: str
+    industry: str
+    organisation_form: str
+    branch: str
+
+    @property
+    def core(self) -> str:
+        """The name without region prefix and with one spelling of the organisation form: what two
+        spellings of one registered name share."""
+        return f"{self.trade_name}{self.industry}{self.organisation_form}{self.branch}"
+
+    @property
+    def trade_name_phonetic(self) -> str:
+        return phonetic_key(self.trade_name)
+
+
+def _strip_bracketed_region(text: str) -> tuple[str, str]:
+    """Names like 某某(杭州)科技有限公司 carry their region in brackets."""
+    found = re.search(r"\(([^()]{2,10})\)", text)
+    if found and (found.group(1) == "中国" or match_region(found.group(1)).end == len(found.group(1))):
+        return text[: found.start()] + text[found.end() :], found.group(1)
+    return text, ""
+
+
+def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName:
+    folded = fold(name)
+    text, bracket_region = _strip_bracketed_region(folded)
+    branch = ""
+    if (found := BRANCH_RE.search(text)) and found.start() > 0:
+        branch, text = found["branch"], text[: found.start()]
+    form = next((f for f in ORGANISATION_FORMS if text.endswith(f) and len(text) > len(f)), "")
+    text = text[: len(text) - len(form)] if form else text
+    region_match = match_region(text, hint, strict_short=True)
+    if region_match.end and len(text) - region_match.end >= 2:
+        region, text = text[: region_match.end], text[region_match.end :]
+    else:
+        region = ""
+    industry = ""
+    for start in range(min(2, len(text)), len(text)):  # a trade name has at least two characters
+        word = next((w for w in INDUSTRY_WORDS if text.startswith(w, start)), None)
+        if word:
+            industry = text[start:]
+            text = text[:start]
+            break
+    return CompanyName(
+        folded=folded,
+        region=region or bracket_region,
+        trade_name=text,
+        industry=industry,
+        organisation_form=FORM_CANONICAL.get(form, form),
+        branch=branch,
+    )
