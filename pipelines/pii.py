@@ -16,6 +16,7 @@ import re
 import unicodedata
 
 from pipelines.standardise.codes import clean_id_number
+from pipelines.standardise.phones import normalise_phone
 
 HMAC_KEY_ENV = "UNITFUSION_HMAC_KEY"
 TOKEN_PREFIX = "t1_"
@@ -40,16 +41,6 @@ def load_key(env: dict[str, str] | os._Environ[str] = os.environ) -> bytes:
             "'unitfusion_hmac'."
         )
     return value.encode()
-
-
-def normalise_phone(value: str) -> str:
-    """Digits of a phone number without the +86/0086 country prefix."""
-    digits = "".join(ch for ch in unicodedata.normalize("NFKC", value) if ch.isdigit())
-    for prefix in ("0086", "86"):
-        if digits.startswith(prefix) and len(digits) - len(prefix) in (11, 10, 12):
-            digits = digits[len(prefix) :]
-            break
-    return digits
 
 
 def normalise_person_name(value: str) -> str:

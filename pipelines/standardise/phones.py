@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
-from pipelines.pii import normalise_phone
 
 _MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 # Area codes: 010 and 02x are three digits, the others four.
 _LANDLINE_RE = re.compile(r"^(?P<area>0(?:10|2\d|[3-9]\d{2}))(?P<local>[2-9]\d{6,7})$")
+
+
+def normalise_phone(value: str) -> str:
+    """Digits of a phone number without the +86/0086 country prefix."""
+    digits = "".join(ch for ch in unicodedata.normalize("NFKC", value) if ch.isdigit())
+    for prefix in ("0086", "86"):
+        if digits.startswith(prefix) and len(digits) - len(prefix) in (11, 10, 12):
+            digits = digits[len(prefix) :]
+            break
+    return digits
 
 
 @dataclass(frozen=True)
