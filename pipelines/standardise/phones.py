@@ -6,7 +6,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-
 _MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 # Area codes: 010 and 02x are three digits, the others four.
 _LANDLINE_RE = re.compile(r"^(?P<area>0(?:10|2\d|[3-9]\d{2}))(?P<local>[2-9]\d{6,7})$")
