@@ -42,12 +42,19 @@ def test_company_name_parts(name, region, trade, industry, form, branch):
 def test_name_variants_share_their_core():
     variants = ["杭州汇丰科技有限公司", "汇丰科技有限责任公司", "杭州滙豐科技有限公司", "汇丰 科技有限公司"]
     assert {parse_company_name(v).core for v in variants} == {"汇丰科技有限公司"}
-    assert parse_company_name("汇丰科技有限公司滨江分公司").core != parse_company_name("汇丰科技有限公司").core
+    assert (
+        parse_company_name("汇丰科技有限公司滨江分公司").core != parse_company_name("汇丰科技有限公司").core
+    )
 
 
 def test_address_parts():
     full = parse_address("浙江省杭州市西湖区文新街道文三路90号东部软件园3号楼5层501室")
-    assert (full.division_code, full.township, full.road, full.number) == ("330106", "文新街道", "文三路", "90")
+    assert (full.division_code, full.township, full.road, full.number) == (
+        "330106",
+        "文新街道",
+        "文三路",
+        "90",
+    )
     assert full.rest == "东部软件园3栋501"
     short = parse_address("西湖区文三路９０号3幢501", hint="330106")
     assert (short.division_code, short.street_key) == ("330106", full.street_key)
