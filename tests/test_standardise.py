@@ -95,3 +95,14 @@ def test_uscc_parts_and_legacy_taxpayer_link():
     assert uscc_parts("91110000100006485X") is None
     assert org_code_of("91110000100006485K") == org_code_of("110000100006485") == "100006485"
     assert org_code_of("110000100006486") is None
+
+
+def test_sql_string_distances_count_characters_not_bytes():
+    import duckdb
+
+    from pipelines.resolve.udfs import register_duckdb
+
+    con = duckdb.connect()
+    register_duckdb(con)
+    row = con.sql("select uf_char_levenshtein('北京','北景'), levenshtein('北京','北景')").fetchone()
+    assert row == (1, 3)  # DuckDB's own function counts UTF-8 bytes
