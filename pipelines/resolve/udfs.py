@@ -1,9 +1,9 @@
 """Character-level string similarity for SQL backends.
 
 DuckDB's built-in ``levenshtein`` and ``jaro_winkler`` compare UTF-8 *bytes*
-(``levenshtein('北京','北景')`` is 3), which is wrong for Chinese. These functions compare characters (rapidfuzz), vectorised over Arrow batches,
-and are registered under the same names on every backend the model runs on, so one Splink settings file
-serves DuckDB and Spark alike.
+(``levenshtein('北京','北景')`` is 3), which is wrong for Chinese. These functions compare characters
+(rapidfuzz), vectorised over Arrow batches, and are registered under the same names on every backend the
+model runs on, so one Splink settings file serves DuckDB and Spark alike.
 """
 
 from __future__ import annotations
