@@ -1,6 +1,6 @@
 """Feed contracts: the one place where feed fields and their types are defined.
 
-Each feed has a JSON file in ``schemas/``. Parsing, the staging Parquet schema, the quarantine check and
+Each feed has a JSON file in ``schemas/feeds/``. Parsing, the staging Parquet schema, the quarantine check and
 the docs all derive from it. A field may carry a ``kind`` (what the value means: ``uscc``, ``id_number``,
 ``phone``, ``person_name``, ``taxpayer_id``) and ``personal: true`` (replaced by a keyed token at import).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "feeds"
 
 FIELD_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
