@@ -123,3 +123,33 @@ def contract(feed: str) -> FeedContract:
         return load_contracts()[feed]
     except KeyError:
         raise KeyError(f"unknown feed {feed!r}; known feeds: {', '.join(load_contracts())}") from None
+
+
+# -- Output tables and the verdict file: documented in schemas/outputs/ and schemas/verdict.json ----------
+
+_TABLE_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "list<string>": pa.list_(pa.string()),
+    "list<float64>": pa.list_(pa.float64()),
+}
+
+
+def _table_schema(path: Path) -> pa.Schema:
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    return pa.schema([pa.field(f["name"], _TABLE_TYPES[f["type"]]) for f in spec["fields"]])
+
+
+@cache
+def output_schema(table: str) -> pa.Schema:
+    """Arrow schema of a register table (register, links, review, lineage)."""
+    return _table_schema(SCHEMAS_DIR.parent / "outputs" / f"{table}.json")
+
+
+@cache
+def verdict_schema() -> pa.Schema:
+    return _table_schema(SCHEMAS_DIR.parent / "verdict.json")
