@@ -87,7 +87,9 @@ def unit_settings() -> SettingsCreator:
             cl.ExactMatch("branch_key"),
             cl.ExactMatch("district_code"),
             _street(),
-            cl.DistanceFunctionAtThresholds("address_rest", CHAR_LEVENSHTEIN, [1], higher_is_more_similar=False),
+            cl.DistanceFunctionAtThresholds(
+                "address_rest", CHAR_LEVENSHTEIN, [1], higher_is_more_similar=False
+            ),
             cl.ExactMatch("phone"),
             cl.ExactMatch("legal_rep_name"),
         ],
