@@ -18,7 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MANIFEST_VERSION = 1
 
@@ -75,6 +78,51 @@ class RunStore:
 
     def quality_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "dq"
+
+    @property
+    def verdicts_dir(self) -> Path:
+        return self.root / "verdicts"
+
+    @property
+    def register_dir(self) -> Path:
+        return self.root / "register"
+
+    @property
+    def register_latest_link(self) -> Path:
+        """The stable path BI tools read: always a complete register (``register/latest/<table>.parquet``)."""
+        return self.register_dir / "latest"
+
+    def register_latest(self) -> Path | None:
+        link = self.register_latest_link
+        return link.resolve() if link.exists() else None
+
+    def register_run_dir(self, run_id: str) -> Path:
+        return self.register_dir / "runs" / run_id
+
+    def land_register(self, run_id: str, tables: dict[str, pa.Table], meta: dict[str, Any]) -> Path:
+        """Write a run's register tables to a hidden folder, rename it into place, then point ``latest``
+        at it. Each run's output is immutable; readers of ``latest`` see the old run or the new one."""
+        import pyarrow.parquet as pq
+
+        final = self.register_run_dir(run_id)
+        if final.exists():
+            raise FileExistsError(f"register of {run_id} already landed at {final}")
+        staging = final.with_name(f".{run_id}.partial")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        for name, table in tables.items():
+            pq.write_table(table, staging / f"{name}.parquet")
+        (staging / "_meta.json").write_text(
+            json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n"
+        )
+        os.replace(staging, final)
+        pointer = self.register_dir / ".latest.tmp"
+        if pointer.is_symlink() or pointer.exists():
+            pointer.unlink()
+        pointer.symlink_to(final.relative_to(self.register_dir), target_is_directory=True)
+        os.replace(pointer, self.register_latest_link)
+        return final
 
     # -- reading committed state ---------------------------------------------------------------------
 
