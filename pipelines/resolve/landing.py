@@ -1,0 +1,81 @@
+"""When to resolve, and landing the result: a new register whenever its inputs changed.
+
+Inputs of a register: the committed ingest runs, the township verdicts and the model. A register run records
+a fingerprint of all three; a pass with nothing new in any of them lands nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.resolve.job import ResolveResult, ResolveSettings, resolve
+from pipelines.resolve.model import MODEL_PATH, model_version
+from pipelines.store import RunStore, utc_now
+
+
+@dataclass
+class Landed:
+    result: ResolveResult
+    path: Path
+    seconds: float
+
+
+def inputs_fingerprint(store: RunStore, model_path: Path = MODEL_PATH) -> dict[str, str | None]:
+    latest = store.latest_manifest()
+    digest = hashlib.sha256()
+    if store.verdicts_dir.is_dir():
+        for path in sorted(store.verdicts_dir.iterdir()):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {
+        "ingest_run": latest["run_id"] if latest else None,
+        "verdicts": digest.hexdigest()[:16],
+        "model_version": model_version(model_path),
+    }
+
+
+def _latest_meta(store: RunStore) -> dict | None:
+    latest = store.register_latest()
+    if latest is None:
+        return None
+    return json.loads((latest / "_meta.json").read_text(encoding="utf-8"))
+
+
+def next_register_run_id(store: RunStore) -> str:
+    runs = store.register_dir / "runs"
+    done = [p.name for p in runs.iterdir() if p.name.startswith("reg-")] if runs.is_dir() else []
+    return f"reg-{len(done) + 1:06d}"
+
+
+def resolve_and_land(
+    store: RunStore,
+    settings: ResolveSettings | None = None,
+    model_path: Path = MODEL_PATH,
+    force: bool = False,
+) -> Landed | None:
+    """Resolve and land a new register if its inputs changed since the latest one (or ``force``)."""
+    with store.lock():
+        fingerprint = inputs_fingerprint(store, model_path)
+        if fingerprint["ingest_run"] is None:
+            return None
+        previous = _latest_meta(store)
+        if not force and previous and previous.get("inputs") == fingerprint:
+            return None
+        begun = time.monotonic()
+        run_id = next_register_run_id(store)
+        result = resolve(store, run_id, settings, model_path)
+        meta = {
+            "run_id": run_id,
+            "inputs": fingerprint,
+            "model_version": result.model_version,
+            "created_at": utc_now(),
+            "counts": {name: table.num_rows for name, table in result.tables.items()},
+            "timings_s": result.timings,
+            "refused_joins": result.refused_joins,
+            "predicted_pairs": result.predicted_pairs,
+        }
+        path = store.land_register(run_id, result.tables, meta)
+        return Landed(result, path, time.monotonic() - begun)
