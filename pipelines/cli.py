@@ -112,13 +112,36 @@ def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
         console.print(f"data-quality report: {result.quality_report}")
 
 
+def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
+    if landed is None:
+        console.print("register: inputs unchanged, nothing to resolve")
+        return
+    tables = landed.result.tables
+    register = tables["register"].to_pandas()
+    links = tables["links"].to_pandas()
+    console.print(
+        f"register {landed.result.run_id} ({landed.seconds:.1f} s, model {landed.result.model_version}): "
+        f"{len(register)} units, {len(links)} links, {tables['review'].num_rows} review items, "
+        f"{tables['lineage'].num_rows} lineage events"
+    )
+    console.print(
+        "links by method: " + ", ".join(f"{k} {v}" for k, v in links["matched_by"].value_counts().items())
+    )
+    flags = ("unregistered", "multi_licence", "multi_meter", "ecommerce_candidate", "zombie_candidate")
+    console.print("flags: " + ", ".join(f"{flag} {int(register[flag].sum())}" for flag in flags))
+    console.print(f"register: {landed.path.parent.parent / 'latest'}")
+
+
 def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     from pipelines.ingest.job import run_ingest
+    from pipelines.resolve.landing import resolve_and_land
+    from pipelines.store import RunStore
 
     result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner))
     _print_ingest(result)
     if result.committed:
-        console.print(f"output: {out.resolve()} (latest run in {out / 'LATEST'})")
+        console.print(f"staging: {out.resolve()} (latest run in {out / 'LATEST'})")
+    _print_register(resolve_and_land(RunStore(out)))
 
 
 @main.command()
@@ -130,6 +153,47 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
 def run(bootstrap: str, out: Path, runner: str) -> None:
     """Run one pass over what the topics hold since the last run recorded in OUT."""
     _run_pass(bootstrap, out, runner)
+
+
+@main.command()
+@click.option(
+    "--out", type=click.Path(path_type=Path, exists=True), required=True, help="A run store with staging."
+)
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="Where to write the model JSON.")
+@click.option("--max-pairs", default=5e6, show_default=True, help="Random pairs for u estimation.")
+def train(out: Path, model: Path | None, max_pairs: float) -> None:
+    """Estimate the linkage model (u by random sampling, m by EM) from a run store's staging."""
+    from pipelines.resolve.entities import entity_frame
+    from pipelines.resolve.model import MODEL_PATH, blocking_pair_counts, model_version
+    from pipelines.resolve.model import train as train_model
+    from pipelines.store import RunStore
+
+    entities = entity_frame(RunStore(out))
+    console.print(f"{len(entities)} entities; comparisons per blocking rule:")
+    for rule, count in blocking_pair_counts(entities).items():
+        console.print(f"  {count:>10}  {rule}")
+    path = train_model(entities, model or MODEL_PATH, max_pairs=max_pairs)
+    console.print(f"model written to {path} ({model_version(path)})")
+
+
+@main.group()
+def verdicts() -> None:
+    """Township verdicts (schemas/verdict.json)."""
+
+
+@verdicts.command("add")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run store.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def verdicts_add(out: Path, file: Path) -> None:
+    """Check a verdict file and keep it in the run store; the next run applies it, and every run after."""
+    from pipelines.resolve.verdicts import VerdictError, add_verdict_file
+    from pipelines.store import RunStore
+
+    try:
+        count = add_verdict_file(file, RunStore(out).verdicts_dir)
+    except VerdictError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(f"{count} verdicts from {file.name} kept; they apply from the next run")
 
 
 def _demo_key(out: Path) -> None:

@@ -13,14 +13,17 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
+from pipelines.resolve.inputs import latest_records
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
 from pipelines.standardise.names import CompanyName, parse_company_name
 from pipelines.standardise.phones import parse_phone
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
+from pipelines.store import RunStore
 
 
 @dataclass
@@ -211,3 +214,9 @@ BUILDERS: dict[str, Callable[[pa.Table], list[Entity]]] = {
     "utility": utility_entities,
     "waybill": waybill_entities,
 }
+
+
+def entity_frame(store: RunStore) -> pd.DataFrame:
+    """All entities of a run store's committed staging, as the model's input frame."""
+    rows = [e.as_row() for feed, build in BUILDERS.items() for e in build(latest_records(store, feed))]
+    return pd.DataFrame(rows)
