@@ -1,0 +1,142 @@
+"""Accuracy, speed and memory of resolution against ground truth, beside the naive Splink baseline.
+
+    .venv/bin/python benchmarks/resolution_accuracy.py --units 20000 --seeds 1 2 3
+
+For each seed: generate feeds, load them into the embedded broker, ingest, then resolve in a child process
+(ours, then the baseline) so that each one's wall time and peak memory are its own. Prints one JSON line per
+seed and method: B-cubed and pairwise precision/recall/F1, false merges of distinct valid USCCs, records,
+seconds and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from pipelines.config import IngestSettings, default_topics
+from pipelines.contracts import load_contracts
+from pipelines.generate import generate
+from pipelines.ingest.job import run_ingest
+from pipelines.kafka import EmbeddedBroker, jsonl_messages, produce_messages
+from pipelines.pii import HMAC_KEY_ENV
+from pipelines.resolve.evaluation import bcubed, pairwise
+from pipelines.standardise.codes import is_valid_uscc
+from pipelines.store import RunStore
+
+KEY = "benchmark-key-0123456789"
+
+
+def child(method: str, store_dir: Path, out_file: Path) -> None:
+    """Run one resolver and write record → cluster as JSON (runs in its own process)."""
+    store = RunStore(store_dir)
+    begun = time.monotonic()
+    if method == "ours":
+        from pipelines.resolve.job import resolve
+
+        result = resolve(store, "bench")
+        links = result.tables["links"].to_pylist()
+        clusters = {f"{r['feed']}/{r['record_id']}": r["unit_id"] for r in links}
+        extra = {"timings_s": result.timings, "refused_joins": result.refused_joins}
+    else:
+        from benchmarks.baseline import baseline_clusters
+
+        clusters = baseline_clusters(store)
+        extra = {}
+    seconds = time.monotonic() - begun
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out_file.write_text(json.dumps({"clusters": clusters, "seconds": seconds, "peak_rss_mib": peak, **extra}))
+
+
+def false_uscc_merges(clusters: dict[str, str], uscc_of: dict[str, str]) -> int:
+    """Clusters holding more than one distinct valid USCC (counted as extra USCCs per cluster)."""
+    codes: dict[str, set[str]] = defaultdict(set)
+    for record, cluster in clusters.items():
+        if record in uscc_of:
+            codes[cluster].add(uscc_of[record])
+    return sum(len(c) - 1 for c in codes.values() if len(c) > 1)
+
+
+def measure(seed: int, units: int, broker: EmbeddedBroker, work: Path) -> list[dict]:
+    sample, store_dir = work / f"sample-{seed}", work / f"store-{seed}"
+    generate(units=units, seed=seed, out_dir=sample)
+    prefix = f"bench{seed}."
+    topics = default_topics(prefix)
+    for feed in load_contracts():
+        produce_messages(broker.bootstrap, topics[feed], jsonl_messages(sample / f"{feed}.jsonl"))
+    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=store_dir, topics=topics))
+
+    truth = {}
+    for line in (sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        truth[f"{row['feed']}/{row['record_id']}"] = row["unit_id"]
+    uscc_of = {}
+    for feed, field in (("registration", "uscc"), ("tax", "taxpayer_id"), ("utility", "uscc")):
+        for line in (sample / f"{feed}.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if is_valid_uscc(row.get(field)):
+                uscc_of[f"{feed}/{row['record_id']}"] = row[field].strip().upper()
+
+    lines = []
+    for method in ("ours", "baseline"):
+        out_file = work / f"{method}-{seed}.json"
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                method,
+                "--store",
+                str(store_dir),
+                "--result",
+                str(out_file),
+            ],
+            check=True,
+            env={**os.environ, HMAC_KEY_ENV: KEY},
+        )
+        found = json.loads(out_file.read_text())
+        clusters = {record: found["clusters"].get(record) for record in truth}
+        lines.append(
+            {
+                "seed": seed,
+                "method": method,
+                "records": len(truth),
+                "bcubed": bcubed(truth, clusters).as_dict(),
+                "pairwise": pairwise(truth, clusters).as_dict(),
+                "false_uscc_merges": false_uscc_merges({r: c for r, c in clusters.items() if c}, uscc_of),
+                "resolve_s": round(found["seconds"], 1),
+                "peak_rss_mib": round(found["peak_rss_mib"]),
+                **{k: v for k, v in found.items() if k in ("timings_s", "refused_joins")},
+            }
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", type=int, default=20_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.store, args.result)
+        return
+    os.environ[HMAC_KEY_ENV] = KEY
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        for seed in args.seeds:
+            for line in measure(seed, args.units, broker, Path(tmp)):
+                print(json.dumps(line, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
