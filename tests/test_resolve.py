@@ -1,0 +1,157 @@
+"""Resolution on hand-made staging: the USCC constraint, person links, verdicts, stable ids, atomic landing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.pii import Tokeniser
+from pipelines.resolve.landing import resolve_and_land
+from pipelines.standardise.codes import make_uscc
+from pipelines.store import RunStore
+from tests.staging import commit_rows
+
+TOKENS = Tokeniser(b"resolve-test-key-0123")
+REP = TOKENS.token("id_number", "330106198001011234")
+PARENT = make_uscc("9", "1", "330106", "MA2H1001")
+BRANCH = make_uscc("9", "1", "330108", "MA2H1002")
+WHEN = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def _registrations():
+    return [
+        {"record_id": "R1", "uscc": PARENT, "name": "杭州汇丰科技有限公司", "address": "浙江省杭州市西湖区文三路90号501室",
+         "phone": "0571-88889999", "legal_rep_name": "张伟", "legal_rep_id": REP, "division_code": "330106",
+         "entity_type": "有限责任公司", "status": "存续", "updated_at": WHEN},
+        {"record_id": "R2", "uscc": BRANCH, "name": "杭州汇丰科技有限公司滨江分公司", "address": "杭州市滨江区江南大道100号",
+         "phone": "0571-88889999", "legal_rep_name": "张伟", "legal_rep_id": REP, "division_code": "330108",
+         "entity_type": "分公司", "status": "存续", "updated_at": WHEN},
+        {"record_id": "R3", "uscc": make_uscc("9", "1", "330105", "MA2H1003"), "name": "杭州明辉餐饮管理有限公司",
+         "address": "杭州市拱墅区湖墅南路100号", "phone": "13900001111", "legal_rep_name": "李娜",
+         "division_code": "330105", "status": "存续", "updated_at": WHEN},
+    ]  # fmt: skip
+
+
+def _tax(period: str, record_id: str):
+    legacy = "330106" + PARENT[8:17]  # the old 15-character taxpayer id of the parent
+    return {"record_id": record_id, "taxpayer_id": legacy, "taxpayer_name": "杭州汇丰科技有限责任公司",
+            "address": "西湖区文三路90号", "period": period, "tax_paid": 1200.0, "taxpayer_status": "正常",
+            "tax_office": "国家税务总局杭州市西湖区税务局", "updated_at": WHEN}  # fmt: skip
+
+
+def _staging():
+    return {
+        "registration": _registrations(),
+        "tax": [_tax("2026-08", "T1"), _tax("2026-09", "T2")],
+        "utility": [
+            {"record_id": "E1", "account_no": "3301001", "account_name": "杭州汇丰科技有限公司", "meter_no": "M1",
+             "address": "杭州市西湖区文三路90号501", "phone": "0571-88889999", "customer_class": "一般工商业",
+             "period": "2026-09", "kwh": 3000.0, "updated_at": WHEN},
+            {"record_id": "E2", "account_no": "3301001", "account_name": "杭州汇丰科技有限公司", "meter_no": "M2",
+             "address": "杭州市西湖区文三路90号501", "phone": "0571-88889999", "customer_class": "一般工商业",
+             "period": "2026-09", "kwh": 200.0, "updated_at": WHEN},
+        ],
+        "waybill": [
+            {"record_id": "W1", "carrier": "顺丰", "sender_name": "王芳", "sender_phone": TOKENS.token("phone", "13700001111"),
+             "sender_address": "杭州市西湖区某小区1幢", "shipped_at": WHEN, "parcel_count": 1},
+        ],
+        "nucleic_contact": [
+            {"record_id": "N1", "person_name": TOKENS.token("person_name", "张伟"), "id_number": REP,
+             "work_unit": "杭州汇丰科技有限公司", "sampled_at": WHEN},
+            {"record_id": "N2", "person_name": TOKENS.token("person_name", "赵六"),
+             "id_number": TOKENS.token("id_number", "330106199001011234"), "work_unit": "明辉餐饮管理有限公司",
+             "sampled_at": WHEN},
+            {"record_id": "N3", "person_name": TOKENS.token("person_name", "孙七"),
+             "id_number": TOKENS.token("id_number", "330106199101011234"), "work_unit": "某某个人", "sampled_at": WHEN},
+        ],
+    }  # fmt: skip
+
+
+def _links(path):
+    table = pq.read_table(path / "links.parquet").to_pylist()
+    return {(r["feed"], r["record_id"]): r for r in table}
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, _staging())
+    return store
+
+
+def test_siblings_stay_apart_and_evidence_attaches_to_the_right_unit(store):
+    landed = resolve_and_land(store)
+    links = _links(landed.path)
+    unit = {key: row["unit_id"] for key, row in links.items()}
+    assert unit[("registration", "R1")] != unit[("registration", "R2")]  # same phone and rep, two USCCs
+    assert unit[("tax", "T1")] == unit[("tax", "T2")] == unit[("registration", "R1")]
+    assert links[("tax", "T1")]["matched_by"] == "org_code"
+    assert unit[("utility", "E1")] == unit[("registration", "R1")]
+    assert links[("utility", "E1")]["matched_by"] == "model"
+    assert links[("utility", "E1")]["field_weights"]  # a reviewer can see why
+    assert ("waybill", "W1") not in links  # a private sender belongs to no unit
+    # The rep of two units: the work unit decides; an employee links through the work unit name.
+    assert unit[("nucleic_contact", "N1")] == unit[("registration", "R1")]
+    assert links[("nucleic_contact", "N1")]["matched_by"] == "legal_rep"
+    assert unit[("nucleic_contact", "N2")] == unit[("registration", "R3")]
+    assert links[("nucleic_contact", "N2")]["matched_by"] == "work_unit"
+    assert ("nucleic_contact", "N3") not in links
+    register = {r["unit_id"]: r for r in pq.read_table(landed.path / "register.parquet").to_pylist()}
+    parent = register[unit[("registration", "R1")]]
+    assert parent["multi_meter"] and parent["tax_active"] and parent["power_active"]
+    assert parent["name"] == "杭州汇丰科技有限公司" and parent["uscc"] == PARENT
+    assert "330106198001011234" not in str(register) + str(links)
+
+
+def test_ids_stay_stable_when_new_data_arrives_and_nothing_new_is_a_noop(store):
+    first = _links(resolve_and_land(store).path)
+    assert resolve_and_land(store) is None  # inputs unchanged
+    commit_rows(store, {"tax": [_tax("2026-10", "T3")]})
+    second_path = resolve_and_land(store).path
+    second = _links(second_path)
+    assert {k: v["unit_id"] for k, v in first.items()} == {
+        k: v["unit_id"] for k, v in second.items() if k in first
+    }
+    assert second[("tax", "T3")]["unit_id"] == first[("registration", "R1")]["unit_id"]
+    assert store.register_latest() == second_path.resolve()
+    assert pq.read_table(second_path / "lineage.parquet").num_rows == 0
+
+
+def test_a_verdict_overrides_the_model_and_keeps_applying(store, tmp_path):
+    first = _links(resolve_and_land(store).path)
+    parent = first[("registration", "R1")]["unit_id"]
+    verdict = tmp_path / "xihu-2026-11.csv"
+    verdict.write_text(
+        "verdict_id,feed,record_id,unit_id_a,unit_id_b,decision,decided_by,decided_at,note\n"
+        f"V1,utility,E1,,{parent},different_units,文新街道办,2026-11-05T10:00:00+08:00,现场核查为另一家\n",
+        encoding="utf-8",
+    )
+    from pipelines.resolve.verdicts import add_verdict_file
+
+    add_verdict_file(verdict, store.verdicts_dir)
+    second = _links(resolve_and_land(store).path)
+    assert second[("utility", "E1")]["unit_id"] != parent
+    assert second[("registration", "R1")]["unit_id"] == parent
+    commit_rows(store, {"tax": [_tax("2026-10", "T3")]})
+    third = _links(resolve_and_land(store).path)
+    assert third[("utility", "E1")]["unit_id"] != parent  # still applies a run later
+
+
+def test_landing_is_atomic_and_runs_are_immutable(store, monkeypatch):
+    first = resolve_and_land(store).path
+
+    def broken_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken_write)
+    with pytest.raises(OSError):
+        resolve_and_land(store, force=True)
+    monkeypatch.undo()
+    assert store.register_latest() == first.resolve()  # readers still see the complete previous run
+    assert sorted(p.name for p in (store.register_dir / "runs").iterdir() if not p.name.startswith(".")) == [
+        first.name
+    ]
+    second = resolve_and_land(store, force=True).path
+    assert second != first and first.exists() and store.register_latest() == second.resolve()
