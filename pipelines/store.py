@@ -99,30 +99,41 @@ class RunStore:
     def register_run_dir(self, run_id: str) -> Path:
         return self.register_dir / "runs" / run_id
 
-    def land_register(self, run_id: str, tables: dict[str, pa.Table], meta: dict[str, Any]) -> Path:
-        """Write a run's register tables to a hidden folder, rename it into place, then point ``latest``
-        at it. Each run's output is immutable; readers of ``latest`` see the old run or the new one."""
+    def partial_register_dir(self, run_id: str) -> Path:
+        return self.register_run_dir(run_id).with_name(f".{run_id}.partial")
+
+    def write_register(self, run_id: str, tables: dict[str, pa.Table], meta: dict[str, Any]) -> Path:
+        """Write a run's register tables into a hidden folder nobody reads; ``publish_register`` shows it."""
         import pyarrow.parquet as pq
 
-        final = self.register_run_dir(run_id)
-        if final.exists():
-            raise FileExistsError(f"register of {run_id} already landed at {final}")
-        staging = final.with_name(f".{run_id}.partial")
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
+        if self.register_run_dir(run_id).exists():
+            raise FileExistsError(f"register of {run_id} already landed")
+        partial = self.partial_register_dir(run_id)
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
         for name, table in tables.items():
-            pq.write_table(table, staging / f"{name}.parquet")
-        (staging / "_meta.json").write_text(
-            json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n"
-        )
-        os.replace(staging, final)
+            pq.write_table(table, partial / f"{name}.parquet")
+        meta_text = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
+        (partial / "_meta.json").write_text(meta_text + "\n", encoding="utf-8")
+        return partial
+
+    def publish_register(self, run_id: str) -> Path:
+        """Rename the written run into place, then point ``latest`` at it. Each run's output is immutable;
+        readers of ``latest`` see the old run or the new one, never a part."""
+        final = self.register_run_dir(run_id)
+        os.replace(self.partial_register_dir(run_id), final)
         pointer = self.register_dir / ".latest.tmp"
         if pointer.is_symlink() or pointer.exists():
             pointer.unlink()
         pointer.symlink_to(final.relative_to(self.register_dir), target_is_directory=True)
         os.replace(pointer, self.register_latest_link)
         return final
+
+    def pending_registers(self) -> list[str]:
+        """Register runs written but not yet published (the DAG's land task publishes them)."""
+        runs = self.register_dir / "runs"
+        return sorted(p.name[1:-8] for p in runs.glob(".reg-*.partial")) if runs.is_dir() else []
 
     # -- reading committed state ---------------------------------------------------------------------
 

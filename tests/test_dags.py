@@ -13,6 +13,7 @@ import pytest
 from pipelines.config import default_topics
 from pipelines.kafka import produce_messages
 from pipelines.pii import HMAC_KEY_ENV
+from pipelines.standardise.codes import make_uscc
 from pipelines.store import RunStore
 
 pytestmark = pytest.mark.airflow
@@ -49,6 +50,19 @@ def test_dagbag_has_no_import_errors(airflow_env):
     assert report["errors"] == {}
     assert "unitfusion_ingest" in report["dags"]
     assert report["retries"] >= 1
+
+
+def _tax_record(i: int) -> dict:
+    uscc = make_uscc("9", "1", "330106", f"MA2H{i:04d}")
+    return {
+        "record_id": f"T{i}",
+        "taxpayer_id": uscc,
+        "taxpayer_name": f"杭州测试{i}科技有限公司",
+        "period": "2026-10",
+        "tax_paid": float(i),
+        "taxpayer_status": "正常",
+        "updated_at": "2026-11-02T09:00:00+08:00",
+    }
 
 
 def test_ingest_dag_runs_against_the_broker(airflow_env, broker, topic_prefix, tmp_path):

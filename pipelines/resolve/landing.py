@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,17 +47,17 @@ def _latest_meta(store: RunStore) -> dict | None:
 
 def next_register_run_id(store: RunStore) -> str:
     runs = store.register_dir / "runs"
-    done = [p.name for p in runs.iterdir() if p.name.startswith("reg-")] if runs.is_dir() else []
+    done = [p for p in runs.iterdir() if p.name.startswith("reg-")] if runs.is_dir() else []
     return f"reg-{len(done) + 1:06d}"
 
 
-def resolve_and_land(
+def prepare_register(
     store: RunStore,
     settings: ResolveSettings | None = None,
     model_path: Path = MODEL_PATH,
     force: bool = False,
-) -> Landed | None:
-    """Resolve and land a new register if its inputs changed since the latest one (or ``force``)."""
+) -> ResolveResult | None:
+    """Resolve and write a new register, unpublished, if its inputs changed (or ``force``)."""
     with store.lock():
         fingerprint = inputs_fingerprint(store, model_path)
         if fingerprint["ingest_run"] is None:
@@ -64,7 +65,8 @@ def resolve_and_land(
         previous = _latest_meta(store)
         if not force and previous and previous.get("inputs") == fingerprint:
             return None
-        begun = time.monotonic()
+        for stale in store.pending_registers():  # an earlier attempt that never published
+            shutil.rmtree(store.partial_register_dir(stale))
         run_id = next_register_run_id(store)
         result = resolve(store, run_id, settings, model_path)
         meta = {
@@ -77,5 +79,28 @@ def resolve_and_land(
             "refused_joins": result.refused_joins,
             "predicted_pairs": result.predicted_pairs,
         }
-        path = store.land_register(run_id, result.tables, meta)
-        return Landed(result, path, time.monotonic() - begun)
+        store.write_register(run_id, result.tables, meta)
+        return result
+
+
+def publish_pending(store: RunStore) -> Path | None:
+    """Publish the newest written register (the last step of a pass)."""
+    with store.lock():
+        pending = store.pending_registers()
+        return store.publish_register(pending[-1]) if pending else None
+
+
+def resolve_and_land(
+    store: RunStore,
+    settings: ResolveSettings | None = None,
+    model_path: Path = MODEL_PATH,
+    force: bool = False,
+) -> Landed | None:
+    """Resolve and publish a new register if its inputs changed (or ``force``)."""
+    begun = time.monotonic()
+    result = prepare_register(store, settings, model_path, force)
+    if result is None:
+        return None
+    path = publish_pending(store)
+    assert path is not None
+    return Landed(result, path, time.monotonic() - begun)
