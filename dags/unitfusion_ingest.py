@@ -13,6 +13,7 @@ connection `unitfusion_hmac`.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -29,11 +30,11 @@ from pipelines.ops.notifier import FailureNotifier
     doc_md=__doc__,
     tags=["unitfusion"],
     default_args={
-        "retries": 2,
+        "retries": int(os.environ.get("UNITFUSION_TASK_RETRIES", "2")),
         "retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": FailureNotifier(),
     },
-    on_failure_callback=FailureNotifier(),
     params={
         "bootstrap": Param("", type="string", description="Kafka bootstrap servers; empty = Variable/env"),
         "out": Param("", type="string", description="Run store directory; empty = Variable/env"),
@@ -41,7 +42,7 @@ from pipelines.ops.notifier import FailureNotifier
     },
 )
 def unitfusion_ingest():
-    @task(on_failure_callback=FailureNotifier())
+    @task
     def ingest(params: dict | None = None) -> dict:
         from pipelines.ops.tasks import ingest as run_ingest_pass
 
