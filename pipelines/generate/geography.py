@@ -257,9 +257,9 @@ class Site:
     def canonical(self) -> str:
         """The full registered form: province, city, district, township, road, number, building, room."""
         head = self.city.name if self.city.municipality else self.city.province + self.city.name
-        return head + self.district.name + self.township + self._tail()
+        return head + self.district.name + self.township + self.tail()
 
-    def _tail(
+    def tail(
         self,
         *,
         block_word: str = "幢",
@@ -267,6 +267,7 @@ class Site:
         floor_word: str = "",
         dashed: bool = False,
     ) -> str:
+        """Everything after the township, with the given words for building, room and floor."""
         road = f"{self.road}{self.number}号" if self.road else ""
         if dashed and self.road and self.block and self.room and self.kind != "home":
             return f"{self.road}{self.number}-{self.block}-{self.room}"  # 文三路90-3-501
@@ -306,7 +307,7 @@ def render_address(site: Site, rng: random.Random, style: AddressStyle) -> str:
     else:
         head = city.name if rng.random() < style.city else ""
     township = site.township if rng.random() < style.township or not site.road else ""
-    tail = site._tail(
+    tail = site.tail(
         block_word=rng.choice(style.block_words),
         room_word=rng.choice(style.room_words),
         floor_word=rng.choice(("楼", "层")) if rng.random() < style.floor else "",

@@ -19,6 +19,8 @@ class Weighted:
     """Fast weighted choice: ``random.choices`` without rebuilding cumulative weights on every call."""
 
     def __init__(self, items: tuple, weights: tuple[float, ...]) -> None:
+        if len(items) != len(weights):
+            raise ValueError(f"{len(items)} items but {len(weights)} weights")
         self.items = items
         self.cumulative = tuple(itertools.accumulate(weights))
 
@@ -41,7 +43,7 @@ SURNAMES = Weighted(
         0.5, 0.5, 0.5, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3,
         0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3,
         0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2,
-        0.2, 0.2, 0.2, 0.03, 0.01, 0.01,
+        0.2, 0.2, 0.03, 0.01, 0.01,
     ),
 )  # fmt: skip
 GIVEN_NAME_CHARS = tuple(
@@ -286,9 +288,10 @@ TRADITIONAL = str.maketrans(
 )  # fmt: skip
 # Look-alikes that clerks type for one another (滙/汇, 峯/峰); fold() maps them back.
 LOOKALIKES = str.maketrans({"汇": "滙", "华": "華", "峰": "峯", "里": "裏", "线": "綫", "巨": "鉅"})
-# Sound-alikes (鑫/新, 汇/惠): not folded, only the phonetic key sees them as one.
-HOMOPHONES = {
-    "鑫": "新", "汇": "惠", "源": "元", "恒": "衡", "泰": "太", "瑞": "锐", "宏": "鸿", "嘉": "佳",
+# Slips of the pen in a trade name: mostly sound-alikes (鑫/新, 汇/惠) that only the phonetic key sees as
+# one, and the odd look-alike that nothing folds (鑫 written 金).
+SLIPS = {
+    "鑫": "新新金", "汇": "惠", "源": "元", "恒": "衡", "泰": "太", "瑞": "锐", "宏": "鸿", "嘉": "佳",
     "德": "得", "盛": "胜", "达": "大", "华": "化", "诚": "成", "博": "搏", "锦": "金",
 }  # fmt: skip
 FORM_SWAP = {"有限公司": "有限责任公司", "有限责任公司": "有限公司"}
@@ -306,7 +309,7 @@ class NameStyle:
     lookalike: float = 0.0
     traditional: float = 0.0
     space: float = 0.0
-    homophone: float = 0.0
+    homophone: float = 0.0  # a slip in the trade name (see SLIPS)
 
 
 def name_variant(parts: NameParts, rng: random.Random, style: NameStyle) -> str:
@@ -315,9 +318,9 @@ def name_variant(parts: NameParts, rng: random.Random, style: NameStyle) -> str:
     form = FORM_SWAP.get(parts.form, parts.form) if rng.random() < style.swap_form else parts.form
     trade = parts.trade
     if rng.random() < style.homophone:
-        at = next((i for i, ch in enumerate(trade) if ch in HOMOPHONES), None)
+        at = next((i for i, ch in enumerate(trade) if ch in SLIPS), None)
         if at is not None:
-            trade = trade[:at] + HOMOPHONES[trade[at]] + trade[at + 1 :]
+            trade = trade[:at] + rng.choice(SLIPS[trade[at]]) + trade[at + 1 :]
     roll = rng.random()
     if roll < style.trade_only:
         text = trade

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from pipelines.generate.geography import City, Site, new_site
+from pipelines.generate.geography import City, District, Site, new_site
 from pipelines.generate.names import person_name
 from pipelines.standardise.codes import id_check_char
 
@@ -32,10 +32,10 @@ class Person:
     mobile2: str | None = None  # a second number some people give instead
     _home: Site | None = None
 
-    def home(self, rng: random.Random) -> Site:
-        """Where the person lives (created on first use, then fixed)."""
+    def home(self, rng: random.Random, district: District | None = None) -> Site:
+        """Where the person lives: made on first use (in ``district`` if given), then fixed."""
         if self._home is None:
-            self._home = new_site(rng, self.city, "home")
+            self._home = new_site(rng, self.city, "home", district)
         return self._home
 
 
@@ -62,12 +62,12 @@ def new_person(rng: random.Random, city: City, min_age: int = 20, max_age: int =
 
 
 def mobile(rng: random.Random) -> str:
-    return rng.choice(MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
+    return rng.choice(MOBILE_PREFIXES) + f"{int(rng.random() * 10**8):08d}"
 
 
 def landline(rng: random.Random, city: City) -> str:
     """Canonical ``area-local`` form, e.g. 0571-88231234."""
-    return f"{city.area_code}-{rng.choice(city.local_prefixes)}{rng.randrange(10**7):07d}"
+    return f"{city.area_code}-{rng.choice(city.local_prefixes)}{int(rng.random() * 10**7):07d}"
 
 
 def written_id(rng: random.Random, number: str, typo: float) -> str:

@@ -1,0 +1,11 @@
+"""Sample departmental feeds with ground truth, for the demo, the tests and the resolution benchmarks.
+
+``generate(units, seed, out_dir)`` writes ``<feed>.jsonl`` for every contract in ``schemas/feeds/``,
+``truth.jsonl`` (feed, record_id → unit_id, null for private persons) and ``units.jsonl`` (the true units
+and the conditions planted in them: multi-licence, multi-meter, e-commerce, zombie).
+"""
+
+from pipelines.generate.generator import RECORD_PREFIXES, GenerateSummary, generate
+from pipelines.generate.units import AS_OF
+
+__all__ = ["AS_OF", "RECORD_PREFIXES", "GenerateSummary", "generate"]

@@ -1,0 +1,100 @@
+"""``generate``: sample feeds, their ground truth and the true units, deterministic per (units, seed)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.contracts import load_contracts
+from pipelines.generate.feeds import FeedMaker
+from pipelines.generate.units import ZOMBIE_LISTED_BY, Population, Unit
+from pipelines.generate.writer import FeedFiles, write_jsonl_line
+
+# Record-id prefix per feed: record ids are unique within a feed and say which feed they come from.
+RECORD_PREFIXES = {
+    "registration": "REG",
+    "tax": "TAX",
+    "utility": "PWR",
+    "waybill": "WBL",
+    "nucleic_contact": "NAT",
+}
+CLOSED = {"注销", "迁出"}
+
+
+@dataclass(frozen=True)
+class GenerateSummary:
+    units: int
+    seed: int
+    counts: dict[str, int]  # records per feed
+    paths: dict[str, Path]  # per feed, plus "truth" and "units"
+
+    @property
+    def records(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def records_per_unit(self) -> float:
+        return self.records / self.units
+
+
+def unit_row(unit: Unit, tax_paid: float) -> dict[str, Any]:
+    """A line of units.jsonl: the unit as it truly is, with the conditions planted in it."""
+    zombie = bool(
+        unit.abnormal_since
+        and unit.abnormal_since <= ZOMBIE_LISTED_BY
+        and unit.status not in CLOSED
+        and tax_paid <= 0
+    )
+    return {
+        "unit_id": unit.unit_id,
+        "uscc": unit.uscc,
+        "name": unit.name,
+        "trade_name": unit.parts.trade,
+        "entity_type": unit.entity_type,
+        "kind": unit.kind,
+        "parent_unit_id": unit.parent.unit_id if unit.parent else None,
+        "legal_rep": unit.legal_rep.name,
+        "division_code": unit.district.code,
+        "township": unit.site.township,
+        "address": unit.site.canonical(),
+        "status": unit.status,
+        "multi_licence": unit.multi_licence,
+        "multi_meter": unit.meters > 1,
+        "ecommerce": unit.online,
+        "zombie": zombie,
+    }
+
+
+def generate(units: int, seed: int, out_dir: Path) -> GenerateSummary:
+    """Write one JSONL file per feed, ``truth.jsonl`` and ``units.jsonl`` into ``out_dir``.
+
+    Everything comes from ``random.Random(seed)``: the same (units, seed) gives byte-identical files.
+    """
+    if units < 1:
+        raise ValueError("units must be at least 1")
+    contracts = load_contracts()
+    unknown = sorted(set(contracts) - set(RECORD_PREFIXES))
+    if unknown:
+        raise ValueError(f"no generator for feed(s) {unknown}: add them to pipelines/generate")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    units_path = out_dir / "units.jsonl"
+    with (
+        FeedFiles(out_dir, contracts, RECORD_PREFIXES, rng) as files,
+        units_path.open("w", encoding="utf-8", newline="\n") as unit_file,
+    ):
+        population = Population(rng)
+        maker = FeedMaker(rng, files.emit)
+        for family in population.units(units):
+            tax_paid = maker.family(family)
+            for unit in family:
+                write_jsonl_line(unit_file, unit_row(unit, tax_paid[unit.unit_id]))
+    return GenerateSummary(
+        units=units,
+        seed=seed,
+        counts=dict(files.counts),
+        paths={**files.paths, "truth": files.truth_path, "units": units_path},
+    )

@@ -1,0 +1,349 @@
+"""The sample-data generator: deterministic, true to the contracts, and holding the hard cases it promises."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from pipelines.contracts import contract, load_contracts
+from pipelines.generate import AS_OF, RECORD_PREFIXES, generate
+from pipelines.generate.geography import CITIES
+from pipelines.ingest.parse import RawMessage, parse_message
+from pipelines.pii import Tokeniser
+from pipelines.standardise.codes import (
+    clean_code,
+    is_valid_id_number,
+    is_valid_legacy_taxpayer_id,
+    is_valid_taxpayer_id,
+    is_valid_uscc,
+)
+from pipelines.standardise.divisions import by_code
+from pipelines.standardise.text import fold
+
+UNITS = 1500
+SEED = 5
+OUTPUT_FILES = {*(f"{feed}.jsonl" for feed in load_contracts()), "truth.jsonl", "units.jsonl"}
+# Fields that are empty by nature for many records (no legacy number, not listed as abnormal, a private
+# sender without a company …); every other field should be there nearly always.
+SPARSE = {
+    "registration": {"reg_no", "abnormal_since", "registered_capital"},
+    "utility": {"uscc"},
+    "waybill": {"sender_company"},
+    "nucleic_contact": {"work_unit"},
+}
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+@dataclass
+class Sample:
+    path: Path
+    counts: dict[str, int]
+    records_per_unit: float
+    rows: dict[str, list[dict]]
+    truth: list[dict]
+    units: dict[str, dict]
+
+    def unit_of(self, feed: str, record_id: str) -> str | None:
+        return self.owner[(feed, record_id)]
+
+    def __post_init__(self) -> None:
+        self.owner = {(t["feed"], t["record_id"]): t["unit_id"] for t in self.truth}
+        self.by_unit: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        for feed, rows in self.rows.items():
+            for row in rows:
+                unit = self.owner.get((feed, row["record_id"]))
+                if unit:
+                    self.by_unit[unit][feed].append(row)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    out = tmp_path_factory.mktemp("generated")
+    summary = generate(units=UNITS, seed=SEED, out_dir=out)
+    return Sample(
+        path=out,
+        counts=summary.counts,
+        records_per_unit=summary.records_per_unit,
+        rows={feed: _lines(out / f"{feed}.jsonl") for feed in load_contracts()},
+        truth=_lines(out / "truth.jsonl"),
+        units={u["unit_id"]: u for u in _lines(out / "units.jsonl")},
+    )
+
+
+def test_same_seed_gives_the_same_bytes_without_global_random_state(tmp_path, monkeypatch):
+    first = generate(units=300, seed=9, out_dir=tmp_path / "a")
+    assert {p.name for p in (tmp_path / "a").iterdir()} == OUTPUT_FILES
+    assert set(first.paths.values()) == set((tmp_path / "a").iterdir())
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the generator must not use the global random state")
+
+    for name in ("random", "choice", "choices", "randint", "randrange", "shuffle", "sample", "uniform"):
+        monkeypatch.setattr(random, name, forbidden)
+    generate(units=300, seed=9, out_dir=tmp_path / "b")
+    monkeypatch.undo()
+    generate(units=300, seed=10, out_dir=tmp_path / "c")
+
+    for name in OUTPUT_FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    for name in OUTPUT_FILES:
+        assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_summary_counts_the_lines_written(sample):
+    for feed, rows in sample.rows.items():
+        assert sample.counts[feed] == len(rows) > 0
+    assert len(sample.units) == UNITS
+
+
+def test_records_follow_their_contracts(sample):
+    tokeniser = Tokeniser(b"generator-test-key-0123456789")
+    for feed, rows in sample.rows.items():
+        spec = contract(feed)
+        assert all(set(row) <= set(spec.field_names) for row in rows), feed
+        ids = [row["record_id"] for row in rows]
+        assert len(ids) == len(set(ids)), feed
+        assert all(i.startswith(RECORD_PREFIXES[feed]) for i in ids), feed
+        for offset, row in enumerate(rows):
+            payload = json.dumps(row, ensure_ascii=False).encode()
+            message = RawMessage(feed, feed, 0, offset, None, row["record_id"].encode(), payload)
+            staged, result = parse_message(spec, message, tokeniser, "test")
+            assert staged, (feed, result.get("detail"), row)
+        for field in spec.fields:
+            values = [row[field.name] for row in rows if row.get(field.name) is not None]
+            if field.type == "timestamp":
+                assert all(TIMESTAMP_RE.match(v) for v in values), field.name
+                assert max(datetime.fromisoformat(v).date() for v in values) <= AS_OF
+            elif field.type == "date":
+                assert all(DATE_RE.match(v) for v in values), field.name
+            elif field.type == "period":
+                assert all(PERIOD_RE.match(v) for v in values), field.name
+            elif field.type == "integer":
+                assert all(type(v) is int for v in values), field.name
+            elif field.type == "number":
+                assert all(type(v) in (int, float) for v in values), field.name
+
+
+def test_fields_go_missing_now_and_then_but_not_often(sample):
+    for feed, rows in sample.rows.items():
+        assert any(len(row) < len(contract(feed).field_names) for row in rows), f"{feed}: no key ever missing"
+        assert any(None in row.values() for row in rows), f"{feed}: no value ever null"
+        for name in set(contract(feed).field_names) - SPARSE.get(feed, set()):
+            present = sum(row.get(name) is not None for row in rows) / len(rows)
+            assert present > 0.85, (feed, name, present)
+
+
+def test_truth_covers_every_record_exactly_once(sample):
+    records = [(feed, row["record_id"]) for feed, rows in sample.rows.items() for row in rows]
+    assert len(sample.truth) == len(records) == len(sample.owner)
+    assert set(sample.owner) == set(records)
+    linked = {t["unit_id"] for t in sample.truth if t["unit_id"]}
+    assert linked == set(sample.units)  # every unit is seen somewhere, and truth names only true units
+    without_unit = Counter(t["feed"] for t in sample.truth if t["unit_id"] is None)
+    assert set(without_unit) == {"waybill", "nucleic_contact"}
+
+
+def test_cities_and_districts_are_real():
+    divisions = by_code()
+    for city in CITIES:
+        assert divisions[city.code].name == city.name
+        for district in city.districts:
+            assert divisions[district.code].name == district.name
+            assert district.code.startswith(city.code[:4])
+            assert len(set(district.townships)) == len(district.townships)
+            assert all(t.endswith(("街道", "镇")) for t in district.townships)
+
+
+def test_units_carry_valid_unique_codes_of_real_divisions(sample):
+    registered = [u for u in sample.units.values() if u["kind"] != "ecommerce_shop"]
+    codes = [u["uscc"] for u in registered]
+    assert all(is_valid_uscc(c) for c in codes) and len(set(codes)) == len(codes)
+    for unit in registered:
+        assert unit["uscc"][:2] == ("92" if unit["kind"] == "individual_business" else "91")
+        assert unit["uscc"][2:8] == unit["division_code"]
+    divisions = by_code()
+    for unit in sample.units.values():
+        assert divisions[unit["division_code"]].level == "district"
+        assert unit["division_code"][:4] + "00" in {"330100", "110100", "510100"}
+        assert (
+            unit["township"] in unit["address"] and divisions[unit["division_code"]].name in unit["address"]
+        )
+
+
+def test_most_codes_in_the_feeds_are_valid_and_some_are_not(sample):
+    def share_valid(feed: str, field: str, check) -> float:
+        values = [row[field] for row in sample.rows[feed] if row.get(field)]
+        return sum(map(check, values)) / len(values)
+
+    assert 0.95 < share_valid("registration", "uscc", is_valid_uscc) < 1
+    assert 0.93 < share_valid("registration", "legal_rep_id", is_valid_id_number) < 1
+    assert 0.93 < share_valid("nucleic_contact", "id_number", is_valid_id_number) < 1
+    assert 0.9 < share_valid("utility", "uscc", is_valid_uscc) < 1
+    assert 0.97 < share_valid("tax", "taxpayer_id", is_valid_taxpayer_id) < 1
+    reg_nos = [row["reg_no"] for row in sample.rows["registration"] if row.get("reg_no")]
+    assert reg_nos and all(re.fullmatch(r"\d{15}", n) for n in reg_nos)
+
+
+def test_legacy_taxpayer_ids_carry_the_units_organisation_code(sample):
+    legacy = [row for row in sample.rows["tax"] if len(row.get("taxpayer_id") or "") == 15]
+    assert len(legacy) > 20
+    for row in legacy:
+        unit = sample.units[sample.unit_of("tax", row["record_id"])]
+        assert is_valid_legacy_taxpayer_id(row["taxpayer_id"])
+        assert row["taxpayer_id"] == unit["uscc"][2:17]
+
+
+def test_legal_reps_are_tested_under_the_id_they_registered_with(sample):
+    hits = 0
+    for feeds in sample.by_unit.values():
+        rep_ids = {clean_code(r["legal_rep_id"]) for r in feeds["registration"] if r.get("legal_rep_id")}
+        tested = {clean_code(r["id_number"]) for r in feeds["nucleic_contact"] if r.get("id_number")}
+        hits += bool(rep_ids & tested)
+    assert hits > UNITS * 0.1
+
+
+def test_branches_share_the_parents_legal_rep_but_have_their_own_uscc(sample):
+    branches = [u for u in sample.units.values() if u["kind"] == "branch"]
+    assert len(branches) > 20
+    same_rep = 0
+    for branch in branches:
+        parent = sample.units[branch["parent_unit_id"]]
+        assert branch["name"].startswith(parent["name"]) and branch["name"] != parent["name"]
+        assert branch["uscc"] != parent["uscc"]
+        reps = [
+            {
+                clean_code(r["legal_rep_id"])
+                for r in sample.by_unit[u["unit_id"]]["registration"]
+                if r.get("legal_rep_id")
+            }
+            for u in (branch, parent)
+        ]
+        same_rep += bool(reps[0] & reps[1])
+    assert 0.2 < same_rep / len(branches) < 0.8
+
+
+def test_one_operator_with_several_licences_at_one_address(sample):
+    flagged = [u for u in sample.units.values() if u["multi_licence"]]
+    assert len(flagged) >= 10
+    groups = defaultdict(set)
+    for unit in flagged:
+        street = re.match(r".*?(?:号|幢)", unit["address"])  # road and number, or compound and block
+        assert street, unit["address"]
+        groups[(unit["legal_rep"], street.group())].add(unit["uscc"])
+    assert all(len(usccs) >= 2 for usccs in groups.values())
+
+
+def test_common_trade_names_recur_in_different_districts(sample):
+    districts = defaultdict(set)
+    for unit in sample.units.values():
+        if unit["kind"] == "company":
+            districts[unit["trade_name"]].add(unit["division_code"])
+    assert sum(len(d) >= 3 for d in districts.values()) >= 5
+
+
+def test_multi_meter_units_have_several_meters_and_the_others_one(sample):
+    meters = {
+        u: {r["meter_no"] for r in f["utility"] if r.get("meter_no")} for u, f in sample.by_unit.items()
+    }
+    flagged = [u for u, unit in sample.units.items() if unit["multi_meter"]]
+    assert len(flagged) >= 20
+    assert sum(len(meters.get(u, ())) >= 2 for u in flagged) >= 0.95 * len(flagged)
+    assert all(len(meters.get(u, ())) <= 1 for u, unit in sample.units.items() if not unit["multi_meter"])
+
+
+def test_ecommerce_shops_are_unregistered_and_seen_mainly_in_waybills(sample):
+    shops = [u for u in sample.units.values() if u["kind"] == "ecommerce_shop"]
+    assert len(shops) >= 20 and all(u["ecommerce"] and u["uscc"] is None for u in shops)
+    from_main_address = total = 0
+    for unit in [u for u in sample.units.values() if u["ecommerce"]]:
+        feeds = sample.by_unit[unit["unit_id"]]
+        waybills = feeds["waybill"]
+        assert len(waybills) >= 0.5 * sum(len(rows) for rows in feeds.values())
+        assert sum(r.get("parcel_count") or 0 for r in waybills) >= 60
+        assert len({r["shipped_at"][:7] for r in waybills if r.get("shipped_at")}) >= 3
+        main_address = Counter(r.get("sender_address") for r in waybills).most_common(1)[0][1]
+        assert main_address >= 0.5 * len(waybills)
+        from_main_address, total = from_main_address + main_address, total + len(waybills)
+        if unit["kind"] == "ecommerce_shop":
+            assert not feeds["registration"] and not feeds["tax"]
+    assert from_main_address >= 0.85 * total  # one place they ship from, written the same way
+
+
+def test_private_persons_belong_to_no_unit(sample):
+    private = [r for r in sample.rows["waybill"] if sample.unit_of("waybill", r["record_id"]) is None]
+    assert len(private) > 50 and all(r.get("sender_company") is None for r in private)
+    tested = [
+        r for r in sample.rows["nucleic_contact"] if sample.unit_of("nucleic_contact", r["record_id"]) is None
+    ]
+    assert len(tested) > 50
+    assert any(r.get("work_unit") is None for r in tested) and any(r.get("work_unit") for r in tested)
+
+
+def test_zombies_are_listed_long_ago_and_pay_no_tax(sample):
+    zombies = [u for u in sample.units.values() if u["zombie"]]
+    assert len(zombies) >= 15
+    zero_filers = 0
+    for unit in zombies:
+        feeds = sample.by_unit[unit["unit_id"]]
+        listed = [r["abnormal_since"] for r in feeds["registration"] if r.get("abnormal_since")]
+        assert listed and min(date.fromisoformat(d) for d in listed) <= date(2024, 10, 1)
+        assert sum(r.get("tax_paid") or 0 for r in feeds["tax"]) == 0
+        zero_filers += bool(feeds["tax"])
+    assert 0 < zero_filers < len(zombies)  # some file zero returns, some file nothing
+
+
+def test_names_are_respelled_in_other_feeds(sample):
+    pairs = [
+        (sample.units[unit]["name"], row[field])
+        for feed, field in (
+            ("tax", "taxpayer_name"),
+            ("utility", "account_name"),
+            ("waybill", "sender_company"),
+            ("nucleic_contact", "work_unit"),
+        )
+        for row in sample.rows[feed]
+        if row.get(field) and (unit := sample.unit_of(feed, row["record_id"]))
+    ]
+    changed = [(name, written) for name, written in pairs if name != written]
+    assert 0.05 < len(changed) / len(pairs) < 0.5
+    assert any("有限公司" in n and "有限责任公司" in w for n, w in changed)  # organisation form
+    assert any(w != n and fold(w) == fold(n) and " " not in w for n, w in changed)  # script, look-alikes
+    assert any(" " in w for _, w in changed)
+    assert any("(" in w and "（" in n for n, w in changed)  # bracket width
+    assert any(len(w) < len(n) and n.endswith(w) for n, w in changed)  # region prefix dropped
+
+
+def test_addresses_and_phones_are_written_in_many_ways(sample):
+    written = [r.get("address") or "" for f in ("tax", "utility") for r in sample.rows[f]]
+    written += [r.get("sender_address") or "" for r in sample.rows["waybill"]]
+    assert any(re.search(r"[０-９]", a) for a in written)  # full-width digits
+    assert any(re.search(r"\d+-\d+-\d+", a) for a in written)  # 90-3-501
+    assert any(re.search(r"\d+[楼层]\d+", a) for a in written)  # floor added
+    assert any("房" in a for a in written)
+    phones = [r.get("phone") or "" for f in ("registration", "tax", "utility") for r in sample.rows[f]]
+    for pattern in (
+        r"^\+86",
+        r"^1\d{2}-\d{4}-\d{4}$",
+        r"^[(（]0\d{2,3}[)）]",
+        r"^0\d{2,3}-\d{7,8}$",
+        r"^0\d{10,11}$",
+    ):
+        assert any(re.search(pattern, p) for p in phones), pattern
+
+
+def test_records_per_unit_are_realistic(sample):
+    assert 6 <= sample.records_per_unit <= 9
+    assert sample.counts["registration"] < UNITS  # most units are registered once; shops not at all
