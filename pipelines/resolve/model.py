@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines.resolve.settings import MODEL_COLUMNS, TRAINING_BLOCKING_RULES, unit_settings
+from pipelines.resolve.settings import MODEL_COLUMNS, TRAINING_BLOCKING_RULES, UNIQUE_ID, unit_settings
 from pipelines.resolve.udfs import register_duckdb
 
 MODEL_PATH = Path(__file__).resolve().parent / "unit_model.json"
@@ -65,18 +65,17 @@ def predict(
 
 
 def blocking_pair_counts(entities: pd.DataFrame) -> dict[str, int]:
-    """Comparisons each prediction blocking rule generates (Splink's blocking analysis)."""
+    """Comparisons each prediction blocking rule adds (Splink's blocking analysis, exact counts)."""
     from splink import DuckDBAPI
-    from splink.blocking_analysis import cumulative_comparisons_to_be_scored_from_blocking_rules_data
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
     connection = duckdb.connect()
     register_duckdb(connection)
-    settings = unit_settings()
-    counts = cumulative_comparisons_to_be_scored_from_blocking_rules_data(
-        table_or_tables=model_frame(entities),
-        blocking_rules=settings.blocking_rules_to_generate_predictions,
+    records = count_comparisons_from_blocking_rules(
+        DuckDBAPI(connection=connection).register(model_frame(entities)),
+        blocking_rules=unit_settings().blocking_rules_to_generate_predictions,
         link_type="dedupe_only",
-        db_api=DuckDBAPI(connection=connection),
-        unique_id_column_name=settings.unique_id_column_name,
+        unique_id_column_name=UNIQUE_ID,
+        record_sample_proportion=1.0,
     )
-    return dict(zip(counts["blocking_rule"], counts["row_count"], strict=True))
+    return {r["blocking_rule"]: r["marginal_comparison_count"] for r in records}

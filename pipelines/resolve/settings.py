@@ -33,7 +33,7 @@ MODEL_COLUMNS = (
 
 BLOCKING_RULES = [
     block_on("trade_name", "district_code"),
-    block_on("trade_pinyin"),
+    block_on("trade_pinyin", "district_code"),
     block_on("street_key", "district_code"),
     block_on("phone"),
     block_on("legal_rep_name", "district_code"),
