@@ -163,12 +163,13 @@ def run(bootstrap: str, out: Path, runner: str) -> None:
 @click.option("--max-pairs", default=5e6, show_default=True, help="Random pairs for u estimation.")
 def train(out: Path, model: Path | None, max_pairs: float) -> None:
     """Estimate the linkage model (u by random sampling, m by EM) from a run store's staging."""
+    from pipelines.pii import Tokeniser, load_key
     from pipelines.resolve.entities import entity_frame
     from pipelines.resolve.model import MODEL_PATH, blocking_pair_counts, model_version
     from pipelines.resolve.model import train as train_model
     from pipelines.store import RunStore
 
-    entities = entity_frame(RunStore(out))
+    entities = entity_frame(RunStore(out), Tokeniser(load_key()))
     console.print(f"{len(entities)} entities; comparisons per blocking rule:")
     for rule, count in blocking_pair_counts(entities).items():
         console.print(f"  {count:>10}  {rule}")

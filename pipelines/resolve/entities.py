@@ -16,11 +16,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.pii import TOKEN_PREFIX, Tokeniser
 from pipelines.resolve.inputs import latest_records
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
 from pipelines.standardise.names import CompanyName, parse_company_name
-from pipelines.standardise.phones import parse_phone
+from pipelines.standardise.phones import area_code_of, parse_phone
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
 from pipelines.store import RunStore
@@ -46,7 +47,8 @@ class Entity:
     street_key: str | None = None
     address_rest: str | None = None
     address: str | None = None
-    phone: str | None = None
+    phone: str | None = None  # keyed token of the normalised number: comparable with tokenised feeds
+    phone_display: str | None = None  # the clear number, only where a business registered it itself
     phone_kind: str | None = None
     legal_rep_name: str | None = None
     legal_rep_token: str | None = None
@@ -75,8 +77,13 @@ def _district_hint(*codes: str | None) -> str:
     return ""
 
 
-def _fill(entity: Entity, name: str | None, address: str | None, phone: str | None, hint: str) -> Entity:
-    if name:
+def _fill(
+    entity: Entity, name: str | None, address: str | None, phone: str | None, hint: str, tokens: Tokeniser
+) -> Entity:
+    if name and entity.is_person:
+        entity.name = name
+        entity.legal_rep_name = entity.legal_rep_name or fold(name) or None
+    elif name:
         parsed = _name(name, hint)
         entity.name = name
         entity.name_core = parsed.core or None
@@ -95,10 +102,11 @@ def _fill(entity: Entity, name: str | None, address: str | None, phone: str | No
         entity.address_rest = parsed_address.rest or None
     if entity.district_code is None and hint:
         entity.district_code = hint
-    if phone and not phone.startswith("t1_"):
-        parsed_phone = parse_phone(phone)
+    if phone and not phone.startswith(TOKEN_PREFIX):
+        parsed_phone = parse_phone(phone, area_code_of(entity.district_code))
         if parsed_phone:
-            entity.phone, entity.phone_kind = parsed_phone.number, parsed_phone.kind
+            entity.phone = tokens.token("phone", parsed_phone.number)
+            entity.phone_display, entity.phone_kind = parsed_phone.number, parsed_phone.kind
     elif phone:
         entity.phone, entity.phone_kind = phone, "token"
     return entity
@@ -119,7 +127,7 @@ def _newest(rows: list[dict[str, Any]], time_field: str) -> dict[str, Any]:
     return max(rows, key=lambda r: (r.get(time_field) is not None, r.get(time_field) or 0, r["record_id"]))
 
 
-def registration_entities(table: pa.Table) -> list[Entity]:
+def registration_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
     entities = []
     for row in table.to_pylist():
         uscc = _valid_uscc(row["uscc"])
@@ -134,11 +142,11 @@ def registration_entities(table: pa.Table) -> list[Entity]:
             legal_rep_token=row["legal_rep_id"],
             entity_type=row["entity_type"],
         )
-        entities.append(_fill(entity, row["name"], row["address"], row["phone"], hint))
+        entities.append(_fill(entity, row["name"], row["address"], row["phone"], hint, tokens))
     return entities
 
 
-def tax_entities(table: pa.Table) -> list[Entity]:
+def tax_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
     """One entity per taxpayer id (or per name and address where the id is missing)."""
 
     def key(row: dict[str, Any]) -> str:
@@ -159,14 +167,14 @@ def tax_entities(table: pa.Table) -> list[Entity]:
             org_code=org_code_of(taxpayer_id),
             legal_rep_name=fold(row["legal_rep_name"]) or None,
         )
-        entities.append(_fill(entity, row["taxpayer_name"], row["address"], row["phone"], hint))
+        entities.append(_fill(entity, row["taxpayer_name"], row["address"], row["phone"], hint, tokens))
     return entities
 
 
 RESIDENTIAL = "居民"
 
 
-def utility_entities(table: pa.Table) -> list[Entity]:
+def utility_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
     """One entity per power account (a unit with several meters has several accounts or meters)."""
     entities = []
     for group_key, rows in _groups(
@@ -180,14 +188,14 @@ def utility_entities(table: pa.Table) -> list[Entity]:
             record_ids=sorted(r["record_id"] for r in rows),
             uscc=uscc,
             org_code=org_code_of(uscc),
-            is_person=row["customer_class"] == RESIDENTIAL and not uscc,
+            is_person=(row["customer_class"] or "").startswith(RESIDENTIAL) and not uscc,
         )
         hint = _district_hint(uscc[2:8] if uscc else None)
-        entities.append(_fill(entity, row["account_name"], row["address"], row["phone"], hint))
+        entities.append(_fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens))
     return entities
 
 
-def waybill_entities(table: pa.Table) -> list[Entity]:
+def waybill_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
     """One entity per sender: company (or name), address and phone token together."""
 
     def key(row: dict[str, Any]) -> str:
@@ -204,11 +212,11 @@ def waybill_entities(table: pa.Table) -> list[Entity]:
             is_person=not row["sender_company"],
         )
         name = row["sender_company"] or row["sender_name"]
-        entities.append(_fill(entity, name, row["sender_address"], row["sender_phone"], ""))
+        entities.append(_fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens))
     return entities
 
 
-BUILDERS: dict[str, Callable[[pa.Table], list[Entity]]] = {
+BUILDERS: dict[str, Callable[[pa.Table, Tokeniser], list[Entity]]] = {
     "registration": registration_entities,
     "tax": tax_entities,
     "utility": utility_entities,
@@ -216,7 +224,9 @@ BUILDERS: dict[str, Callable[[pa.Table], list[Entity]]] = {
 }
 
 
-def entity_frame(store: RunStore) -> pd.DataFrame:
+def entity_frame(store: RunStore, tokens: Tokeniser) -> pd.DataFrame:
     """All entities of a run store's committed staging, as the model's input frame."""
-    rows = [e.as_row() for feed, build in BUILDERS.items() for e in build(latest_records(store, feed))]
+    rows = [
+        e.as_row() for feed, build in BUILDERS.items() for e in build(latest_records(store, feed), tokens)
+    ]
     return pd.DataFrame(rows)

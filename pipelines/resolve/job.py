@@ -24,13 +24,17 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.pii import Tokeniser, load_key
 from pipelines.resolve import verdicts as vd
 from pipelines.resolve.clustering import ConstrainedClusters
 from pipelines.resolve.entities import BUILDERS, Entity
 from pipelines.resolve.identity import assign_unit_ids
 from pipelines.resolve.inputs import latest_records
 from pipelines.resolve.model import MODEL_PATH, model_version, predict
+from pipelines.standardise.addresses import parse_address
 from pipelines.standardise.names import parse_company_name
+from pipelines.standardise.regions import match_region
+from pipelines.standardise.text import fold
 from pipelines.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -89,10 +93,9 @@ def _deterministic_edges(entities: dict[str, Entity]) -> list[_Edge]:
 
 
 def _model_edges(frame: pd.DataFrame, settings: ResolveSettings, model_path: Path) -> list[_Edge]:
-    candidates = frame[~frame["is_person"]]
-    if len(candidates) < 2:
+    if len(frame) < 2:
         return []
-    pairs, _ = predict(candidates, threshold=settings.review_threshold, model_path=model_path)
+    pairs, _ = predict(frame, threshold=settings.review_threshold, model_path=model_path)
     weight_columns = [c for c in pairs.columns if c.startswith("bf_") and not c.startswith("bf_tf_adj_")]
     edges = []
     for row in pairs.itertuples(index=False):
@@ -187,10 +190,11 @@ def resolve(
         clock = time.monotonic()
 
     tables = {feed: latest_records(store, feed) for feed in (*FEEDS_WITH_ENTITIES, PERSON_FEED)}
+    tokens = Tokeniser(load_key())  # business phones are compared as tokens, like the persons' ones
     entities: dict[str, Entity] = {}
     entity_of_record: dict[tuple[str, str], str] = {}
     for feed in FEEDS_WITH_ENTITIES:
-        for entity in BUILDERS[feed](tables[feed]):
+        for entity in BUILDERS[feed](tables[feed], tokens):
             entities[entity.entity_id] = entity
             for record_id in entity.record_ids:
                 entity_of_record[(feed, record_id)] = entity.entity_id
@@ -350,6 +354,51 @@ def _links(
     return rows
 
 
+def _work_unit_index(
+    units: dict[Any, dict[str, Any]], unit_ids: dict[Any, str], entities: dict[str, Entity]
+) -> dict[tuple[str, ...], set[str]]:
+    """Keys under which people name their employer, from the most to the least specific."""
+    index: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for root, info in units.items():
+        for entity_id in info["entities"]:
+            entity = entities[entity_id]
+            if entity.is_person or not entity.trade_name:
+                continue
+            unit = unit_ids[root]
+            index[("core", entity.name_core or "")].add(unit)
+            index[
+                ("trade+industry+branch", entity.trade_name, entity.industry or "", entity.branch or "")
+            ].add(unit)
+            index[("trade+branch", entity.trade_name, entity.branch or "")].add(unit)
+            index[("sound+industry", entity.trade_pinyin or "", entity.industry or "")].add(unit)
+            if entity.legal_rep_name and entity.entity_type and "个体" in entity.entity_type:
+                index[("operator", entity.legal_rep_name)].add(unit)  # 个体户 are known by their operator
+    return index
+
+
+def _work_unit_candidates(
+    work_unit: str, city: str | None, index: dict[tuple[str, ...], set[str]], unit_city: dict[str, str]
+) -> set[str]:
+    """The units a work-unit name names, from its most specific key that finds any; several namesakes are
+    narrowed to the person's own city."""
+    name = parse_company_name(work_unit)
+    keys = [("core", name.core)]
+    if name.trade_name:
+        keys += [
+            ("trade+industry+branch", name.trade_name, name.industry, name.branch),
+            ("trade+branch", name.trade_name, name.branch),
+            ("sound+industry", name.trade_name_phonetic, name.industry),
+        ]
+    keys.append(("operator", fold(work_unit)))
+    for key in keys:
+        found = index.get(key, set())
+        if len(found) > 1 and city:
+            found = {unit for unit in found if unit_city.get(unit) == city}
+        if found:
+            return found
+    return set()
+
+
 def _person_links(
     people: pa.Table,
     units: dict[Any, dict[str, Any]],
@@ -358,21 +407,31 @@ def _person_links(
     run_id: str,
 ) -> list[dict[str, Any]]:
     """A test record joins a unit when the person is its legal representative (same ID-number token, one
-    unit only), or when the work unit it names is the name of exactly one unit."""
+    unit only), or when the work unit it names is exactly one unit."""
     by_rep: dict[str, set[str]] = defaultdict(set)
-    by_core: dict[str, set[str]] = defaultdict(set)
     for root, info in units.items():
         for entity_id in info["entities"]:
-            entity = entities[entity_id]
-            if entity.legal_rep_token:
-                by_rep[entity.legal_rep_token].add(unit_ids[root])
-            if entity.name_core and not entity.is_person:
-                by_core[entity.name_core].add(unit_ids[root])
+            if entities[entity_id].legal_rep_token:
+                by_rep[entities[entity_id].legal_rep_token].add(unit_ids[root])
+    index = _work_unit_index(units, unit_ids, entities)
+    unit_city = {
+        unit_ids[root]: code[:4]
+        for root, info in units.items()
+        for code in [
+            next((entities[e].district_code for e in info["entities"] if entities[e].district_code), "")
+        ]
+    }
     rows = []
-    for person in people.select(["record_id", "id_number", "work_unit"]).to_pylist():
+    for person in people.select(["record_id", "id_number", "work_unit", "address", "site"]).to_pylist():
         via_rep = by_rep.get(person["id_number"] or "", set())
+        home = (
+            parse_address(person["address"]).division_code or match_region(fold(person["site"])).division_code
+        )
+        city = home[:4] if home else None
         via_work = (
-            by_core.get(parse_company_name(person["work_unit"]).core, set()) if person["work_unit"] else set()
+            _work_unit_candidates(person["work_unit"], city, index, unit_city)
+            if person["work_unit"]
+            else set()
         )
         if len(via_rep) > 1 and len(via_rep & via_work) == 1:
             via_rep = via_rep & via_work

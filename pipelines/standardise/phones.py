@@ -21,6 +21,23 @@ def normalise_phone(value: str) -> str:
     return digits
 
 
+# Long-distance area codes of cities (by the first four digits of their division code), to complete a
+# landline written without one. Public numbering-plan data; extend as the register grows.
+AREA_CODES = {
+    "1101": "010", "1201": "022", "3101": "021", "5001": "023", "3301": "0571", "3302": "0574",
+    "3303": "0577", "3201": "025", "3205": "0512", "4401": "020", "4403": "0755", "5101": "028",
+    "4201": "027", "6101": "029", "4101": "0371", "3701": "0531", "3702": "0532", "2101": "024",
+    "2102": "0411", "4301": "0731", "3501": "0591", "3502": "0592", "3401": "0551", "3601": "0791",
+    "5301": "0871", "5201": "0851", "4501": "0771", "1301": "0311", "1401": "0351", "2201": "0431",
+    "2301": "0451", "6201": "0931", "6501": "0991", "1501": "0471", "6401": "0951", "6301": "0971",
+    "4601": "0898", "5401": "0891",
+}  # fmt: skip
+
+
+def area_code_of(division_code: str | None) -> str | None:
+    return AREA_CODES.get(division_code[:4]) if division_code else None
+
+
 @dataclass(frozen=True)
 class Phone:
     kind: str  # mobile / landline / unknown
