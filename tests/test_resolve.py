@@ -145,10 +145,9 @@ def test_landing_is_atomic_and_runs_are_immutable(store, monkeypatch):
     def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", broken_write)
-    with pytest.raises(OSError):
+    with monkeypatch.context() as patched, pytest.raises(OSError):
+        patched.setattr(pq, "write_table", broken_write)
         resolve_and_land(store, force=True)
-    monkeypatch.undo()
     assert store.register_latest() == first.resolve()  # readers still see the complete previous run
     assert sorted(p.name for p in (store.register_dir / "runs").iterdir() if not p.name.startswith(".")) == [
         first.name

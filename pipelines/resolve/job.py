@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -96,15 +95,10 @@ def _model_edges(frame: pd.DataFrame, settings: ResolveSettings, model_path: Pat
     if len(frame) < 2:
         return []
     pairs, _ = predict(frame, threshold=settings.review_threshold, model_path=model_path)
-    weight_columns = [c for c in pairs.columns if c.startswith("bf_") and not c.startswith("bf_tf_adj_")]
+    weight_columns = [c for c in pairs.columns if c.startswith("mw_")]
     edges = []
-    for row in pairs.itertuples(index=False):
-        record = row._asdict()
-        weights = {
-            c[3:]: round(math.log2(record[c]), 3)
-            for c in weight_columns
-            if record[c] is not None and not pd.isna(record[c]) and record[c] > 0
-        }
+    for record in pairs.to_dict("records"):
+        weights = {c[3:]: round(float(record[c]), 3) for c in weight_columns if pd.notna(record[c])}
         edges.append(
             _Edge(
                 record["entity_id_l"],
