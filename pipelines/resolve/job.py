@@ -380,9 +380,10 @@ def _work_unit_candidates(
     if name.trade_name:
         keys += [
             ("trade+industry+branch", name.trade_name, name.industry, name.branch),
-            ("trade+branch", name.trade_name, name.branch),
             ("sound+industry", name.trade_name_phonetic, name.industry),
         ]
+        if not name.industry:  # a bare trade name (德胜): any unit of that name; with an industry, only it
+            keys.append(("trade+branch", name.trade_name, name.branch))
     keys.append(("operator", fold(work_unit)))
     for key in keys:
         found = index.get(key, set())
@@ -391,6 +392,20 @@ def _work_unit_candidates(
         if found:
             return found
     return set()
+
+
+def _narrow(
+    candidates: set[str], traits: list[tuple[str, str]], unit_traits: dict[str, set[tuple[str, str]]]
+) -> set[str]:
+    """Several candidate units: keep those that share the person's phone, then home street, as long as that
+    leaves any."""
+    for trait in traits:
+        if len(candidates) <= 1:
+            break
+        if trait[1] and not trait[1].endswith("|None"):
+            kept = {unit for unit in candidates if trait in unit_traits[unit]}
+            candidates = kept or candidates
+    return candidates
 
 
 def _person_links(
@@ -408,27 +423,35 @@ def _person_links(
             if entities[entity_id].legal_rep_token:
                 by_rep[entities[entity_id].legal_rep_token].add(unit_ids[root])
     index = _work_unit_index(units, unit_ids, entities)
-    unit_city = {
-        unit_ids[root]: code[:4]
-        for root, info in units.items()
-        for code in [
-            next((entities[e].district_code for e in info["entities"] if entities[e].district_code), "")
-        ]
-    }
+    unit_city: dict[str, str] = {}
+    unit_traits: dict[str, set[tuple[str, str]]] = defaultdict(set)  # phone tokens and streets
+    for root, info in units.items():
+        unit = unit_ids[root]
+        for entity_id in info["entities"]:
+            entity = entities[entity_id]
+            unit_city.setdefault(unit, (entity.district_code or "")[:4])
+            unit_traits[unit] |= {
+                ("phone", entity.phone or ""),
+                ("street", f"{entity.district_code}|{entity.street_key}"),
+            }
     rows = []
-    for person in people.select(["record_id", "id_number", "work_unit", "address", "site"]).to_pylist():
+    for person in people.select(
+        ["record_id", "id_number", "phone", "work_unit", "address", "site"]
+    ).to_pylist():
+        home = parse_address(person["address"])
+        site = match_region(fold(person["site"])).division_code
+        district = home.division_code or site
+        city = district[:4] if district else None
+        traits = [("phone", person["phone"] or ""), ("street", f"{home.division_code}|{home.street_key}")]
         via_rep = by_rep.get(person["id_number"] or "", set())
-        home = (
-            parse_address(person["address"]).division_code or match_region(fold(person["site"])).division_code
-        )
-        city = home[:4] if home else None
         via_work = (
             _work_unit_candidates(person["work_unit"], city, index, unit_city)
             if person["work_unit"]
             else set()
         )
-        if len(via_rep) > 1 and len(via_rep & via_work) == 1:
+        if len(via_rep) > 1 and via_rep & via_work:
             via_rep = via_rep & via_work
+        via_rep, via_work = _narrow(via_rep, traits, unit_traits), _narrow(via_work, traits, unit_traits)
         if len(via_rep) == 1:
             unit, matched_by = next(iter(via_rep)), "legal_rep"
         elif len(via_work) == 1:
