@@ -56,6 +56,7 @@ def measure(records: int, broker: EmbeddedBroker, work: Path) -> dict[str, objec
         "wall_s": round(wall, 1),
         "messages_per_s": round(produced / wall),
         "peak_rss_mib": round(peak_kib / 1024) if peak_kib > before else "≤ previous run",
+        "beam_stage_messages_per_s": round(produced / manifest["timings_s"]["beam"]) if manifest else None,
         "stage_s": manifest.get("timings_s"),
     }
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import default_topics
@@ -42,14 +43,14 @@ def test_dagbag_has_no_import_errors(airflow_env):
         "from airflow.dag_processing.dagbag import DagBag;"
         "b = DagBag(dag_folder='dags');"
         "import json; print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()},"
-        " 'dags': sorted(b.dags), 'args': sorted(b.dags['unitfusion_ingest'].default_args)}))"
+        " 'dags': sorted(b.dags), 'args': sorted(b.dags['unitfusion_daily'].default_args)}))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=airflow_env, cwd=REPO, capture_output=True, text=True, timeout=300
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
-    assert "unitfusion_ingest" in report["dags"]
+    assert "unitfusion_daily" in report["dags"]
     assert {"retries", "retry_delay", "on_failure_callback"} <= set(report["args"])
 
 
@@ -87,7 +88,7 @@ def test_ingest_dag_runs_against_the_broker(airflow_env, broker, topic_prefix, t
     }
     env.pop(HMAC_KEY_ENV, None)
     done = subprocess.run(
-        [AIRFLOW, "dags", "test", "unitfusion_ingest"],
+        [AIRFLOW, "dags", "test", "unitfusion_daily"],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -99,3 +100,6 @@ def test_ingest_dag_runs_against_the_broker(airflow_env, broker, topic_prefix, t
     assert len(manifests) == 1
     assert manifests[0]["feeds"]["tax"]["staged"] == 50
     assert manifests[0]["quarantine"]["by_reason"] == {"invalid_json": 1}
+    register = RunStore(out).register_latest()  # resolve and land ran as their own tasks
+    assert register is not None and (register / "register.parquet").exists()
+    assert pq.read_table(register / "register.parquet").num_rows == 50

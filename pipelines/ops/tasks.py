@@ -58,3 +58,24 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
         "quarantined": {feed: stats.quarantined for feed, stats in result.feeds.items()},
         "quality_failures": len(result.quality_failures),
     }
+
+
+def resolve(params: dict[str, Any]) -> dict[str, Any]:
+    """Write a new register run if staging, verdicts or model changed (unpublished until ``land``)."""
+    from pipelines.resolve.landing import prepare_register
+    from pipelines.store import RunStore
+
+    ensure_hmac_key()
+    result = prepare_register(RunStore(Path(_setting(params, "out"))))
+    if result is None:
+        return {"register_run": None}
+    return {"register_run": result.run_id, **{name: t.num_rows for name, t in result.tables.items()}}
+
+
+def land(params: dict[str, Any]) -> dict[str, Any]:
+    """Publish the register run that ``resolve`` wrote: ``register/latest`` now shows it."""
+    from pipelines.resolve.landing import publish_pending
+    from pipelines.store import RunStore
+
+    path = publish_pending(RunStore(Path(_setting(params, "out"))))
+    return {"published": path.name if path else None}

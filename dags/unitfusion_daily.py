@@ -1,10 +1,14 @@
 """
-### unitfusion ingest
+### unitfusion daily pass: ingest → resolve → land
 
-Reads every departmental feed topic from the offsets the last committed run recorded up to where the topics
-end now, checks each message against its feed contract (bad ones go to quarantine with a reason), tokenises
-personal data, validates data quality and commits typed staging Parquet together with the new offsets.
+**ingest** reads every departmental feed topic from the offsets the last committed run recorded up to where
+the topics end now, checks each message against its feed contract (bad ones go to quarantine with a
+reason), tokenises personal data, validates data quality and commits typed staging Parquet together with the
+new offsets.
 Rerunning is safe: a run that failed half-way left nothing visible, and a run with nothing new is a no-op.
+**resolve** links the staged records into business units with the saved Splink model and township verdicts,
+and writes a new register run (unpublished) when staging, verdicts or model changed. **land** publishes it:
+`register/latest/` switches to the new run in one step.
 
 Configuration (DAG params, else Airflow Variables `unitfusion_<name>`, else `UNITFUSION_<NAME>`):
 `bootstrap` (Kafka), `out` (run store). The tokenisation key is `UNITFUSION_HMAC_KEY` or the password of the
@@ -41,14 +45,26 @@ from pipelines.ops.notifier import FailureNotifier
         "topic_prefix": Param("", type="string", description="Topic prefix; empty = contract topics"),
     },
 )
-def unitfusion_ingest():
+def unitfusion_daily():
     @task
     def ingest(params: dict | None = None) -> dict:
         from pipelines.ops.tasks import ingest as run_ingest_pass
 
         return run_ingest_pass(params or {})
 
-    ingest()
+    @task
+    def resolve(params: dict | None = None) -> dict:
+        from pipelines.ops.tasks import resolve as resolve_register
+
+        return resolve_register(params or {})
+
+    @task
+    def land(params: dict | None = None) -> dict:
+        from pipelines.ops.tasks import land as publish_register
+
+        return publish_register(params or {})
+
+    ingest() >> resolve() >> land()
 
 
-unitfusion_ingest()
+unitfusion_daily()
