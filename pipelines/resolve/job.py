@@ -31,7 +31,7 @@ from pipelines.resolve.identity import assign_unit_ids
 from pipelines.resolve.inputs import latest_records
 from pipelines.resolve.model import MODEL_PATH, model_version, predict
 from pipelines.standardise.addresses import parse_address
-from pipelines.standardise.names import parse_company_name
+from pipelines.standardise.names import CompanyName, parse_company_name
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
 from pipelines.store import RunStore
@@ -359,6 +359,8 @@ def _work_unit_index(
             if entity.is_person or not entity.trade_name:
                 continue
             unit = unit_ids[root]
+            if entity.name:
+                index[_full_name_key(parse_company_name(entity.name))].add(unit)
             index[("core", entity.name_core or "")].add(unit)
             index[
                 ("trade+industry+branch", entity.trade_name, entity.industry or "", entity.branch or "")
@@ -370,13 +372,18 @@ def _work_unit_index(
     return index
 
 
+def _full_name_key(name: CompanyName) -> tuple[str, ...]:
+    """The name with its region, however the region is spelt (杭州 / 杭州市 / 浙江省杭州市 → one code)."""
+    return ("full", match_region(name.region).division_code or name.region, name.core)
+
+
 def _work_unit_candidates(
     work_unit: str, city: str | None, index: dict[tuple[str, ...], set[str]], unit_city: dict[str, str]
 ) -> set[str]:
     """The units a work-unit name names, from its most specific key that finds any; several namesakes are
     narrowed to the person's own city."""
     name = parse_company_name(work_unit)
-    keys = [("core", name.core)]
+    keys = [_full_name_key(name), ("core", name.core)] if name.region else [("core", name.core)]
     if name.trade_name:
         keys += [
             ("trade+industry+branch", name.trade_name, name.industry, name.branch),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipelines.standardise.divisions import names_index
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold, phonetic_key
 
@@ -22,7 +23,7 @@ ORGANISATION_FORMS = tuple(
 )  # fmt: skip
 # The same form written two ways in different feeds.
 FORM_CANONICAL = {"有限责任公司": "有限公司", "集团有限公司": "有限公司"}
-BRANCH_RE = re.compile(r"(?P<branch>[^公司]{0,8}(?:分公司|分店|门店|营业部|分厂|办事处|分部|经营部))$")
+BRANCH_MARKERS = ("分公司", "分店", "门店", "营业部", "分厂", "办事处", "分部")
 INDUSTRY_WORDS = tuple(
     sorted(
         (
@@ -70,12 +71,26 @@ def _strip_bracketed_region(text: str) -> tuple[str, str]:
     return text, ""
 
 
+def _split_branch(text: str) -> tuple[str, str]:
+    """``…有限公司余杭分公司`` → (``…有限公司``, ``余杭分公司``): the marker and the place before it, which is
+    a division name where one fits, else two characters (滨江, 武林)."""
+    marker = next((m for m in BRANCH_MARKERS if text.endswith(m)), None)
+    if marker is None:
+        return text, ""
+    head = text[: -len(marker)]
+    if head.endswith("公司"):  # 某某有限公司分公司: no place name
+        return head, marker
+    names = names_index()
+    place = next((head[-n:] for n in (4, 3, 2) if len(head) > n + 1 and head[-n:] in names), head[-2:])
+    if len(head) - len(place) < 2:
+        return text, ""
+    return head[: -len(place)], place + marker
+
+
 def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName:
     folded = fold(name)
     text, bracket_region = _strip_bracketed_region(folded)
-    branch = ""
-    if (found := BRANCH_RE.search(text)) and found.start() > 0:
-        branch, text = found["branch"], text[: found.start()]
+    text, branch = _split_branch(text)
     form = next((f for f in ORGANISATION_FORMS if text.endswith(f) and len(text) > len(f)), "")
     text = text[: len(text) - len(form)] if form else text
     region_match = match_region(text, hint, strict_short=True)
