@@ -48,3 +48,22 @@ def commit_rows(store: RunStore, rows_by_feed: dict[str, list[dict[str, Any]]]) 
         }
     )
     return run_id
+
+
+def stage_sample(store: RunStore, sample_dir: Path, key: bytes) -> str:
+    """Parse a generated sample the way ingest does (contract check, tokenisation) and commit it."""
+    from pipelines.ingest.parse import RawMessage, parse_message
+    from pipelines.pii import Tokeniser
+
+    tokens = Tokeniser(key)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for feed, feed_contract in load_contracts().items():
+        lines = (sample_dir / f"{feed}.jsonl").read_bytes().splitlines()
+        for offset, line in enumerate(lines):
+            record_id = str(__import__("json").loads(line)["record_id"]).encode()
+            ok, row = parse_message(
+                feed_contract, RawMessage(feed, f"feeds.{feed}", 0, offset, None, record_id, line), tokens, ""
+            )
+            assert ok, row["detail"]
+            rows.setdefault(feed, []).append({k: v for k, v in row.items() if not k.startswith("_")})
+    return commit_rows(store, rows)

@@ -505,6 +505,9 @@ def _register(
         return recent.groupby("unit_id")[value].sum().to_dict()
 
     tax_paid, kwh = figures(tax, "tax", "tax_paid"), figures(power, "utility", "kwh")
+    waybills = tables["waybill"].select(["record_id", "parcel_count"]).to_pandas()
+    waybills["unit_id"] = [unit_of.get(("waybill", r)) for r in waybills["record_id"]]
+    parcels = waybills.groupby("unit_id")["parcel_count"].sum().to_dict() if len(waybills) else {}
     meters = Counter()
     if len(power):
         power["unit_id"] = [unit_of.get(("utility", r)) for r in power["record_id"]]
@@ -523,8 +526,9 @@ def _register(
             else max(members, key=lambda e: len(e.record_ids))
         )
         reg = registration.get(main.record_ids[0]) if main.feed == "registration" else None
-        if reg and main.legal_rep_token and main.street_key:
-            licence_key_units[(main.legal_rep_token, main.street_key)].add(unit_id)
+        operator = main.legal_rep_name  # the ID-number token is missing on some licences; the name is not
+        if reg and operator and main.district_code and (main.street_key or main.road):
+            licence_key_units[(operator, main.district_code, main.street_key or main.road)].add(unit_id)
         names = Counter(e.name for e in members if e.name)
         canonical = main.name or (names.most_common(1)[0][0] if names else None)
         count = {
@@ -567,7 +571,7 @@ def _register(
                 "unregistered": not info["registered"],
                 "multi_licence": False,
                 "multi_meter": meters.get(unit_id, 0) > 1,
-                "ecommerce_candidate": count["waybill"] > 0
+                "ecommerce_candidate": parcels.get(unit_id, 0) >= settings.ecommerce_min_parcels
                 and count["waybill"] >= settings.ecommerce_waybill_share * sum(count.values()),
                 "zombie_candidate": zombie,
                 "tax_active": tax_paid.get(unit_id, 0.0) > 0,

@@ -12,6 +12,7 @@ _TOWNSHIP_RE = re.compile(r"^(?P<township>[^路号\d]{2,6}?(?:街道|镇|乡))")
 _ROAD_RE = re.compile(
     r"^(?P<road>[^\d号]{1,14}?(?:大道|大街|路|街|巷|弄|胡同|道))(?P<number>\d+(?:-\d+)?)?(?:号)?"
 )
+_COMPOUND_RE = re.compile(r"^(?P<compound>\D{2,12}?)(?P<number>\d+)")
 _FLOOR_RE = re.compile(r"\d+(?:楼|层|F)(?=\d)|(?:楼|层)$")
 _ROOM_WORDS_RE = re.compile(r"[室房]")
 _BUILDING_RE = re.compile(r"(?:号楼|幢|栋|座)")
@@ -30,8 +31,13 @@ class Address:
 
     @property
     def street_key(self) -> str | None:
-        """Road and number: what two records of one site share however they write the rest."""
-        return f"{self.road}{self.number}" if self.road and self.number else None
+        """Road and number (or, in a compound with no road, its name and building number): what two records
+        of one site share however they write the rest."""
+        if self.road and self.number:
+            return f"{self.road}{self.number}"
+        if not self.road and (found := _COMPOUND_RE.match(self.rest)):
+            return f"{found['compound']}{found['number']}"
+        return None
 
 
 def parse_address(text: str | None, hint: str | None = None) -> Address:

@@ -1,0 +1,72 @@
+"""Resolution on a generated sample with ground truth: accuracy, the USCC constraint and planted flags."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+
+from pipelines.generate import generate
+from pipelines.resolve.evaluation import bcubed, pairwise
+from pipelines.resolve.landing import resolve_and_land
+from pipelines.standardise.codes import is_valid_uscc
+from pipelines.store import RunStore
+from tests.conftest import TEST_KEY
+from tests.staging import stage_sample
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory):
+    sample = tmp_path_factory.mktemp("sample")
+    generate(units=600, seed=5, out_dir=sample)
+    store = RunStore(tmp_path_factory.mktemp("store"))
+    stage_sample(store, sample, TEST_KEY.encode())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
+        landed = resolve_and_land(store)
+    truth = {}
+    for line in (sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        truth[(row["feed"], row["record_id"])] = row["unit_id"]
+    units = [json.loads(line) for line in (sample / "units.jsonl").read_text(encoding="utf-8").splitlines()]
+    return landed.result.tables, truth, units
+
+
+def test_accuracy_against_ground_truth(resolved):
+    tables, truth, _ = resolved
+    predicted = {(r["feed"], r["record_id"]): r["unit_id"] for r in tables["links"].to_pylist()}
+    clusters = {record: predicted.get(record) for record in truth}
+    assert bcubed(truth, clusters).f1 >= 0.97
+    assert pairwise(truth, clusters).precision >= 0.98
+
+
+def test_no_unit_holds_two_valid_usccs(resolved):
+    tables, _, _ = resolved
+    usccs = defaultdict(set)
+    registration = {r["record_id"]: r for r in tables["links"].to_pylist() if r["feed"] == "registration"}
+    for row in tables["register"].to_pylist():
+        if row["uscc"]:
+            assert is_valid_uscc(row["uscc"])
+            usccs[row["unit_id"]].add(row["uscc"])
+    assert registration and all(len(codes) == 1 for codes in usccs.values())
+    assert len({r["uscc"] for r in tables["register"].to_pylist() if r["uscc"]}) == sum(
+        1 for r in tables["register"].to_pylist() if r["uscc"]
+    )  # one unit per USCC
+
+
+@pytest.mark.parametrize("flag", ["multi_meter", "zombie_candidate", "ecommerce_candidate", "multi_licence"])
+def test_planted_flags_are_found(resolved, flag):
+    tables, truth, units = resolved
+    planted_key = {"zombie_candidate": "zombie", "ecommerce_candidate": "ecommerce"}.get(flag, flag)
+    planted = {u["unit_id"] for u in units if u.get(planted_key)}
+    links = tables["links"].to_pylist()
+    true_unit_of = defaultdict(set)  # register unit → true units of its records
+    for row in links:
+        if truth.get((row["feed"], row["record_id"])):
+            true_unit_of[row["unit_id"]].add(truth[(row["feed"], row["record_id"])])
+    flagged = {u for row in tables["register"].to_pylist() if row[flag] for u in true_unit_of[row["unit_id"]]}
+    assert planted, f"the sample plants no {flag}"
+    found = len(planted & flagged) / len(planted)
+    precision = len(planted & flagged) / max(1, len(flagged))
+    assert found >= 0.8 and precision >= 0.6, (flag, found, precision)
