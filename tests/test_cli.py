@@ -15,6 +15,17 @@ from pipelines.store import RunStore
 UNITFUSION = str(Path(sys.executable).with_name("unitfusion"))
 
 
+def _demo(out: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != HMAC_KEY_ENV}  # the demo makes its own key
+    return subprocess.run(
+        [UNITFUSION, "demo", "--out", str(out), "--units", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.mark.integration
 def test_demo_builds_a_register_from_sample_feeds(tmp_path):
     out = tmp_path / "demo"

@@ -163,7 +163,9 @@ def parse_message(
         obj = _decode(contract, message)
         row = _typed_row(contract, obj, message)
     except _Problem as problem:
-        return False, _quarantine_row(contract, message, problem, obj, tokeniser, run_id)
+        return False, quarantine_row(
+            contract, message, problem.reason, problem.detail, tokeniser, run_id, obj
+        )
 
     for spec in contract.fields:
         if spec.validity_column:
@@ -183,14 +185,16 @@ def parse_message(
     return True, row
 
 
-def _quarantine_row(
+def quarantine_row(
     contract: FeedContract,
     message: RawMessage,
-    problem: _Problem,
-    obj: dict[str, Any] | None,
+    reason: str,
+    detail: str,
     tokeniser: Tokeniser,
     run_id: str,
+    obj: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The quarantine row of a message: raw payload kept, personal data tokenised or scrubbed."""
     payload = message.value or b""
     if obj is not None:  # parsed: tokenise the personal fields we can name, then scrub the rest
         obj = dict(obj)
@@ -203,8 +207,8 @@ def _quarantine_row(
         "offset": message.offset,
         "kafka_timestamp": _kafka_time(message),
         "key": tokeniser.scrub_bytes(message.key) if message.key else None,
-        "reason": problem.reason,
-        "detail": problem.detail,
+        "reason": reason,
+        "detail": detail,
         "raw_payload": tokeniser.scrub_bytes(payload),
         "payload_bytes": len(message.value or b""),
         "run_id": run_id,

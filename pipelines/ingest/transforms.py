@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.contracts import QUARANTINE_SCHEMA, FeedContract
-from pipelines.ingest.parse import RawMessage, parse_message
+from pipelines.ingest.parse import RawMessage, parse_message, quarantine_row
 from pipelines.kafka.client import OffsetRange, read_range
 from pipelines.pii import Tokeniser, load_key
 
@@ -61,31 +60,16 @@ class _ParseFn(beam.DoFn):
             staged, row = parse_message(contract, message, self._tokeniser, self._run_id)
         except Exception as error:  # a bug in parsing must not lose the message either
             log.exception("parsing %s[%d]@%d failed", message.topic, message.partition, message.offset)
-            staged, row = False, _internal_error_row(message, error, self._tokeniser, self._run_id)
+            staged = False
+            row = quarantine_row(
+                contract, message, INTERNAL_ERROR, type(error).__name__, self._tokeniser, self._run_id
+            )
         if staged:
             self._staged.inc()
             yield beam.pvalue.TaggedOutput(message.feed, row)
         else:
             self._quarantined.inc()
             yield beam.pvalue.TaggedOutput(QUARANTINE, row)
-
-
-def _internal_error_row(
-    message: RawMessage, error: Exception, tokeniser: Tokeniser, run_id: str
-) -> dict[str, Any]:
-    return {
-        "feed": message.feed,
-        "topic": message.topic,
-        "partition": message.partition,
-        "offset": message.offset,
-        "kafka_timestamp": None,
-        "key": tokeniser.scrub_bytes(message.key) if message.key else None,
-        "reason": INTERNAL_ERROR,
-        "detail": type(error).__name__,
-        "raw_payload": tokeniser.scrub_bytes(message.value or b""),
-        "payload_bytes": len(message.value or b""),
-        "run_id": run_id,
-    }
 
 
 class ParseAndDesensitise(beam.PTransform):
