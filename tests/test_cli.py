@@ -57,3 +57,21 @@ def test_demo_builds_a_register_from_sample_feeds(tmp_path):
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.integration
+def test_broker_command_says_when_ready_serves_kafka_and_stops_cleanly(tmp_path):
+    import signal
+
+    from pipelines.kafka import free_port, plan_ranges, produce_messages
+
+    port = free_port()
+    broker = subprocess.Popen([UNITFUSION, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "ready on 127.0.0.1:" in broker.stdout.readline()
+        bootstrap = f"127.0.0.1:{port}"
+        produce_messages(bootstrap, "cli.tax", [(b"T1", b'{"record_id": "T1"}')])
+        assert sum(r.size for r in plan_ranges(bootstrap, {"tax": "cli.tax"}, {})) == 1
+    finally:
+        broker.send_signal(signal.SIGINT)
+        assert broker.wait(timeout=30) == 0
