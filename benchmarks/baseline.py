@@ -50,7 +50,7 @@ def baseline_clusters(store: RunStore) -> dict[str, str]:
             block_on("name"),
             block_on("phone"),
             block_on("code"),
-            block_on("substr(address, 1, 8)"),
+            block_on("address"),
         ],
     )
     linker = Linker(DuckDBAPI(connection=duckdb.connect()).register(records), settings)
