@@ -106,3 +106,14 @@ def test_sql_string_distances_count_characters_not_bytes():
     register_duckdb(con)
     row = con.sql("select uf_char_levenshtein('北京','北景'), levenshtein('北京','北景')").fetchall()
     assert row == [(1, 3)]  # DuckDB's own function counts UTF-8 bytes
+
+
+def test_saved_model_transpiles_for_splinks_spark_backend():
+    from pipelines.resolve.model import model_settings_for
+
+    spark = model_settings_for("spark")
+    assert spark["sql_dialect"] == "spark"
+    rules = [r["blocking_rule"] for r in spark["blocking_rules_to_generate_predictions"]]
+    assert rules and all('"' not in rule and "`" in rule for rule in rules)  # Spark quotes with backticks
+    conditions = [level["sql_condition"] for c in spark["comparisons"] for level in c["comparison_levels"]]
+    assert any("uf_char_jaro_winkler" in condition for condition in conditions)

@@ -27,6 +27,28 @@ def model_version(path: Path = MODEL_PATH) -> str:
     return "m-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def model_settings_for(dialect: str, path: Path = MODEL_PATH) -> dict:
+    """The saved model for another Splink backend: the same parameters, its SQL transpiled (sqlglot) from
+    DuckDB's dialect. The character-level functions must be registered there too (``udfs.register_spark``)."""
+    import sqlglot
+
+    model = json.loads(path.read_text(encoding="utf-8"))
+    source = model.get("sql_dialect", "duckdb")
+
+    def convert(sql: str) -> str:
+        return sqlglot.transpile(sql, read=source, write=dialect)[0]
+
+    model["sql_dialect"] = dialect
+    for rule in model["blocking_rules_to_generate_predictions"]:
+        rule["blocking_rule"] = convert(rule["blocking_rule"])
+        rule["sql_dialect"] = dialect
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level["sql_condition"] != "ELSE":
+                level["sql_condition"] = convert(level["sql_condition"])
+    return model
+
+
 def model_frame(entities: pd.DataFrame) -> pd.DataFrame:
     frame = entities.copy()
     frame["branch_key"] = frame["branch"].fillna("")

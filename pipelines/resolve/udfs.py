@@ -8,6 +8,7 @@ model runs on, so one Splink settings file serves DuckDB and Spark alike.
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 from rapidfuzz.distance import JaroWinkler, Levenshtein
 
@@ -47,3 +48,19 @@ def register_duckdb(connection) -> None:  # type: ignore[no-untyped-def]
         connection.create_function(
             name, function, [VARCHAR, VARCHAR], returns, type="arrow", null_handling="special"
         )
+
+
+def register_spark(spark) -> None:  # type: ignore[no-untyped-def]
+    """Register the same functions on a Spark session (pandas UDFs), for Splink's Spark backend."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("long")  # type: ignore[misc]
+    def levenshtein_udf(left: pd.Series, right: pd.Series) -> pd.Series:
+        return pd.Series(char_levenshtein(pa.array(left), pa.array(right)).to_pandas())
+
+    @pandas_udf("double")  # type: ignore[misc]
+    def jaro_winkler_udf(left: pd.Series, right: pd.Series) -> pd.Series:
+        return pd.Series(char_jaro_winkler(pa.array(left), pa.array(right)).to_pandas())
+
+    spark.udf.register(CHAR_LEVENSHTEIN, levenshtein_udf)
+    spark.udf.register(CHAR_JARO_WINKLER, jaro_winkler_udf)
