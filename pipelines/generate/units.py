@@ -148,6 +148,7 @@ class Population:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.usccs: set[str] = set()
+        self.names: set[tuple[str, str, str, str, str]] = set()  # names taken per registration authority
         self.agencies: dict[str, list[str]] = defaultdict(list)  # city → accounting agencies' phones
         self.incubators: dict[str, list[Site]] = defaultdict(list)  # district → shared registration addresses
 
@@ -209,6 +210,7 @@ class Population:
         established_on: date | None = None,
     ) -> Unit:
         rng = self.rng
+        parts = self._unique_name(city, district, parts)
         if site is None:
             site_kind = self._site_kind(kind, industry)
             if site_kind == "home":
@@ -246,6 +248,17 @@ class Population:
         if kind == "company" and rng.random() < 0.015:
             unit.former_parts = self._former_name(city, district, parts)
         return unit
+
+    def _unique_name(self, city: City, district: District, parts: NameParts) -> NameParts:
+        """A registration authority does not register the same name twice (企业名称登记管理规定): a trade
+        name + line of business + form already taken in the city (in the district, for names that carry
+        the district) gets another trade name."""
+        scope = district.code if district.name in parts.region else city.code
+        while (key := (scope, parts.trade, parts.industry, parts.form, parts.branch)) in self.names:
+            trade = trade_name(self.rng)
+            parts = NameParts(parts.region, trade, parts.industry, parts.form, parts.bracket, parts.branch)
+        self.names.add(key)
+        return parts
 
     def _former_name(self, city: City, district: District, parts: NameParts) -> NameParts:
         """A name changed after registration: usually the line of business or the region, now and then all
