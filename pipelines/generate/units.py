@@ -148,7 +148,7 @@ class Population:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.usccs: set[str] = set()
-        self.names: set[tuple[str, str, str, str, str]] = set()  # names taken per registration authority
+        self.names: set[tuple[str, str, str, str]] = set()  # names taken per registration authority
         self.agencies: dict[str, list[str]] = defaultdict(list)  # city → accounting agencies' phones
         self.incubators: dict[str, list[Site]] = defaultdict(list)  # district → shared registration addresses
 
@@ -250,11 +250,11 @@ class Population:
         return unit
 
     def _unique_name(self, city: City, district: District, parts: NameParts) -> NameParts:
-        """A registration authority does not register the same name twice (企业名称登记管理规定): a trade
-        name + line of business + form already taken in the city (in the district, for names that carry
-        the district) gets another trade name."""
+        """A registration authority does not register the same name twice (企业名称登记管理规定; names that
+        differ only in organisation form count as the same): a trade name + line of business already taken
+        in the city (in the district, for names that carry the district) gets another trade name."""
         scope = district.code if district.name in parts.region else city.code
-        while (key := (scope, parts.trade, parts.industry, parts.form, parts.branch)) in self.names:
+        while (key := (scope, parts.trade, parts.industry, parts.branch)) in self.names:
             trade = trade_name(self.rng)
             parts = NameParts(parts.region, trade, parts.industry, parts.form, parts.bracket, parts.branch)
         self.names.add(key)
