@@ -237,7 +237,9 @@ def resolve(
     }
     unit_ids, lineage = assign_unit_ids(members, anchors, previous_record_unit)
     links = _links(units, unit_ids, entities, joined_by, run_id)
-    links += _person_links(tables[PERSON_FEED], units, unit_ids, entities, run_id)
+    links += _person_links(
+        tables[PERSON_FEED], units, unit_ids, entities, run_id, _founded(tables, entities, units, unit_ids)
+    )
     link_table = pa.Table.from_pylist(links, schema=_schema("links"))
     register = _register(units, unit_ids, entities, tables, link_table, settings, run_id)
     review = _review(units, unit_ids, entities, model, settings, run_id)
@@ -415,12 +417,35 @@ def _narrow(
     return candidates
 
 
+def _founded(
+    tables: dict[str, pa.Table],
+    entities: dict[str, Entity],
+    units: dict[Any, dict[str, Any]],
+    unit_ids: dict[Any, str],
+) -> dict[str, date]:
+    """Registration date of each registered unit: nobody worked for a unit before it existed."""
+    established = dict(
+        zip(
+            tables["registration"]["record_id"].to_pylist(),
+            tables["registration"]["established_on"].to_pylist(),
+            strict=True,
+        )
+    )
+    founded: dict[str, date] = {}
+    for root, info in units.items():
+        dates = [established.get(entities[e].record_ids[0]) for e in info["registered"]]
+        if dates := [d for d in dates if d]:
+            founded[unit_ids[root]] = min(dates)
+    return founded
+
+
 def _person_links(
     people: pa.Table,
     units: dict[Any, dict[str, Any]],
     unit_ids: dict[Any, str],
     entities: dict[str, Entity],
     run_id: str,
+    founded: dict[str, date],
 ) -> list[dict[str, Any]]:
     """A test record joins a unit when the person is its legal representative (same ID-number token, one
     unit only), or when the work unit it names is exactly one unit."""
@@ -443,7 +468,7 @@ def _person_links(
             }
     rows = []
     for person in people.select(
-        ["record_id", "id_number", "phone", "work_unit", "address", "site"]
+        ["record_id", "id_number", "phone", "work_unit", "address", "site", "sampled_at"]
     ).to_pylist():
         home = parse_address(person["address"])
         site = match_region(fold(person["site"])).division_code
@@ -458,6 +483,10 @@ def _person_links(
         )
         if len(via_rep) > 1 and via_rep & via_work:
             via_rep = via_rep & via_work
+        if person["sampled_at"]:  # of several candidates, only those that existed when the test was taken
+            tested_on = person["sampled_at"].date()
+            via_rep = {u for u in via_rep if founded.get(u, tested_on) <= tested_on} or via_rep
+            via_work = {u for u in via_work if founded.get(u, tested_on) <= tested_on} or via_work
         via_rep, via_work = _narrow(via_rep, traits, unit_traits), _narrow(via_work, traits, unit_traits)
         if len(via_rep) == 1:
             unit, matched_by = next(iter(via_rep)), "legal_rep"
