@@ -87,6 +87,16 @@ def _split_branch(text: str) -> tuple[str, str]:
     return head[: -len(place)], place + marker
 
 
+def _ambiguous_full_division(text: str) -> int:
+    """Length of a full district name the text starts with even when several cities have it (西湖区,
+    鼓楼区): it is still the region prefix of the name, whichever city it is."""
+    names = names_index()
+    return next(
+        (n for n in range(6, 2, -1) if text[:n] in names and any(d.name == text[:n] for d in names[text[:n]])),
+        0,
+    )
+
+
 def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName:
     folded = fold(name)
     text, bracket_region = _strip_bracketed_region(folded)
@@ -94,10 +104,10 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
     form = next((f for f in ORGANISATION_FORMS if text.endswith(f) and len(text) > len(f)), "")
     text = text[: len(text) - len(form)] if form else text
     region_match = match_region(text, hint, strict_short=True)
-    if region_match.end and len(text) - region_match.end >= 2:
-        region, text = text[: region_match.end], text[region_match.end :]
-    else:
-        region = ""
+    end = region_match.end or _ambiguous_full_division(text)
+    region = ""
+    if end and len(text) - end >= 2:
+        region, text = text[:end], text[end:]
     industry = ""
     for start in range(min(2, len(text)), len(text)):  # a trade name has at least two characters
         word = next((w for w in INDUSTRY_WORDS if text.startswith(w, start)), None)
