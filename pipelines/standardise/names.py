@@ -91,10 +91,11 @@ def _ambiguous_full_division(text: str) -> int:
     """Length of a full district name the text starts with even when several cities have it (西湖区,
     鼓楼区): it is still the region prefix of the name, whichever city it is."""
     names = names_index()
-    return next(
-        (n for n in range(6, 2, -1) if text[:n] in names and any(d.name == text[:n] for d in names[text[:n]])),
-        0,
-    )
+    for length in range(6, 2, -1):
+        head = text[:length]
+        if any(division.name == head for division in names.get(head, ())):
+            return length
+    return 0
 
 
 def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName:
