@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := python3 -m uv
 
-.PHONY: setup demo test lint lock
+.PHONY: setup system demo test lint lock
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(VENV)/.installed
 
@@ -21,7 +22,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# Debian packages the tests use: Chromium (run report in a headless browser), docker-compose (static check
+# of docker/compose.yaml; no Docker engine is needed).
+system:
+	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium docker-compose)
+
+test: lint system
 	$(PY) -m pytest -q
 
 # Re-pin after changing dependencies in setup.cfg.

@@ -130,6 +130,22 @@ class RunStore:
         os.replace(pointer, self.register_latest_link)
         return final
 
+    # -- operations output, derived from a published register run (rebuildable, so no manifest) ---------
+
+    def queues_dir(self, register_run: str) -> Path:
+        """Township work queues of a register run: ``queues/<reg-run>/<division>_<township>.{xlsx,csv}``."""
+        return self.root / "queues" / register_run
+
+    @property
+    def reports_dir(self) -> Path:
+        """One self-contained HTML run report per register run: ``reports/<reg-run>.html``."""
+        return self.root / "reports"
+
+    @property
+    def alerts_dir(self) -> Path:
+        """What was sent to ops, per run (``alerts/<run>.jsonl``), so an alert is sent once per run."""
+        return self.root / "alerts"
+
     def pending_registers(self) -> list[str]:
         """Register runs written but not yet published (the DAG's land task publishes them)."""
         runs = self.register_dir / "runs"
