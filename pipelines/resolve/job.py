@@ -238,7 +238,13 @@ def resolve(
     unit_ids, lineage = assign_unit_ids(members, anchors, previous_record_unit)
     links = _links(units, unit_ids, entities, joined_by, run_id)
     links += _person_links(
-        tables[PERSON_FEED], units, unit_ids, entities, run_id, _founded(tables, entities, units, unit_ids)
+        tables[PERSON_FEED],
+        units,
+        unit_ids,
+        entities,
+        run_id,
+        _founded(tables, entities, units, unit_ids),
+        tokens,
     )
     link_table = pa.Table.from_pylist(links, schema=_schema("links"))
     register = _register(units, unit_ids, entities, tables, link_table, settings, run_id)
@@ -387,20 +393,23 @@ def _work_unit_candidates(
     name = parse_company_name(work_unit)
     keys = [_full_name_key(name), ("core", name.core)] if name.region else [("core", name.core)]
     if name.trade_name:
-        keys += [
-            ("trade+industry+branch", name.trade_name, name.industry, name.branch),
-            ("sound+industry", name.trade_name_phonetic, name.industry),
-        ]
+        keys.append(("trade+industry+branch", name.trade_name, name.industry, name.branch))
+        if name.industry:
+            keys.append(("sound+industry", name.trade_name_phonetic, name.industry))
         if not name.industry:  # a bare trade name (德胜): any unit of that name; with an industry, only it
             keys.append(("trade+branch", name.trade_name, name.branch))
     keys.append(("operator", fold(work_unit)))
     for key in keys:
         found = index.get(key, set())
-        if len(found) > 1 and city:
-            found = {unit for unit in found if unit_city.get(unit) == city}
+        if city:  # namesakes elsewhere: only the person's own city (or a unit whose city is unknown)
+            found = {unit for unit in found if unit_city.get(unit, city) == city}
         if found:
             return found
     return set()
+
+
+def _known(trait: tuple[str, str]) -> bool:
+    return bool(trait[1]) and not trait[1].endswith("|None")
 
 
 def _narrow(
@@ -411,7 +420,7 @@ def _narrow(
     for trait in traits:
         if len(candidates) <= 1:
             break
-        if trait[1] and not trait[1].endswith("|None"):
+        if _known(trait):
             kept = {unit for unit in candidates if trait in unit_traits[unit]}
             candidates = kept or candidates
     return candidates
@@ -446,14 +455,23 @@ def _person_links(
     entities: dict[str, Entity],
     run_id: str,
     founded: dict[str, date],
+    tokens: Tokeniser,
 ) -> list[dict[str, Any]]:
     """A test record joins a unit when the person is its legal representative (same ID-number token, one
-    unit only), or when the work unit it names is exactly one unit."""
+    unit only), or when the work unit it names is exactly one unit, or, failing both, when the person has
+    the name of exactly one unit's legal representative and shares that unit's phone or street."""
     by_rep: dict[str, set[str]] = defaultdict(set)
     for root, info in units.items():
         for entity_id in info["entities"]:
             if entities[entity_id].legal_rep_token:
                 by_rep[entities[entity_id].legal_rep_token].add(unit_ids[root])
+    by_rep_name: dict[str | None, set[str]] = defaultdict(set)  # the licence's public name, tokenised
+    for root, info in units.items():
+        for entity_id in info["entities"]:
+            if entities[entity_id].legal_rep_name:
+                by_rep_name[tokens.token("person_name", entities[entity_id].legal_rep_name)].add(
+                    unit_ids[root]
+                )
     index = _work_unit_index(units, unit_ids, entities)
     unit_city: dict[str, str] = {}
     unit_traits: dict[str, set[tuple[str, str]]] = defaultdict(set)  # phone tokens and streets
@@ -461,14 +479,15 @@ def _person_links(
         unit = unit_ids[root]
         for entity_id in info["entities"]:
             entity = entities[entity_id]
-            unit_city.setdefault(unit, (entity.district_code or "")[:4])
+            if entity.district_code:
+                unit_city.setdefault(unit, entity.district_code[:4])
             unit_traits[unit] |= {
                 ("phone", entity.phone or ""),
                 ("street", f"{entity.district_code}|{entity.street_key}"),
             }
     rows = []
     for person in people.select(
-        ["record_id", "id_number", "phone", "work_unit", "address", "site", "sampled_at"]
+        ["record_id", "person_name", "id_number", "phone", "work_unit", "address", "site", "sampled_at"]
     ).to_pylist():
         home = parse_address(person["address"])
         site = match_region(fold(person["site"])).division_code
@@ -488,10 +507,19 @@ def _person_links(
             via_rep = {u for u in via_rep if founded.get(u, tested_on) <= tested_on} or via_rep
             via_work = {u for u in via_work if founded.get(u, tested_on) <= tested_on} or via_work
         via_rep, via_work = _narrow(via_rep, traits, unit_traits), _narrow(via_work, traits, unit_traits)
+        # no usable ID number (missing, mistyped, or not on the licence): the legal representative's name,
+        # backed by the unit's own phone or street, still identifies them
+        via_name = {
+            unit
+            for unit in by_rep_name.get(person["person_name"], set())
+            if any(trait in unit_traits[unit] for trait in traits if _known(trait))
+        }
         if len(via_rep) == 1:
             unit, matched_by = next(iter(via_rep)), "legal_rep"
         elif len(via_work) == 1:
             unit, matched_by = next(iter(via_work)), "work_unit"
+        elif len(via_name) == 1 and not via_rep:
+            unit, matched_by = next(iter(via_name)), "legal_rep_name"
         else:
             continue
         rows.append(
