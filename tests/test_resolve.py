@@ -154,3 +154,42 @@ def test_landing_is_atomic_and_runs_are_immutable(store, monkeypatch):
     ]
     second = resolve_and_land(store, force=True).path
     assert second != first and first.exists() and store.register_latest() == second.resolve()
+
+
+def test_an_address_without_its_city_is_placed_by_the_city_in_the_name():
+    """通州区 is a district of Beijing and of Nantong: the account name's 北京 decides, so the account blocks
+    and compares with its registration; with no city anywhere the district stays unknown."""
+    import pyarrow as pa
+
+    from pipelines.contracts import contract
+    from pipelines.resolve.entities import utility_entities
+
+    def account(record_id: str, name: str) -> dict:
+        return {"record_id": record_id, "account_no": record_id, "account_name": name,
+                "address": "通州区通胡大街178号2幢", "customer_class": "大工业用电"}  # fmt: skip
+
+    schema = contract("utility").staging_schema()
+    rows = [account("A1", "北京明竹成服饰有限公司"), account("A2", "明竹成服饰有限公司")]
+    table = pa.Table.from_pylist([{**dict.fromkeys(schema.names), **r} for r in rows], schema=schema)
+    placed, unplaced = utility_entities(table, TOKENS)
+    assert (placed.district_code, placed.street_key) == ("110112", "通胡大街178")
+    assert unplaced.district_code is None
+
+
+def test_a_legal_rep_without_a_usable_id_number_links_by_name_only_with_the_units_phone(tmp_path, hmac_key):
+    """R3's licence has no ID number: 李娜's test record joins it through her name, but only when her phone
+    is the unit's; a namesake with another phone stays unlinked."""
+    tokens = Tokeniser(hmac_key.encode())  # the key the run itself tokenises with
+    staging = _staging()
+    staging["nucleic_contact"] += [
+        {"record_id": "N4", "person_name": tokens.token("person_name", "李 娜"), "id_number": None,
+         "phone": tokens.token("phone", "13900001111"), "sampled_at": WHEN},
+        {"record_id": "N5", "person_name": tokens.token("person_name", "李娜"), "id_number": None,
+         "phone": tokens.token("phone", "13900002222"), "sampled_at": WHEN},
+    ]  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store).path)
+    assert links[("nucleic_contact", "N4")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("nucleic_contact", "N4")]["matched_by"] == "legal_rep_name"
+    assert ("nucleic_contact", "N5") not in links

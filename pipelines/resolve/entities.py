@@ -77,6 +77,15 @@ def _district_hint(*codes: str | None) -> str:
     return ""
 
 
+def _region_hint(name: str | None) -> str:
+    """The city a company name starts with (北京…, 杭州…): tells which 通州区 or 鼓楼区 an address without a
+    city means."""
+    if not name:
+        return ""
+    region = _name(name, "").region
+    return (match_region(region).division_code or "") if region else ""
+
+
 def _fill(
     entity: Entity, name: str | None, address: str | None, phone: str | None, hint: str, tokens: Tokeniser
 ) -> Entity:
@@ -93,7 +102,8 @@ def _fill(
         entity.organisation_form = parsed.organisation_form or None
         entity.branch = parsed.branch or None
     if address:
-        parsed_address = _address(address, hint)
+        city_hint = "" if entity.is_person else _region_hint(entity.name)
+        parsed_address = _address(address, hint or city_hint)
         entity.address = address
         entity.district_code = parsed_address.division_code if parsed_address.district else None
         entity.township = parsed_address.township
