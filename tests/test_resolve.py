@@ -193,3 +193,27 @@ def test_a_legal_rep_without_a_usable_id_number_links_by_name_only_with_the_unit
     assert links[("nucleic_contact", "N4")]["unit_id"] == links[("registration", "R3")]["unit_id"]
     assert links[("nucleic_contact", "N4")]["matched_by"] == "legal_rep_name"
     assert ("nucleic_contact", "N5") not in links
+
+
+def test_a_record_with_the_full_registered_name_joins_that_unit_unless_it_is_elsewhere(tmp_path):
+    """An electricity account with no address and another phone still carries 杭州明辉餐饮管理有限公司, a name
+    registered once: it joins R3. The same name at an address in another district does not."""
+    staging = _staging()
+    account = {"account_name": "杭州明辉餐饮管理有限责任公司", "customer_class": "一般工商业", "period": "2026-09",
+               "kwh": 10.0, "phone": "13811112222", "updated_at": WHEN}  # fmt: skip
+    staging["utility"] += [
+        {**account, "record_id": "E3", "account_no": "3301003"},
+        {
+            **account,
+            "record_id": "E4",
+            "account_no": "3301004",
+            "address": "杭州市余杭区文一西路9号",
+            "phone": "13833334444",
+        },
+    ]
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store).path)
+    assert links[("utility", "E3")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("utility", "E3")]["matched_by"] == "registered_name"
+    assert links[("utility", "E4")]["unit_id"] != links[("registration", "R3")]["unit_id"]

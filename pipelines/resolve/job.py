@@ -91,6 +91,36 @@ def _deterministic_edges(entities: dict[str, Entity]) -> list[_Edge]:
     return edges
 
 
+def _registered_name_key(entity: Entity) -> tuple[str, ...] | None:
+    """A name with its region spelt out (北京… / 杭州市西湖区…) and any organisation form: a registration
+    authority registers such a name once."""
+    if not entity.name or entity.is_person:
+        return None
+    name = parse_company_name(entity.name)
+    region = match_region(name.region).division_code if name.region else None
+    if not region or not name.trade_name:
+        return None
+    return (region, name.trade_name, name.industry, name.branch)
+
+
+def _registered_name_edges(entities: dict[str, Entity]) -> list[_Edge]:
+    """A record with no code that carries the full registered name of exactly one registered unit belongs
+    to it (an electricity account with no address, a tax record under a changed phone), unless its own
+    district says it is somewhere else."""
+    registered: dict[tuple[str, ...], list[Entity]] = defaultdict(list)
+    for entity in entities.values():
+        if entity.feed == "registration" and entity.uscc and (key := _registered_name_key(entity)):
+            registered[key].append(entity)
+    edges = []
+    for entity in entities.values():
+        if entity.feed == "registration" or entity.uscc or entity.org_code:
+            continue
+        holders = registered.get(_registered_name_key(entity) or (), [])
+        if len(holders) == 1 and entity.district_code in (None, holders[0].district_code):
+            edges.append(_Edge(holders[0].entity_id, entity.entity_id, 1.0, "registered_name"))
+    return edges
+
+
 def _model_edges(frame: pd.DataFrame, settings: ResolveSettings, model_path: Path) -> list[_Edge]:
     if len(frame) < 2:
         return []
@@ -217,7 +247,10 @@ def resolve(
     for a, b in cannot:
         clusters.forbid(a, b)
     joined_by: dict[str, _Edge] = {}
-    ordered = must + deterministic + sorted(model, key=lambda e: -e.probability)
+    # the registered name only where neither codes nor the model placed a record
+    ordered = (
+        must + deterministic + sorted(model, key=lambda e: -e.probability) + _registered_name_edges(entities)
+    )
     for edge in ordered:
         if edge.matched_by == "model" and edge.probability < settings.link_threshold:
             continue
