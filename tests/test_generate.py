@@ -29,7 +29,7 @@ from pipelines.standardise.text import fold
 
 UNITS = 1500
 SEED = 5
-OUTPUT_FILES = {*(f"{feed}.jsonl" for feed in load_contracts()), "truth.jsonl", "units.jsonl"}
+OUTPUT_FILES = {*(f"{feed}.jsonl" for feed in load_contracts()), "truth.jsonl", "units.jsonl", "anomalies.jsonl"}
 # Fields that are empty by nature for many records (no legacy number, not listed as abnormal, a private
 # sender without a company …); every other field should be there nearly always.
 SPARSE = {

@@ -2,7 +2,8 @@
 
 ``generate(units, seed, out_dir)`` writes ``<feed>.jsonl`` for every contract in ``schemas/feeds/``,
 ``truth.jsonl`` (feed, record_id → unit_id, null for private persons) and ``units.jsonl`` (the true units
-and the conditions planted in them: multi-licence, multi-meter, e-commerce, zombie).
+and the conditions planted in them: multi-licence, multi-meter, e-commerce, zombie) and ``anomalies.jsonl``
+(unit_id, kind, period: figures planted for the warning rules, see ``anomalies.py``).
 """
 
 from pipelines.generate.generator import RECORD_PREFIXES, GenerateSummary, generate

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.contracts import load_contracts
+from pipelines.generate.anomalies import AnomalyPlanter
 from pipelines.generate.feeds import FeedMaker
 from pipelines.generate.units import ZOMBIE_LISTED_BY, Population, Unit
 from pipelines.generate.writer import FeedFiles, write_jsonl_line
@@ -28,7 +29,8 @@ class GenerateSummary:
     units: int
     seed: int
     counts: dict[str, int]  # records per feed
-    paths: dict[str, Path]  # per feed, plus "truth" and "units"
+    paths: dict[str, Path]  # per feed, plus "truth", "units" and "anomalies"
+    anomalies: int = 0  # planted anomalies the figures show (lines of anomalies.jsonl)
 
     @property
     def records(self) -> int:
@@ -68,9 +70,11 @@ def unit_row(unit: Unit, tax_paid: float) -> dict[str, Any]:
 
 
 def generate(units: int, seed: int, out_dir: Path) -> GenerateSummary:
-    """Write one JSONL file per feed, ``truth.jsonl`` and ``units.jsonl`` into ``out_dir``.
+    """Write one JSONL file per feed, ``truth.jsonl``, ``units.jsonl`` and ``anomalies.jsonl``.
 
-    Everything comes from ``random.Random(seed)``: the same (units, seed) gives byte-identical files.
+    Everything comes from ``random.Random(seed)``: the same (units, seed) gives byte-identical files. The
+    anomalies planted in the figures draw from a second generator derived from the seed, so records and ids
+    are the same as without them.
     """
     if units < 1:
         raise ValueError("units must be at least 1")
@@ -81,20 +85,25 @@ def generate(units: int, seed: int, out_dir: Path) -> GenerateSummary:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    units_path = out_dir / "units.jsonl"
+    units_path, anomalies_path = out_dir / "units.jsonl", out_dir / "anomalies.jsonl"
     with (
         FeedFiles(out_dir, contracts, RECORD_PREFIXES, rng) as files,
         units_path.open("w", encoding="utf-8", newline="\n") as unit_file,
+        anomalies_path.open("w", encoding="utf-8", newline="\n") as anomaly_file,
     ):
         population = Population(rng)
-        maker = FeedMaker(rng, files.emit)
+        planter = AnomalyPlanter(seed, files.emit)
+        maker = FeedMaker(rng, planter.emit)
         for family in population.units(units):
+            planter.begin(family)
             tax_paid = maker.family(family)
+            planter.end(anomaly_file, write_jsonl_line)
             for unit in family:
                 write_jsonl_line(unit_file, unit_row(unit, tax_paid[unit.unit_id]))
     return GenerateSummary(
         units=units,
         seed=seed,
         counts=dict(files.counts),
-        paths={**files.paths, "truth": files.truth_path, "units": units_path},
+        paths={**files.paths, "truth": files.truth_path, "units": units_path, "anomalies": anomalies_path},
+        anomalies=planter.planted,
     )

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.ops.warnings import warnings_for_register
 from pipelines.resolve.job import ResolveResult, ResolveSettings, resolve
 from pipelines.resolve.model import MODEL_PATH, model_version
 from pipelines.store import RunStore, utc_now
@@ -69,6 +70,10 @@ def prepare_register(
             shutil.rmtree(store.partial_register_dir(stale))
         run_id = next_register_run_id(store)
         result = resolve(store, run_id, settings, model_path)
+        # warnings land with the register they are about (ids carried over from the published one)
+        begun = time.monotonic()
+        result.tables["warnings"] = warnings_for_register(store, result.tables, run_id)
+        result.timings["warnings"] = round(time.monotonic() - begun, 3)
         meta = {
             "run_id": run_id,
             "inputs": fingerprint,
