@@ -29,7 +29,8 @@ from pipelines.standardise.text import fold
 
 UNITS = 1500
 SEED = 5
-OUTPUT_FILES = {*(f"{feed}.jsonl" for feed in load_contracts()), "truth.jsonl", "units.jsonl", "anomalies.jsonl"}
+OUTPUT_FILES = {*(f"{feed}.jsonl" for feed in load_contracts()), "truth.jsonl", "units.jsonl"}
+OUTPUT_FILES |= {"anomalies.jsonl"}  # planted figure anomalies (pipelines/generate/anomalies.py)
 # Fields that are empty by nature for many records (no legacy number, not listed as abnormal, a private
 # sender without a company …); every other field should be there nearly always.
 SPARSE = {
