@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import statistics
 import tomllib
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,29 +154,31 @@ def _power_without_tax(figures: Figures, rule: Rules) -> Iterator[Raised]:
 def _changes(figures: Figures, series: pd.Series, rule: Rules, unit: str) -> Iterator[Raised]:
     """Each period of the window against the median of the unit's own earlier periods (``series`` is
     indexed by unit_id and period, holding only the periods fit to compare)."""
-    for unit_id, values in series.groupby(level="unit_id"):
-        values = values.droplevel("unit_id").sort_index()
-        for period, value in values.items():
+    by_unit: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (unit_id, period), value in series.sort_index().items():
+        by_unit[unit_id].append((period, float(value)))
+    for unit_id, values in by_unit.items():
+        for period, value in values:
             if period < figures.window_start or period > figures.reference:
                 continue
             earliest = shift_period(period, -int(rule["history_months"]))
-            history = values[(values.index >= earliest) & (values.index < period)]
+            history = {p: v for p, v in values if earliest <= p < period}
             if len(history) < rule["min_history"]:
                 continue
-            baseline = float(history.median())
+            baseline = statistics.median(history.values())
             if baseline < rule["min_baseline"]:
                 continue
-            ratio = float(value) / baseline
+            ratio = value / baseline
             if rule["drop_ratio"] < ratio < rule["jump_ratio"]:
                 continue
             change = "jump" if ratio >= rule["jump_ratio"] else "drop"
             evidence = {
-                "value": round(float(value), 2),
+                "value": round(value, 2),
                 "baseline": round(baseline, 2),
                 "ratio": round(ratio, 3),
                 "change": change,
                 "unit": unit,
-                "history": {str(p): round(float(v), 2) for p, v in history.items()},
+                "history": {p: round(v, 2) for p, v in history.items()},
             }
             yield Raised(
                 str(unit_id), str(period), evidence, {"change": "骤增" if change == "jump" else "骤降"}
