@@ -1,0 +1,626 @@
+"""The run report: one self-contained HTML page per register run, for the engineers operating the DAGs.
+
+Everything on the page is computed from committed state (the ingest manifests, the register run's tables
+and ``_meta.json``) and drawn here: inline CSS, charts as inline SVG made in Python, no scripts, fonts or
+images from anywhere, so the page opens offline, from a file share or as an e-mail attachment. Only
+aggregates are shown (counts by feed, reason, method, division, flag), never a record, a name or a token,
+so no personal data can reach the page. It is rebuildable at any time: ``write_report(store, run)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from pipelines.contracts import load_contracts, output_schema
+from pipelines.store import RunStore, utc_now, write_atomically
+
+__all__ = ["build_context", "render_report", "write_report"]
+
+TEMPLATE = "report.html.j2"
+CHINA_TIME = timezone(timedelta(hours=8), "北京时间")
+TREND_RUNS = 60  # runs drawn in the trend chart; the table shows the last TREND_TABLE_RUNS
+TREND_TABLE_RUNS = 15
+TOP_TOWNSHIPS = 15
+PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#1b7c83", "#57606a")
+CLUSTER_BINS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 20), (21, 50), (51, None))
+PROBABILITY_EDGES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
+FLAG_LABELS = {
+    "unregistered": "未登记 unregistered",
+    "multi_licence": "一户多证 multi_licence",
+    "multi_meter": "一户多表 multi_meter",
+    "ecommerce_candidate": "疑似电商 ecommerce_candidate",
+    "zombie_candidate": "疑似僵尸 zombie_candidate",
+    "tax_active": "近期纳税 tax_active",
+    "power_active": "近期用电 power_active",
+}
+SEVERITIES = ("high", "medium", "low")
+
+
+# -- formatting for people ---------------------------------------------------------------------------------
+
+
+def fmt_num(value: float | None, digits: int = 0) -> str:
+    """1234567 → 1,234,567; None → –."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_pct(part: float, whole: float, digits: int = 1) -> str:
+    return f"{100 * part / whole:.{digits}f} %" if whole else "–"
+
+
+def fmt_change(now: float, before: float | None) -> str:
+    """Relative change against an earlier figure: +12.5 %, −3.0 %, new."""
+    if before is None:
+        return "–"
+    if before == 0:
+        return "new" if now else "±0"
+    change = 100 * (now - before) / before
+    return f"{'+' if change >= 0 else '−'}{abs(change):.1f} %"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def fmt_time(iso: str | None) -> str:
+    """An ISO timestamp as Beijing time, with UTC alongside for people reading logs."""
+    if not iso:
+        return "–"
+    moment = datetime.fromisoformat(iso)
+    local = moment.astimezone(CHINA_TIME)
+    return f"{local:%Y-%m-%d %H:%M:%S} 北京时间 ({moment.astimezone(UTC):%H:%M} UTC)"
+
+
+def feed_label(feed: str) -> str:
+    """``tax 税务``: the feed name and the Chinese part of its contract title."""
+    contracts = load_contracts()
+    title = contracts[feed].title if feed in contracts else ""
+    chinese = re.search(r"[(（]([^()（）]+)[)）]", title)
+    return f"{feed} {chinese.group(1)}" if chinese else feed
+
+
+def division_label(code: str | None) -> str:
+    """``330114 杭州市钱塘区``; unrouted items say so."""
+    if not code:
+        return "未分派 (no division)"
+    from pipelines.standardise.divisions import by_code
+
+    divisions = by_code()
+    district = divisions.get(code)
+    if district is None:
+        return code
+    city = divisions.get(code[:4] + "00") or divisions.get(code[:2] + "0000")
+    prefix = city.name if city and city.name not in ("市辖区", "县", district.name) else ""
+    return f"{code} {prefix}{district.name}"
+
+
+# -- inline SVG charts -------------------------------------------------------------------------------------
+
+
+def _nice_step(value: float) -> float:
+    """The smallest 1, 2, 5 × 10^k at or above ``value``, so axis ticks are round numbers."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
+
+
+def _axis_ticks(highest: float) -> list[float]:
+    """Round tick values from 0 to at least ``highest``: about four steps of 1, 2 or 5 × 10^k."""
+    step = max(1.0, _nice_step(highest / 4)) if highest >= 4 else _nice_step(max(highest, 1) / 4)
+    return [step * i for i in range(max(1, math.ceil(highest / step)) + 1)]
+
+
+def _svg(width: int, height: int, label: str, body: Iterable[str]) -> Markup:
+    """An inline SVG (no xmlns needed in HTML, so the page holds no URL at all)."""
+    head = (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
+    )
+    return Markup(head + "".join(body) + "</svg>")
+
+
+def bar_chart(
+    items: Sequence[tuple[str, float]], label: str, fmt: Callable[[float], str] = fmt_num, width: int = 720
+) -> Markup:
+    """Horizontal bars, one per item: labels stay readable however long (Chinese names, reasons)."""
+    row, label_w, value_w = 22, 230, 90
+    span = width - label_w - value_w
+    top = max((value for _, value in items), default=0) or 1
+    body = []
+    for i, (name, value) in enumerate(items):
+        y = 4 + i * row
+        bar = span * value / top
+        tip = f"{name}: {fmt(value)}"
+        body += [
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(name)}</text>',
+            f'<rect x="{label_w}" y="{y + 3}" width="{bar:.1f}" height="{row - 6}" '
+            f'fill="{PALETTE[0]}"><title>{escape(tip)}</title></rect>',
+            f'<text x="{label_w + bar + 5:.1f}" y="{y + 15}">{escape(fmt(value))}</text>',
+        ]
+    return _svg(width, 8 + row * len(items), label, body)
+
+
+def column_chart(
+    items: Sequence[tuple[str, float]], label: str, x_title: str, y_title: str, width: int = 720
+) -> Markup:
+    """Vertical columns over ordered bins (histograms), with a round-numbered y axis."""
+    height, left, bottom, top_pad = 240, 60, 50, 16
+    plot_w, plot_h = width - left - 10, height - bottom - top_pad
+    ticks = _axis_ticks(max((value for _, value in items), default=0))
+    top = ticks[-1]
+    body = _y_axis(left, top_pad, plot_w, plot_h, ticks, y_title)
+    slot = plot_w / max(len(items), 1)
+    for i, (name, value) in enumerate(items):
+        x = left + i * slot
+        bar = plot_h * value / top
+        tip = f"{name}: {fmt_num(value)}"
+        body += [
+            f'<rect x="{x + slot * 0.1:.1f}" y="{top_pad + plot_h - bar:.1f}" width="{slot * 0.8:.1f}" '
+            f'height="{bar:.1f}" fill="{PALETTE[0]}"><title>{escape(tip)}</title></rect>',
+            f'<text x="{x + slot / 2:.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
+            f'class="tick">{escape(name)}</text>',
+        ]
+        if value:
+            body.append(
+                f'<text x="{x + slot / 2:.1f}" y="{top_pad + plot_h - bar - 4:.1f}" text-anchor="middle" '
+                f'class="tick">{escape(fmt_num(value))}</text>'
+            )
+    body.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle">{escape(x_title)}</text>'
+    )
+    return _svg(width, height, label, body)
+
+
+def _y_axis(
+    left: int, top_pad: int, plot_w: float, plot_h: float, ticks: list[float], title: str
+) -> list[str]:
+    body = []
+    digits = 0 if all(float(t).is_integer() for t in ticks) else 1
+    for value in ticks:
+        y = top_pad + plot_h - plot_h * value / ticks[-1]
+        body += [
+            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>',
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            f"{escape(fmt_num(value, digits))}</text>",
+        ]
+    body.append(
+        f'<text x="12" y="{top_pad + plot_h / 2:.1f}" transform="rotate(-90 12 {top_pad + plot_h / 2:.1f})" '
+        f'text-anchor="middle">{escape(title)}</text>'
+    )
+    return body
+
+
+def line_chart(
+    x_labels: Sequence[str], series: dict[str, Sequence[float]], label: str, width: int = 720
+) -> Markup:
+    """One line per series over the runs, with a legend; a single run shows as dots."""
+    height, left, bottom, top_pad = 260, 60, 60, 16
+    plot_w, plot_h = width - left - 10, height - bottom - top_pad
+    ticks = _axis_ticks(max((v for values in series.values() for v in values), default=0))
+    top = ticks[-1]
+    body = _y_axis(left, top_pad, plot_w, plot_h, ticks, "staged records")
+    step = plot_w / max(len(x_labels) - 1, 1)
+    every = max(1, math.ceil(len(x_labels) / 12))
+    for i, name in enumerate(x_labels):
+        if i % every == 0 or i == len(x_labels) - 1:
+            body.append(
+                f'<text x="{left + i * step:.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
+                f'class="tick">{escape(name)}</text>'
+            )
+    for n, (name, values) in enumerate(series.items()):
+        colour = PALETTE[n % len(PALETTE)]
+        points = [(left + i * step, top_pad + plot_h - plot_h * v / top) for i, v in enumerate(values)]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for (x, y), run, value in zip(points, x_labels, values, strict=True):
+            tip = f"{name} {run}: {fmt_num(value)}"
+            circle = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
+            body.append(f"{circle}<title>{escape(tip)}</title></circle>")
+        lx = left + (n % 5) * (plot_w / 5)
+        ly = height - 28 + (n // 5) * 16
+        body += [
+            f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="4" fill="{colour}"/>',
+            f'<text x="{lx + 16:.1f}" y="{ly - 4}" class="tick">{escape(name)}</text>',
+        ]
+    return _svg(width, height, label, body)
+
+
+# -- the figures -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    """A table for the page: headers and rows of already formatted cells; ``numeric`` columns align right."""
+
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    numeric: frozenset[int] = frozenset()
+    css: str = ""
+
+
+def _numeric_from(first: int, headers: list[str]) -> frozenset[int]:
+    return frozenset(range(first, len(headers)))
+
+
+def _manifests_up_to(store: RunStore, ingest_run: str | None) -> list[dict[str, Any]]:
+    manifests = store.manifests()
+    if ingest_run is None:
+        return manifests
+    ids = [m["run_id"] for m in manifests]
+    return manifests[: ids.index(ingest_run) + 1] if ingest_run in ids else manifests
+
+
+def _feeds_section(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """This run's records per feed against the run before and the mean of all earlier runs; the trend."""
+    current = manifests[-1] if manifests else None
+    feeds = list(load_contracts())
+    headers = ["feed", "planned", "staged", "quarantined", "quarantined share", "vs previous run", "vs mean"]
+    grid = Grid(headers, numeric=_numeric_from(1, headers), css="this-run")
+    for feed in feeds:
+        stats = current["feeds"].get(feed) if current else None
+        if stats is None:
+            grid.rows.append([feed_label(feed), "–", "0", "–", "–", "–", "–"])
+            continue
+        earlier = [m["feeds"][feed]["staged"] for m in manifests[:-1] if feed in m["feeds"]]
+        previous = earlier[-1] if earlier else None
+        mean = sum(earlier) / len(earlier) if earlier else None
+        grid.rows.append(
+            [
+                feed_label(feed),
+                fmt_num(stats["planned"]),
+                fmt_num(stats["staged"]),
+                fmt_num(stats["quarantined"]),
+                fmt_pct(stats["quarantined"], stats["planned"]),
+                fmt_change(stats["staged"], previous),
+                fmt_change(stats["staged"], mean),
+            ]
+        )
+    shown = manifests[-TREND_RUNS:]
+    labels = [f"#{m['sequence']}" for m in shown]
+    series = {feed: [m["feeds"].get(feed, {}).get("staged", 0) for m in shown] for feed in feeds}
+    trend = Grid(["run", "committed", *feeds, "total"], numeric=_numeric_from(2, ["", "", *feeds, ""]))
+    for m in reversed(manifests[-TREND_TABLE_RUNS:]):
+        staged = [m["feeds"].get(feed, {}).get("staged", 0) for feed in feeds]
+        trend.rows.append(
+            [m["run_id"], fmt_time(m.get("committed_at"))[:16], *map(fmt_num, staged), fmt_num(sum(staged))]
+        )
+    return {
+        "run": current,
+        "grid": grid,
+        "trend_chart": line_chart(labels, series, "Staged records per feed over the committed runs"),
+        "trend": trend,
+        "runs": len(manifests),
+    }
+
+
+def _quarantine_section(store: RunStore, manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """Quarantined messages of the run by reason and feed (read from the quarantine files, their ``feed``
+    and ``reason`` columns only: the raw payloads stay where they are)."""
+    feeds = list((manifest or {}).get("feeds", {}))
+    headers = ["reason", "messages", "share", *feeds]
+    grid = Grid(headers, numeric=_numeric_from(1, headers), css="quarantine")
+    if manifest is None:
+        return {"total": 0, "grid": grid, "chart": None}
+    by_reason: Counter[str] = Counter(manifest["quarantine"]["by_reason"])
+    cells: Counter[tuple[str, str]] = Counter()
+    for name in manifest["quarantine"]["files"]:
+        table = pq.read_table(store.root / name, columns=["feed", "reason"])
+        cells.update(zip(table["feed"].to_pylist(), table["reason"].to_pylist(), strict=True))
+    total = sum(by_reason.values())
+    for reason, count in by_reason.most_common():
+        per_feed = [fmt_num(cells[feed, reason]) if cells[feed, reason] else "" for feed in feeds]
+        grid.rows.append([reason, fmt_num(count), fmt_pct(count, total), *per_feed])
+    if total:
+        per_feed = [fmt_num(manifest["feeds"][feed]["quarantined"]) for feed in feeds]
+        grid.rows.append(["total", fmt_num(total), "100.0 %", *per_feed])
+    chart = bar_chart(by_reason.most_common(), "Quarantined messages by reason") if total else None
+    return {"total": total, "grid": grid, "chart": chart}
+
+
+def _quality_section(store: RunStore, manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """Failed expectations of the run and a link to its data-quality report (relative: the run report lives
+    in ``reports/``, the quality report under ``runs/<run>/dq/``)."""
+    quality = (manifest or {}).get("quality") or {}
+    report = quality.get("report")
+    summary = Grid(
+        ["feed", "rows", "previous rows", "evaluated", "blocking failures", "warnings", "result"],
+        numeric=frozenset({1, 2, 3, 4, 5}),
+    )
+    results_path = store.root / report if report else None
+    results_path = results_path.with_name("results.json") if results_path else None
+    if results_path and results_path.is_file():
+        for feed in json.loads(results_path.read_text(encoding="utf-8"))["feeds"]:
+            verdict = "blocked" if feed["blocking_failures"] else "warned" if feed["warnings"] else "passed"
+            summary.rows.append(
+                [
+                    feed_label(feed["feed"]),
+                    fmt_num(feed["rows"]),
+                    fmt_num(feed["previous_rows"]),
+                    fmt_num(feed["evaluated"]),
+                    fmt_num(feed["blocking_failures"]),
+                    fmt_num(feed["warnings"]),
+                    verdict,
+                ]
+            )
+    failures = Grid(
+        ["feed", "expectation", "column", "severity", "unexpected", "unexpected %", "why"],
+        numeric=frozenset({4, 5}),
+    )
+    for failure in quality.get("failures", []):
+        failures.rows.append(
+            [
+                feed_label(failure["feed"]),
+                failure["expectation_type"],
+                failure.get("column") or "",
+                failure["severity"],
+                fmt_num(failure.get("unexpected_count")),
+                fmt_num(failure.get("unexpected_percent"), 1),
+                failure.get("why") or "",
+            ]
+        )
+    return {
+        "link": f"../{report}" if report else None,
+        "summary": summary,
+        "failures": failures,
+        "blocking": sum(f["severity"] == "block" for f in quality.get("failures", [])),
+    }
+
+
+def _bins(values: list[float], count: int = 12) -> list[tuple[str, float]]:
+    """Equal-width bins with whole-number edges over the values (for match weights, which are log2 odds)."""
+    low, high = math.floor(min(values)), math.ceil(max(values))
+    width = max(1, math.ceil((high - low) / count))
+    counts = Counter(min(int((v - low) // width), count - 1) for v in values)
+    last = max(counts)
+    return [(f"{low + i * width}–{low + (i + 1) * width}", counts[i]) for i in range(last + 1)]
+
+
+def _weights_chart(links: list[dict[str, Any]]) -> tuple[Markup, str]:
+    """Histogram of the summed match weights of model links, else of the match probabilities."""
+    sums = [sum(json.loads(link["field_weights"]).values()) for link in links if link["field_weights"]]
+    if sums:
+        caption = f"{fmt_num(len(sums))} model links; sum of the per-comparison match weights (log2 odds)"
+        return column_chart(
+            _bins(sums), "Match weights of model links", "summed match weight", "links"
+        ), caption
+    probabilities = [link["match_probability"] for link in links if link["match_probability"] is not None]
+    edges = PROBABILITY_EDGES
+    counts = Counter(next(i for i in range(len(edges) - 1) if p <= edges[i + 1]) for p in probabilities)
+    items = [(f"≤{edges[i + 1]}", counts[i]) for i in range(len(edges) - 1)]
+    caption = f"no model links; match probability of all {fmt_num(len(probabilities))} links"
+    return column_chart(items, "Match probability of links", "match probability", "links"), caption
+
+
+def _staged_record_counts(store: RunStore, manifests: list[dict[str, Any]]) -> dict[str, int]:
+    """Distinct records per feed over the given runs (the latest version of each counts once)."""
+    counts = {}
+    con = duckdb.connect()
+    for feed in load_contracts():
+        files = [str(store.root / f) for m in manifests for f in m["feeds"].get(feed, {}).get("files", [])]
+        if files:
+            query = "SELECT count(DISTINCT record_id) FROM read_parquet($files)"
+            counts[feed] = con.execute(query, {"files": files}).fetchone()[0]
+        else:
+            counts[feed] = 0
+    return counts
+
+
+def _linkage_section(store: RunStore, run_dir: Path, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    columns = ["feed", "record_id", "unit_id", "match_probability", "matched_by", "field_weights"]
+    links = [
+        row for row in pq.read_table(run_dir / "links.parquet", columns=columns).to_pylist() if row["unit_id"]
+    ]
+    weights, weights_caption = _weights_chart(links)
+    per_unit = Counter(link["unit_id"] for link in links)
+    sizes = Counter(per_unit.values())
+    cluster_items = [
+        (
+            str(lo) if lo == hi else f"{lo}–{hi}" if hi else f"≥{lo}",
+            sum(n for s, n in sizes.items() if lo <= s <= (hi or s)),
+        )
+        for lo, hi in CLUSTER_BINS
+    ]
+    clusters = column_chart(cluster_items, "Records per unit", "records per unit", "units")
+    records = _staged_record_counts(store, manifests)
+    linked = Counter(feed for feed, _ in {(link["feed"], link["record_id"]) for link in links})
+    share = Grid(["feed", "records", "linked", "share linked"], numeric=frozenset({1, 2, 3}), css="linked")
+    for feed, total in records.items():
+        share.rows.append(
+            [feed_label(feed), fmt_num(total), fmt_num(linked[feed]), fmt_pct(linked[feed], total)]
+        )
+    share_chart = bar_chart(
+        [(feed, 100 * linked[feed] / total if total else 0) for feed, total in records.items()],
+        "Share of records linked per feed",
+        fmt=lambda v: f"{v:.1f} %",
+    )
+    methods = Counter(link["matched_by"] for link in links)
+    by_feed = Counter((link["feed"], link["matched_by"]) for link in links)
+    names = [method for method, _ in methods.most_common()]
+    method_grid = Grid(["method", *records, "total"], numeric=_numeric_from(1, ["", *records, ""]))
+    for method in names:
+        method_grid.rows.append(
+            [
+                method,
+                *(fmt_num(by_feed[f, method]) if by_feed[f, method] else "" for f in records),
+                fmt_num(methods[method]),
+            ]
+        )
+    return {
+        "links": len(links),
+        "units": len(per_unit),
+        "weights": weights,
+        "weights_caption": weights_caption,
+        "clusters": clusters,
+        "largest_unit": max(per_unit.values(), default=0),
+        "share": share,
+        "share_chart": share_chart,
+        "methods": method_grid,
+        "methods_chart": bar_chart(methods.most_common(), "Links by method"),
+    }
+
+
+def _divisions_section(run_dir: Path) -> dict[str, Any]:
+    """Review items and warnings per division (and per township), for routing work to the townships."""
+    review = pq.read_table(
+        run_dir / "review.parquet", columns=["division_code", "township", "reason"]
+    ).to_pylist()
+    warnings_path = run_dir / "warnings.parquet"
+    warnings = (
+        pq.read_table(warnings_path, columns=["division_code", "township", "rule", "severity"]).to_pylist()
+        if warnings_path.is_file()
+        else None
+    )
+    review_reasons = sorted({item["reason"] for item in review})
+    review_at = Counter((item["division_code"], item["reason"]) for item in review)
+    warn_at = Counter((w["division_code"], w["severity"]) for w in warnings or [])
+    codes = sorted(
+        {item["division_code"] or "" for item in review} | {w["division_code"] or "" for w in warnings or []}
+    )
+    warn_headers = [*SEVERITIES, "warnings"] if warnings is not None else []
+    headers = ["division", *review_reasons, "review items", *warn_headers]
+    grid = Grid(headers, numeric=_numeric_from(1, headers), css="divisions")
+    blank_zero = lambda n: fmt_num(n) if n else ""  # noqa: E731 - sparse tables read better without zeros
+    for code in codes:
+        key = code or None
+        row = [division_label(key), *(blank_zero(review_at[key, r]) for r in review_reasons)]
+        row.append(fmt_num(sum(review_at[key, r] for r in review_reasons)))
+        if warnings is not None:
+            row += [blank_zero(warn_at[key, s]) for s in SEVERITIES]
+            row.append(fmt_num(sum(warn_at[key, s] for s in SEVERITIES)))
+        grid.rows.append(row)
+    townships: Counter[tuple[str, str]] = Counter()
+    for item in [*review, *(warnings or [])]:
+        townships[(division_label(item["division_code"]), item["township"] or "未分派 (no township)")] += 1
+    top_townships = Grid(["division", "township", "review items + warnings"], numeric=frozenset({2}))
+    for (division, township), count in townships.most_common(TOP_TOWNSHIPS):
+        top_townships.rows.append([division, township, fmt_num(count)])
+    rules = None
+    if warnings is not None:
+        by_rule = Counter(w["rule"] for w in warnings)
+        rules = Grid(["rule", "warnings"], numeric=frozenset({1}))
+        rules.rows = [[rule, fmt_num(count)] for rule, count in by_rule.most_common()]
+    return {
+        "review": len(review),
+        "warnings": None if warnings is None else len(warnings),
+        "grid": grid,
+        "townships": top_townships,
+        "rules": rules,
+    }
+
+
+def _flags_section(run_dir: Path) -> dict[str, Any]:
+    """Units carrying each boolean flag of the register (the flag columns come from the register contract)."""
+    flags = [f.name for f in output_schema("register") if f.type == "bool"]
+    table = pq.read_table(run_dir / "register.parquet", columns=flags)
+    units = table.num_rows
+    counts = [(flag, sum(1 for v in table[flag].to_pylist() if v)) for flag in flags]
+    grid = Grid(["flag", "units", "share of units"], numeric=frozenset({1, 2}), css="flags")
+    for flag, count in counts:
+        grid.rows.append([FLAG_LABELS.get(flag, flag), fmt_num(count), fmt_pct(count, units)])
+    chart = bar_chart([(FLAG_LABELS.get(f, f), c) for f, c in counts], "Units per register flag")
+    return {"units": units, "grid": grid, "chart": chart}
+
+
+def _timings_section(manifest: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any]:
+    stages = [("ingest", k, v) for k, v in ((manifest or {}).get("timings_s") or {}).items()]
+    stages += [("register", k, v) for k, v in (meta.get("timings_s") or {}).items()]
+    grid = Grid(["part", "stage", "time"], numeric=frozenset({2}), css="timings")
+    for part, stage, seconds in stages:
+        grid.rows.append([part, stage, fmt_seconds(seconds)])
+    for part in ("ingest", "register"):
+        total = sum(s for p, _, s in stages if p == part)
+        grid.rows.append([part, "total", fmt_seconds(total)])
+    chart = bar_chart([(f"{p} · {s}", v) for p, s, v in stages], "Time per stage", fmt=fmt_seconds)
+    return {"grid": grid, "chart": chart if stages else None}
+
+
+def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
+    """Every figure of the page for one register run, formatted, ready for the template."""
+    run_dir = store.register_run_dir(register_run)
+    if not (run_dir / "_meta.json").is_file():
+        raise FileNotFoundError(f"no published register run {register_run} in {store.root}")
+    meta = json.loads((run_dir / "_meta.json").read_text(encoding="utf-8"))
+    ingest_run = (meta.get("inputs") or {}).get("ingest_run")
+    manifests = _manifests_up_to(store, ingest_run)
+    manifest = manifests[-1] if manifests else None
+    counts = meta.get("counts") or {}
+    linkage = _linkage_section(store, run_dir, manifests)
+    divisions = _divisions_section(run_dir)
+    overview = [
+        ("register run", register_run),
+        ("ingest run", ingest_run or "–"),
+        ("model version", meta.get("model_version") or "–"),
+        ("register built", fmt_time(meta.get("created_at"))),
+        ("ingest committed", fmt_time((manifest or {}).get("committed_at"))),
+        ("units", fmt_num(counts.get("register"))),
+        ("links", fmt_num(counts.get("links"))),
+        ("review items", fmt_num(divisions["review"])),
+        (
+            "warnings",
+            "no warnings table" if divisions["warnings"] is None else fmt_num(divisions["warnings"]),
+        ),
+        ("predicted pairs", fmt_num(meta.get("predicted_pairs"))),
+        ("refused joins", fmt_num(meta.get("refused_joins"))),
+    ]
+    return {
+        "register_run": register_run,
+        "generated_at": fmt_time(utc_now()),
+        "overview": overview,
+        "feeds": _feeds_section(manifests),
+        "quarantine": _quarantine_section(store, manifest),
+        "quality": _quality_section(store, manifest),
+        "linkage": linkage,
+        "divisions": divisions,
+        "flags": _flags_section(run_dir),
+        "timings": _timings_section(manifest, meta),
+    }
+
+
+def render_report(context: dict[str, Any]) -> str:
+    environment = Environment(
+        loader=FileSystemLoader(Path(__file__).parent),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template(TEMPLATE).render(**context)
+
+
+def write_report(store: RunStore, register_run: str | None = None) -> Path:
+    """Write ``reports/<register_run>.html`` (default: the published latest register run), atomically."""
+    if register_run is None:
+        latest = store.register_latest()
+        if latest is None:
+            raise FileNotFoundError(f"no published register in {store.root}")
+        register_run = latest.name
+    html = render_report(build_context(store, register_run))
+    store.reports_dir.mkdir(parents=True, exist_ok=True)
+    path = store.reports_dir / f"{register_run}.html"
+    write_atomically(path, html)
+    return path
