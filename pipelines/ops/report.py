@@ -350,6 +350,7 @@ def _quality_section(store: RunStore, manifest: dict[str, Any] | None) -> dict[s
     summary = Grid(
         ["feed", "rows", "previous rows", "evaluated", "blocking failures", "warnings", "result"],
         numeric=frozenset({1, 2, 3, 4, 5}),
+        css="quality-summary",
     )
     results_path = store.root / report if report else None
     results_path = results_path.with_name("results.json") if results_path else None
@@ -370,6 +371,7 @@ def _quality_section(store: RunStore, manifest: dict[str, Any] | None) -> dict[s
     failures = Grid(
         ["feed", "expectation", "column", "severity", "unexpected", "unexpected %", "why"],
         numeric=frozenset({4, 5}),
+        css="failures",
     )
     for failure in quality.get("failures", []):
         failures.rows.append(
