@@ -8,6 +8,7 @@ applying. A later verdict on the same item replaces an earlier one.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from dataclasses import dataclass
@@ -73,21 +74,39 @@ def _check(row: dict[str, str], where: str) -> Verdict:
     return Verdict(**clean)  # type: ignore[arg-type]
 
 
-def read_verdict_file(path: Path) -> list[Verdict]:
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif path.suffix == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    elif path.suffix == ".xlsx":
-        from pipelines.ops.workqueue import read_filled_workbook
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a CSV file: UTF-8 (with or without BOM), or GB18030 as Excel on Chinese Windows
+    saves it."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("gb18030")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = list(reader)
+    return [name.strip() for name in reader.fieldnames or []], [
+        {(k or "").strip(): v for k, v in row.items()} for row in rows
+    ]
 
-        rows = read_filled_workbook(path)
+
+def read_verdict_file(path: Path) -> list[Verdict]:
+    """Verdicts of a file in the contract's columns (CSV, JSONL), or of a filled work queue (XLSX, or CSV
+    with its Chinese headers; see ``pipelines.ops.workqueue``)."""
+    from pipelines.ops.workqueue import filled_rows, is_work_queue
+
+    if path.suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = [(i + 1, json.loads(line)) for i, line in enumerate(lines) if line.strip()]
+    elif path.suffix == ".csv":
+        header, plain = read_csv(path)
+        rows = filled_rows(path) if is_work_queue(header) else list(enumerate(plain, start=2))
+    elif path.suffix == ".xlsx":
+        rows = filled_rows(path)
     else:
         raise VerdictError(f"{path.name}: verdict files are .csv, .xlsx or .jsonl")
     return [
-        _check({k: "" if v is None else str(v) for k, v in r.items()}, f"{path.name} row {i + 2}")
-        for i, r in enumerate(rows)
+        _check({k: "" if v is None else str(v) for k, v in r.items()}, f"{path.name} row {number}")
+        for number, r in rows
     ]
 
 

@@ -1,0 +1,436 @@
+"""Township work queues: the review items and warnings of a register run, as files township staff can open.
+
+One Excel workbook (and the same rows as CSV) per township: sheet 待核查 lists the records the resolver
+could not settle, with the columns staff fill in (核查结论, 所属单位编号, 核查人, 核查日期, 备注); sheet 预警
+lists the warnings for information. The filled file goes back unchanged through ``unitfusion verdicts
+add``: hidden technical columns (feed, record_id, verdict_id) map every row to its record, and
+``filled_rows`` turns the rows that carry a 核查结论 into rows of the verdict contract
+(``schemas/verdict.json``).
+
+The column tables below are the only definition of the files' columns: both writers and the reader derive
+from them. Queues are derived output (rebuildable from the register run), so they carry no manifest; a new
+export replaces the run's queue folder as a whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow.parquet as pq
+
+from pipelines.contracts import load_contracts
+from pipelines.resolve import verdicts as vd
+from pipelines.store import RunStore
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+REVIEW_SHEET = "待核查"
+WARNING_SHEET = "预警"
+HELP_SHEET = "填写说明"
+NO_TOWNSHIP = "未分乡镇"  # items routed to a district only: one file per district
+NO_DIVISION = "未分区县"
+
+INFO, FILL, TECH = "info", "fill", "tech"
+
+
+@dataclass(frozen=True)
+class Column:
+    field: str  # key in the rows we build, and in the verdict contract where it maps there
+    header: str  # Chinese header staff see
+    width: int  # Excel column width (characters)
+    kind: str = INFO  # info: read only; fill: staff fill it in; tech: hidden, maps the row back
+
+
+REVIEW_COLUMNS: tuple[Column, ...] = (
+    Column("priority", "优先级", 7),
+    Column("reason", "核查原因", 22),
+    Column("source", "来源部门", 12),
+    Column("name", "名称", 30),
+    Column("address", "地址", 36),
+    Column("township", "乡镇街道", 12),
+    Column("current_unit", "当前归属单位", 34),
+    Column("candidates", "候选单位（编号 名称 匹配度）", 56),
+    Column("decision", "核查结论", 12, FILL),
+    Column("unit_id", "所属单位编号", 17, FILL),
+    Column("decided_by", "核查人", 12, FILL),
+    Column("decided_at", "核查日期", 12, FILL),
+    Column("note", "备注", 30, FILL),
+    Column("feed", "来源代码（勿改）", 12, TECH),
+    Column("record_id", "记录编号（勿改）", 18, TECH),
+    Column("verdict_id", "核查编号（勿改）", 16, TECH),
+)
+
+WARNING_COLUMNS: tuple[Column, ...] = (
+    Column("priority", "优先级", 7),
+    Column("severity", "等级", 6),
+    Column("rule", "预警类型", 20),
+    Column("period", "所属期", 9),
+    Column("unit_id", "单位编号", 16),
+    Column("unit_name", "单位名称", 30),
+    Column("uscc", "统一社会信用代码", 21),
+    Column("message", "预警内容", 60),
+    Column("evidence", "依据数据", 60),
+    Column("township", "乡镇街道", 12),
+    Column("first_raised_run", "首次预警批次", 14),
+    Column("warning_id", "预警编号", 15),
+)
+
+DECISIONS: dict[str, str] = {
+    "同一单位": vd.SAME_UNIT,
+    "不同单位": vd.DIFFERENT_UNITS,
+    "新单位": vd.NEW_UNIT,
+    "非经营主体": vd.NOT_A_BUSINESS,
+}
+NEEDS_UNIT = (vd.SAME_UNIT, vd.DIFFERENT_UNITS)  # the unit the record is, or is not, part of
+REASONS = {
+    "no_registration_match": "无对应登记（有税务或用电，找不到登记单位）",
+    "uncertain_link": "疑似同一单位，待确认",
+}
+SEVERITIES = {"high": "高", "medium": "中", "low": "低"}
+RULES = {
+    "power_without_tax": "用电多但无税",
+    "tax_without_power": "有税无电",
+    "kwh_change": "用电量骤变",
+    "tax_change": "税额骤变",
+    "inactive_but_active": "非正常/吊销/注销仍有活动",
+    "zombie": "疑似僵尸企业",
+    "multi_licence": "一户多证",
+    "multi_meter": "一户多表",
+    "unregistered_ecommerce": "未登记的电商寄件户",
+}
+UNIT_ID = re.compile(r"^U[0-9A-F]{12}$")
+_LOOSE_DATE = re.compile(
+    r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"  # 2026/11/5, 2026年11月5日
+    r"(?:[ T]+(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?$"  # and a time, if any
+)
+HELP_LINES = (
+    "本文件列出本乡镇（街道）需要现场核查的记录（“待核查”）和本期预警（“预警”，仅供参考，无需填写）。",
+    "“待核查”按优先级排序：1 最急（有税务或用电却找不到登记单位），2 次之（疑似同一单位，待确认）。",
+    "每核查一条，在同一行填写：核查结论、所属单位编号、核查人、核查日期，可加备注。不核查的行留空即可，不会上报。",
+    "核查结论（下拉选择）：",
+    "  同一单位 —— 该记录属于“所属单位编号”所填单位（已预填最可能的候选单位，如不对请改成正确的编号）；",
+    "  不同单位 —— 该记录不属于“所属单位编号”所填单位；",
+    "  新单位 —— 该记录是一个独立的新单位，不并入任何候选单位（所属单位编号可不填）；",
+    "  非经营主体 —— 该记录不是经营单位（如个人、住宅用电），从名录中剔除（所属单位编号可不填）。",
+    "核查日期写成 2026-11-05 或 2026/11/5（按北京时间）。",
+    "请勿修改、删除或插入列，勿改灰色隐藏列（来源代码、记录编号、核查编号），勿新增行。",
+    "填好后将本文件（Excel 或 CSV 均可）交回区县运维人员，"
+    "由其执行：unitfusion verdicts add --out <目录> <文件>。",
+    "结论在下一次运行时生效，并在以后的每次运行中持续有效；同一记录以核查日期最新的结论为准。",
+)
+
+
+# -- export ------------------------------------------------------------------------------------------------
+
+
+def export_work_queues(
+    store: RunStore, register_run: str | None = None, period: str | None = None
+) -> list[Path]:
+    """Write one workbook (``.xlsx``) and CSV per township for a published register run (default: the one
+    ``register/latest`` points at); warnings only of ``period`` (YYYY-MM) when given. Returns the files."""
+    run_dir = store.register_run_dir(register_run) if register_run else store.register_latest()
+    if run_dir is None or not run_dir.is_dir():
+        raise FileNotFoundError(f"no published register run {register_run or '(latest)'} in {store.root}")
+    register_run = run_dir.name
+    units = pq.read_table(run_dir / "register.parquet", columns=["unit_id", "name"]).to_pydict()
+    unit_names = dict(zip(units["unit_id"], units["name"], strict=True))
+    review = pq.read_table(run_dir / "review.parquet").to_pylist()
+    warnings_path = run_dir / "warnings.parquet"
+    warnings = pq.read_table(warnings_path).to_pylist() if warnings_path.exists() else None
+    if warnings is not None and period:
+        warnings = [w for w in warnings if w["period"] == period]
+
+    queues: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: {"review": [], "warnings": []}
+    )
+    for item in review:
+        queues[_queue_key(item)]["review"].append(_review_row(item, unit_names, register_run))
+    for warning in warnings or []:
+        queues[_queue_key(warning)]["warnings"].append(_warning_row(warning))
+
+    target = store.queues_dir(register_run)
+    partial = target.with_name(f".{target.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    names = []
+    for (division, township), rows in sorted(queues.items()):
+        stem = _safe(f"{division}_{township}")
+        review_rows = sorted(rows["review"], key=lambda r: (r["priority"], r["feed"], r["record_id"]))
+        warning_rows = sorted(rows["warnings"], key=lambda r: (r["priority"], r["period"], r["warning_id"]))
+        _write_workbook(partial / f"{stem}.xlsx", review_rows, warning_rows if warnings is not None else None)
+        _write_csv(partial / f"{stem}.csv", REVIEW_COLUMNS, review_rows)
+        names += [f"{stem}.xlsx", f"{stem}.csv"]
+        if warning_rows:
+            _write_csv(partial / f"{stem}_{WARNING_SHEET}.csv", WARNING_COLUMNS, warning_rows)
+            names.append(f"{stem}_{WARNING_SHEET}.csv")
+    _replace_dir(partial, target)
+    return [target / name for name in names]
+
+
+def _queue_key(row: dict[str, Any]) -> tuple[str, str]:
+    return (row.get("division_code") or NO_DIVISION, row.get("township") or NO_TOWNSHIP)
+
+
+def _safe(stem: str) -> str:
+    """A file name on any system: no path separators or characters Windows refuses."""
+    return re.sub(r'[\\/:*?"<>|\s]+', "_", stem)
+
+
+def _replace_dir(partial: Path, target: Path) -> None:
+    """Swap the new queue folder in, so nobody sees a mix of two exports."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        target.rename(old)
+        partial.rename(target)
+        shutil.rmtree(old)
+    else:
+        partial.rename(target)
+
+
+def _feed_label(feed: str) -> str:
+    contracts = load_contracts()
+    title = contracts[feed].title if feed in contracts else ""
+    chinese = re.search(r"[(（]([^()（）]+)[)）]", title)
+    return chinese.group(1) if chinese else feed
+
+
+def _unit_text(unit_id: str | None, unit_names: dict[str, str], score: float | None = None) -> str:
+    if not unit_id:
+        return ""
+    text = f"{unit_id} {unit_names.get(unit_id) or ''}".strip()
+    return f"{text} {score:.2f}" if score is not None else text
+
+
+def _review_row(item: dict[str, Any], unit_names: dict[str, str], register_run: str) -> dict[str, Any]:
+    candidates = item["candidate_unit_ids"] or []
+    scores = item["candidate_scores"] or []
+    digest = hashlib.sha1(f"{register_run}/{item['feed']}/{item['record_id']}".encode()).hexdigest()
+    return {
+        "priority": item["priority"],
+        "reason": REASONS.get(item["reason"], item["reason"]),
+        "source": _feed_label(item["feed"]),
+        "name": item["name"] or "",
+        "address": item["address"] or "",
+        "township": item["township"] or "",
+        "current_unit": _unit_text(item["current_unit_id"], unit_names),
+        "candidates": "；".join(
+            _unit_text(u, unit_names, s) for u, s in zip(candidates, scores, strict=False)
+        ),
+        "decision": "",
+        "unit_id": candidates[0] if candidates else "",
+        "decided_by": "",
+        "decided_at": "",
+        "note": "",
+        "feed": item["feed"],
+        "record_id": item["record_id"],
+        "verdict_id": "V" + digest[:12].upper(),
+    }
+
+
+def _warning_row(warning: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{column.field: warning.get(column.field) for column in WARNING_COLUMNS},
+        "severity": SEVERITIES.get(warning["severity"], warning["severity"]),
+        "rule": RULES.get(warning["rule"], warning["rule"]),
+        "township": warning["township"] or "",
+    }
+
+
+def _write_csv(path: Path, columns: Sequence[Column], rows: list[dict[str, Any]]) -> None:
+    """UTF-8 with a byte-order mark: Excel on Chinese Windows then opens it without mangling the text."""
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([c.header for c in columns])
+        writer.writerows([["" if row[c.field] is None else row[c.field] for c in columns] for row in rows])
+
+
+def _write_workbook(
+    path: Path, review_rows: list[dict[str, Any]], warning_rows: list[dict[str, Any]] | None
+) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill, Protection
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = REVIEW_SHEET
+    _fill_sheet(sheet, REVIEW_COLUMNS, review_rows)
+    last = max(len(review_rows) + 1, 2)
+    to_fill = PatternFill("solid", fgColor="FFF2CC")
+    for index, column in enumerate(REVIEW_COLUMNS, start=1):
+        letter = get_column_letter(index)
+        if column.kind == FILL:  # the only cells staff may change on the protected sheet
+            sheet.cell(1, index).fill = to_fill
+            for row in range(2, last + 1):
+                cell = sheet.cell(row, index)
+                cell.protection = Protection(locked=False)
+                cell.number_format = "yyyy-mm-dd" if column.field == "decided_at" else "@"
+        elif column.kind == TECH:
+            sheet.column_dimensions[letter].hidden = True
+        if column.field == "decision":
+            choices = DataValidation(
+                type="list",
+                formula1='"' + ",".join(DECISIONS) + '"',
+                allow_blank=True,
+                showErrorMessage=True,
+                errorTitle="核查结论",
+                error="请从下拉列表中选择：" + " / ".join(DECISIONS),
+                promptTitle="核查结论",
+                prompt="同一单位 / 不同单位 / 新单位 / 非经营主体；见“填写说明”",
+            )
+            choices.add(f"{letter}2:{letter}{last}")
+            sheet.add_data_validation(choices)
+    # protected without a password: a guard against slips, not a lock; filtering and widening stay allowed
+    sheet.protection.sheet = True
+    sheet.protection.autoFilter = False
+    sheet.protection.sort = False
+    sheet.protection.formatColumns = False
+    sheet.protection.formatRows = False
+
+    if warning_rows is not None:
+        _fill_sheet(book.create_sheet(WARNING_SHEET), WARNING_COLUMNS, warning_rows)
+
+    help_sheet = book.create_sheet(HELP_SHEET)
+    help_sheet.column_dimensions["A"].width = 120
+    for row, line in enumerate(HELP_LINES, start=1):
+        cell = help_sheet.cell(row, 1, line)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    help_sheet.cell(1, 1).font = Font(bold=True)
+    book.save(path)
+
+
+def _fill_sheet(sheet: Any, columns: Sequence[Column], rows: list[dict[str, Any]]) -> None:
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    sheet.append([c.header for c in columns])
+    for row in rows:
+        sheet.append([row[c.field] for c in columns])
+    for index, column in enumerate(columns, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = column.width
+        sheet.cell(1, index).font = Font(bold=True)
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{max(len(rows) + 1, 1)}"
+
+
+# -- reading a filled file back ----------------------------------------------------------------------------
+
+
+def read_filled_workbook(path: Path) -> list[dict[str, str]]:
+    """The rows of sheet 待核查 that have a 核查结论, as rows of the verdict contract."""
+    return [row for _, row in filled_rows(path)]
+
+
+def filled_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(row number, verdict row) for every filled row of a work-queue file, the workbook or its CSV."""
+    if path.suffix == ".csv":
+        header, rows = vd.read_csv(path)
+        numbered = list(enumerate(rows, start=2))
+    else:
+        header, numbered = _workbook_rows(path)
+    missing = [c.header for c in REVIEW_COLUMNS if c.kind != INFO and c.header not in header]
+    if missing:
+        raise vd.VerdictError(
+            f"{path.name}: columns {', '.join(missing)} are missing; hand back the exported file "
+            "without removing or renaming columns"
+        )
+    verdicts = []
+    for number, raw in numbered:
+        cells = {c.field: raw.get(c.header) for c in REVIEW_COLUMNS}
+        if _text(cells["decision"]):
+            verdicts.append((number, _verdict_row(cells, f"{path.name} {REVIEW_SHEET} row {number}")))
+    return verdicts
+
+
+def is_work_queue(header: Iterable[str]) -> bool:
+    """Whether a CSV header is a work queue's (Chinese headers) rather than the verdict contract's."""
+    return next(c.header for c in REVIEW_COLUMNS if c.field == "decision") in set(header)
+
+
+def _workbook_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    try:
+        if REVIEW_SHEET not in book.sheetnames:
+            raise vd.VerdictError(f"{path.name}: no sheet {REVIEW_SHEET}; is this an exported work queue?")
+        values = list(book[REVIEW_SHEET].iter_rows(values_only=True))
+    finally:
+        book.close()
+    if not values:
+        return [], []
+    header = [_text(v) for v in values[0]]
+    return header, [
+        (number, dict(zip(header, row, strict=False))) for number, row in enumerate(values[1:], start=2)
+    ]
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _verdict_row(cells: dict[str, Any], where: str) -> dict[str, str]:
+    """One filled row → one verdict-contract row; says what is wrong in staff's terms when it cannot."""
+    label = _text(cells["decision"])
+    decision = DECISIONS.get(label)
+    if decision is None:
+        raise vd.VerdictError(f"{where}: 核查结论 {label!r} is not one of {' / '.join(DECISIONS)}")
+    for field in ("feed", "record_id", "verdict_id"):
+        if not _text(cells[field]):
+            header = next(c.header for c in REVIEW_COLUMNS if c.field == field)
+            raise vd.VerdictError(f"{where}: {header} is empty; only rows of the exported file can be filled")
+    unit_id = _text(cells["unit_id"]).upper() if decision in NEEDS_UNIT else ""
+    if decision in NEEDS_UNIT and not unit_id:
+        raise vd.VerdictError(f"{where}: 核查结论 {label} needs 所属单位编号 (the unit, e.g. U26813253E411)")
+    if unit_id and not UNIT_ID.match(unit_id):
+        raise vd.VerdictError(f"{where}: 所属单位编号 {unit_id!r} is not a unit id (U and 12 hex digits)")
+    decided_by = _text(cells["decided_by"])
+    if not decided_by:
+        raise vd.VerdictError(f"{where}: 核查人 is empty; say who checked")
+    return {
+        "verdict_id": _text(cells["verdict_id"]),
+        "feed": _text(cells["feed"]),
+        "record_id": _text(cells["record_id"]),
+        "unit_id_a": "",
+        "unit_id_b": unit_id,
+        "decision": decision,
+        "decided_by": decided_by,
+        "decided_at": _decided_at(cells["decided_at"], where),
+        "note": _text(cells["note"]),
+    }
+
+
+def _decided_at(value: Any, where: str) -> str:
+    """ISO 8601 with offset; a date or time without one is Beijing time."""
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif text := _text(value):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            if found := _LOOSE_DATE.match(text):
+                try:
+                    moment = datetime(*(int(part or 0) for part in found.groups()))  # type: ignore[misc]
+                except ValueError:
+                    moment = None
+    if moment is None:
+        raise vd.VerdictError(f"{where}: 核查日期 {_text(value)!r} is not a date like 2026-11-05")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=SHANGHAI)
+    return moment.isoformat(timespec="seconds")
