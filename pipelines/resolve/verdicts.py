@@ -1,7 +1,8 @@
 """Township verdicts: decisions from field checks that override the model, on every run from then on.
 
-Verdict files (CSV, XLSX or JSONL with the columns of ``schemas/verdict.json``) are copied into the run
-store's ``verdicts/`` folder by ``unitfusion verdicts add``; every run reads all of them, so a verdict keeps
+Verdict files (CSV or JSONL with the columns of ``schemas/verdict.json``, or a township's filled work
+queue, XLSX or CSV with Chinese headers, from ``pipelines.ops.workqueue``) are copied into the run store's
+``verdicts/`` folder by ``unitfusion verdicts add``; every run reads all of them, so a verdict keeps
 applying. A later verdict on the same item replaces an earlier one.
 """
 
