@@ -1,14 +1,22 @@
-"""What the DAG tasks do, kept out of the DAG files so those stay thin and fast to parse."""
+"""What the DAG tasks do, kept out of the DAG files so those stay thin and fast to parse.
+
+Every task body takes the DAG params (plus what upstream tasks returned) and returns a small JSON summary
+for XCom: counts and paths, never data. Heavy imports happen inside the bodies.
+"""
 
 from __future__ import annotations
 
+import calendar
 import os
+import re
+from collections import Counter
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipelines.pii import HMAC_KEY_ENV
-
 HMAC_CONNECTION_ID = "unitfusion_hmac"
+DUE_WORKING_DAYS = 5  # per the pilots: a department delivers its month within five working days of month end
+PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _setting(params: dict[str, Any], name: str) -> str:
@@ -25,8 +33,16 @@ def _setting(params: dict[str, Any], name: str) -> str:
     return str(value)
 
 
+def _store(params: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from pipelines.store import RunStore
+
+    return RunStore(Path(_setting(params, "out")))
+
+
 def ensure_hmac_key() -> None:
     """Take the tokenisation key from the environment, else from the Airflow connection's password."""
+    from pipelines.pii import HMAC_KEY_ENV
+
     if os.environ.get(HMAC_KEY_ENV):
         return
     from airflow.sdk import Connection
@@ -39,20 +55,75 @@ def ensure_hmac_key() -> None:
         os.environ[HMAC_KEY_ENV] = password
 
 
+# --- periods and due dates (pure) ------------------------------------------------------------------------
+
+
+def previous_period(day: date) -> str:
+    """The month before ``day`` as ``YYYY-MM``: what a monthly import run on ``day`` is about."""
+    first = day.replace(day=1) - timedelta(days=1)
+    return f"{first.year:04d}-{first.month:02d}"
+
+
+def due_date(period: str, working_days: int = DUE_WORKING_DAYS) -> date:
+    """The ``working_days``-th working day (Mon–Fri) after the end of ``period``; public holidays are not
+    known here, so a holiday week makes the due date early, never late."""
+    if not PERIOD_RE.match(period):
+        raise ValueError(f"period {period!r} is not YYYY-MM")
+    year, month = map(int, period.split("-"))
+    day = date(year, month, calendar.monthrange(year, month)[1])
+    counted = 0
+    while counted < working_days:
+        day += timedelta(days=1)
+        counted += day.weekday() < 5
+    return day
+
+
+def run_period(params: dict[str, Any], day: date) -> str:
+    """The ``period`` param if given (checked), else the month before ``day``."""
+    period = (params.get("period") or "").strip()
+    if not period:
+        return previous_period(day)
+    if not PERIOD_RE.match(period):
+        raise ValueError(f"param period {period!r} is not YYYY-MM")
+    return period
+
+
+def selected_feeds(params: dict[str, Any], known: list[str]) -> list[str]:
+    """The ``feeds`` param (which departments to read); empty or missing means all of them."""
+    feeds = params.get("feeds") or []
+    if isinstance(feeds, str):
+        feeds = [f.strip() for f in feeds.split(",") if f.strip()]
+    unknown = sorted(set(feeds) - set(known))
+    if unknown:
+        raise ValueError(f"unknown feeds {unknown}; known feeds: {sorted(known)}")
+    return sorted(feeds) if feeds else sorted(known)
+
+
+def run_key(dag_id: str, run_id: str) -> str:
+    """A file-name-safe key for one DAG run: alerts are deduplicated per key (a retry sends nothing twice)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dag_id}.{run_id}")
+
+
+# --- the pass ---------------------------------------------------------------------------------------------
+
+
 def ingest(params: dict[str, Any]) -> dict[str, Any]:
-    """Run one ingest pass; return a small summary for XCom (counts only, no data)."""
+    """Run one ingest pass over the selected feeds' topics; return counts only."""
     from pipelines.config import IngestSettings, default_topics
     from pipelines.ingest.job import run_ingest
 
     ensure_hmac_key()
+    topics = default_topics(params.get("topic_prefix") or None)
+    feeds = selected_feeds(params, list(topics))
     settings = IngestSettings(
         bootstrap=_setting(params, "bootstrap"),
         out=Path(_setting(params, "out")),
-        topics=default_topics(params.get("topic_prefix") or None),
+        topics={feed: topics[feed] for feed in feeds},
     )
     result = run_ingest(settings)
     return {
         "run_id": result.run_id if result.committed else None,
+        "feeds": feeds,
         "messages": result.messages,
         "staged": {feed: stats.staged for feed, stats in result.feeds.items()},
         "quarantined": {feed: stats.quarantined for feed, stats in result.feeds.items()},
@@ -63,10 +134,9 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
 def resolve(params: dict[str, Any]) -> dict[str, Any]:
     """Write a new register run if staging, verdicts or model changed (unpublished until ``land``)."""
     from pipelines.resolve.landing import prepare_register
-    from pipelines.store import RunStore
 
     ensure_hmac_key()
-    result = prepare_register(RunStore(Path(_setting(params, "out"))))
+    result = prepare_register(_store(params))
     if result is None:
         return {"register_run": None}
     return {"register_run": result.run_id, **{name: t.num_rows for name, t in result.tables.items()}}
@@ -75,7 +145,99 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
 def land(params: dict[str, Any]) -> dict[str, Any]:
     """Publish the register run that ``resolve`` wrote: ``register/latest`` now shows it."""
     from pipelines.resolve.landing import publish_pending
-    from pipelines.store import RunStore
 
-    path = publish_pending(RunStore(Path(_setting(params, "out"))))
+    path = publish_pending(_store(params))
     return {"published": path.name if path else None}
+
+
+# --- operations after the pass ----------------------------------------------------------------------------
+
+
+def work_queues(
+    params: dict[str, Any], register_run: str | None, period: str | None = None
+) -> dict[str, Any]:
+    """Export the township work queues of the register run just published (none published: nothing to do,
+    so files staff may already be filling in are left alone)."""
+    if not register_run:
+        return {"register_run": None, "files": 0}
+    from pipelines.ops.workqueue import export_work_queues
+
+    store = _store(params)
+    paths = export_work_queues(store, register_run, period)
+    return {
+        "register_run": register_run,
+        "folder": store.relative(store.queues_dir(register_run)),
+        "files": len(paths),
+        "by_type": dict(Counter(p.suffix.lstrip(".") for p in paths)),
+    }
+
+
+def report(params: dict[str, Any], register_run: str | None) -> dict[str, Any]:
+    """Write the HTML run report of the register run just published."""
+    if not register_run:
+        return {"register_run": None, "report": None}
+    from pipelines.ops.report import write_report
+
+    store = _store(params)
+    return {"register_run": register_run, "report": store.relative(write_report(store, register_run))}
+
+
+def alerts(
+    params: dict[str, Any],
+    key: str,
+    ingest_run: str | None,
+    period: str | None = None,
+    feeds: list[str] | None = None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Tell ops what the run found: data-quality warnings, quarantine spikes and volume drops of the ingest
+    run, a pipeline that has not committed for too long and, for a monthly import, departments whose month
+    is overdue. Sent once per ``key``."""
+    from pipelines.ops.alerts import alerts_for_ingest, feed_due_alerts, late_alerts, send_alerts
+
+    store = _store(params)
+    found = list(alerts_for_ingest(store, ingest_run)) if ingest_run else []
+    late_hours = int(params.get("late_after_hours") or 0)
+    if late_hours > 0:
+        found += late_alerts(store, max_age=timedelta(hours=late_hours))
+    if period:
+        feeds = feeds or []
+        found += feed_due_alerts(store, period, feeds, due_date(period), today or date.today())
+    delivery = send_alerts(store, key, found)
+    return {
+        "alerts": len(found),
+        "by_kind": dict(Counter(alert.kind for alert in found)),
+        "delivery": delivery,
+    }
+
+
+def deadline_missed(context: dict[str, Any] | None = None, **_: Any) -> None:
+    """Deadline-alert callback (Airflow runs it when a DAG run is still going at its deadline): a late-run
+    alert through the same channels as every other alert, sent once per DAG run."""
+    from pipelines.ops.alerts import Alert, send_alerts
+
+    dag_run = (context or {}).get("dag_run") or {}
+    dag_id, run_id = str(dag_run.get("dag_id")), str(dag_run.get("dag_run_id") or dag_run.get("run_id"))
+    deadline = (context or {}).get("deadline") or {}
+    alert = Alert(
+        kind="run_late",
+        severity="error",
+        run_id=run_id,
+        feed=None,
+        title=f"{dag_id} run {run_id} has not finished by its deadline",
+        details={
+            "dag_id": dag_id,
+            "state": dag_run.get("state"),
+            "queued_at": dag_run.get("queued_at"),
+            "deadline": str(deadline.get("deadline_time")),
+        },
+    )
+    send_alerts(_store({}), run_key(dag_id, run_id), [alert])
+
+
+def context_day(logical_date: datetime | None, run_after: datetime | None) -> date:
+    """The day a DAG run is about, in China time: its logical date, else (manual runs) when it ran."""
+    import pendulum
+
+    moment = logical_date or run_after or pendulum.now()
+    return pendulum.instance(moment).in_timezone("Asia/Shanghai").date()

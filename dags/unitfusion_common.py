@@ -1,0 +1,138 @@
+"""What the unitfusion DAGs share: params, retries and timeouts, and the tasks of one pass.
+
+Not a DAG file (listed in ``.airflowignore``); the DAG files import it from the DAG folder. Kept light for
+parsing: only ``airflow.sdk`` and the notifier at import time; the work happens in ``pipelines.ops.tasks``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DeadlineAlert, DeadlineReference, Param, SyncCallback, TriggerRule, task
+
+from pipelines.ops.notifier import FailureNotifier
+
+
+def feed_names() -> list[str]:
+    """The departments' feeds, one per contract file in ``schemas/feeds/`` (found without importing the
+    package, so parsing stays fast)."""
+    spec = importlib.util.find_spec("pipelines")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    schemas = Path(next(iter(spec.submodule_search_locations))).parent / "schemas" / "feeds"
+    return sorted(p.stem for p in schemas.glob("*.json"))
+
+
+def default_args() -> dict[str, Any]:
+    """Retries, a per-task timeout and the failure notifier (e-mail and webhook to ops)."""
+    return {
+        "retries": int(os.environ.get("UNITFUSION_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": FailureNotifier(),
+    }
+
+
+def late_run_deadline(after: timedelta) -> DeadlineAlert:
+    """Airflow's deadline alert: a run still going ``after`` it was queued sends a ``run_late`` alert (it
+    keeps running; ``dagrun_timeout`` is what stops it)."""
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=after,
+        callback=SyncCallback("pipelines.ops.tasks.deadline_missed"),
+    )
+
+
+def common_params(late_after_hours: int) -> dict[str, Param]:
+    """Params of every pass; empty strings fall back to Airflow Variables, then the environment."""
+    feeds = feed_names()
+    return {
+        "bootstrap": Param("", type="string", description="Kafka bootstrap servers; empty = Variable/env"),
+        "out": Param("", type="string", description="Run store directory; empty = Variable/env"),
+        "topic_prefix": Param("", type="string", description="Topic prefix; empty = contract topics"),
+        "feeds": Param(
+            feeds,
+            type="array",
+            items={"type": "string", "enum": feeds} if feeds else {"type": "string"},
+            description="Which departments' topics to read (default: all)",
+        ),
+        "late_after_hours": Param(
+            late_after_hours,
+            type="integer",
+            minimum=0,
+            description="Alert when no ingest run was committed for this many hours (0 = off)",
+        ),
+    }
+
+
+# --- the tasks of one pass (bodies in pipelines.ops.tasks) ------------------------------------------------
+
+
+@task
+def ingest(params: dict | None = None) -> dict:
+    from pipelines.ops.tasks import ingest as run_ingest_pass
+
+    return run_ingest_pass(params or {})
+
+
+@task
+def resolve(params: dict | None = None) -> dict:
+    from pipelines.ops.tasks import resolve as resolve_register
+
+    return resolve_register(params or {})
+
+
+@task
+def land(params: dict | None = None) -> dict:
+    from pipelines.ops.tasks import land as publish_register
+
+    return publish_register(params or {})
+
+
+@task
+def work_queues(landed: dict, monthly: bool = False, params: dict | None = None, dag_run=None) -> dict:
+    from pipelines.ops.tasks import context_day, run_period
+    from pipelines.ops.tasks import work_queues as export
+
+    params = params or {}
+    period = run_period(params, context_day(dag_run.logical_date, dag_run.run_after)) if monthly else None
+    return export(params, landed.get("published"), period)
+
+
+@task
+def report(landed: dict, params: dict | None = None) -> dict:
+    from pipelines.ops.tasks import report as write_report
+
+    return write_report(params or {}, landed.get("published"))
+
+
+# ALL_DONE: after a failed resolve or land too, so ops still hear what ingest saw
+@task(trigger_rule=TriggerRule.ALL_DONE)
+def alerts(monthly: bool = False, params: dict | None = None, dag_run=None, ti=None) -> dict:
+    from pipelines.ops.tasks import alerts as send
+    from pipelines.ops.tasks import context_day, run_key, run_period, selected_feeds
+
+    params = params or {}
+    ingested = ti.xcom_pull(task_ids="ingest") or {}
+    day = context_day(dag_run.logical_date, dag_run.run_after)
+    return send(
+        params,
+        run_key(dag_run.dag_id, dag_run.run_id),
+        ingested.get("run_id"),
+        period=run_period(params, day) if monthly else None,
+        feeds=selected_feeds(params, feed_names()) if monthly else None,
+        today=day,
+    )
+
+
+def operations_pass(monthly: bool = False) -> None:
+    """ingest >> resolve >> land, then the work queues, the run report and the alerts to ops."""
+    landed = land()
+    ingest() >> resolve() >> landed
+    work_queues(landed, monthly=monthly)
+    report(landed)
+    landed >> alerts(monthly=monthly)
