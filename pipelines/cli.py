@@ -129,6 +129,13 @@ def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
     )
     flags = ("unregistered", "multi_licence", "multi_meter", "ecommerce_candidate", "zombie_candidate")
     console.print("flags: " + ", ".join(f"{flag} {int(register[flag].sum())}" for flag in flags))
+    if "warnings" in tables:
+        by_rule = tables["warnings"].to_pandas()["rule"].value_counts()
+        console.print(
+            f"warnings: {tables['warnings'].num_rows} ("
+            + ", ".join(f"{rule} {count}" for rule, count in by_rule.items())
+            + ")"
+        )
     console.print(f"register: {landed.path.parent.parent / 'latest'}")
 
 
@@ -195,6 +202,26 @@ def verdicts_add(out: Path, file: Path) -> None:
     except VerdictError as error:
         raise click.ClickException(str(error)) from None
     console.print(f"{count} verdicts from {file.name} kept; they apply from the next run")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, exists=True), required=True, help="The run store.")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the default browser.")
+@click.argument("run", required=False)
+def report(out: Path, run: str | None, open_page: bool) -> None:
+    """Write the HTML report of register run RUN (default: the latest published one)."""
+    import webbrowser
+
+    from pipelines.ops.report import write_report
+    from pipelines.store import RunStore
+
+    try:
+        path = write_report(RunStore(out), run)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(f"report: {path}")
+    if open_page:
+        webbrowser.open(path.resolve().as_uri())
 
 
 def _demo_key(out: Path) -> None:
