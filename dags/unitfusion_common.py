@@ -37,6 +37,12 @@ def default_args() -> dict[str, Any]:
     }
 
 
+def dag_run_failed(context: dict[str, Any]) -> None:
+    """DAG-level failure callback (a run stopped by ``dagrun_timeout``): the notifier's alert, sent without
+    template rendering, which needs the authored DAG and fails on the serialized one ``dags test`` passes."""
+    FailureNotifier().notify(context)
+
+
 def late_run_deadline(after: timedelta) -> DeadlineAlert:
     """Airflow's deadline alert: a run still going ``after`` it was queued sends a ``run_late`` alert (it
     keeps running; ``dagrun_timeout`` is what stops it)."""

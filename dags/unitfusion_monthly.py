@@ -21,9 +21,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag
-from unitfusion_common import common_params, default_args, late_run_deadline, operations_pass
-
-from pipelines.ops.notifier import FailureNotifier
+from unitfusion_common import common_params, dag_run_failed, default_args, late_run_deadline, operations_pass
 
 
 @dag(
@@ -33,7 +31,7 @@ from pipelines.ops.notifier import FailureNotifier
     max_active_runs=1,  # runs commit offsets in order; the run store also refuses a second writer
     dagrun_timeout=timedelta(hours=12),
     deadline=late_run_deadline(timedelta(hours=6)),
-    on_failure_callback=FailureNotifier(),  # a run that timed out
+    on_failure_callback=dag_run_failed,  # a run that timed out
     doc_md=__doc__,
     tags=["unitfusion", "monthly"],
     default_args=default_args(),

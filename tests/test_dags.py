@@ -252,7 +252,8 @@ def _dags_test(env: dict[str, str], *args: str) -> None:
     done = subprocess.run(
         [AIRFLOW, "dags", "test", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    failed = [line for line in done.stdout.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert done.returncode == 0, "\n".join(failed[-40:]) + done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def _pass_env(airflow_env: dict[str, str], bootstrap: str, out: Path, topic_prefix: str, hook: str) -> dict:
