@@ -52,6 +52,7 @@ class FailureNotifier(BaseNotifier):
     def notify(self, context: dict[str, Any]) -> None:
         alert = failure_alert(context)
         log.error("unitfusion alert: %s", json.dumps(alert, ensure_ascii=False))
+        self._email(context)
         url = self.webhook_url or os.environ.get(WEBHOOK_ENV)
         if not url:
             return
@@ -63,3 +64,15 @@ class FailureNotifier(BaseNotifier):
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             log.info("alert delivered to webhook (HTTP %s)", response.status)
+
+    @staticmethod
+    def _email(context: dict[str, Any]) -> None:
+        """The same failure by e-mail when SMTP is configured (env or the ``unitfusion_smtp`` connection)."""
+        from pipelines.ops.alerts import AlertChannels, alert_for_failure, deliver
+
+        channels = AlertChannels.from_environment()
+        if channels.smtp is not None:
+            outcome = deliver(
+                [alert_for_failure(context)], str(context.get("run_id")), AlertChannels(channels.smtp)
+            )
+            log.info("failure alert by e-mail: %s", outcome)
