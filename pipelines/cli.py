@@ -139,6 +139,32 @@ def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
     console.print(f"register: {landed.path.parent.parent / 'latest'}")
 
 
+def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-untyped-def]
+    """After a pass, as the DAG does: township work queues and the run report of the register just landed,
+    then alerts to ops about the ingest run (sent once per run; logged only when no channel is configured)."""
+    from collections import Counter
+
+    from pipelines.ops.alerts import alerts_for_ingest, send_alerts
+    from pipelines.ops.report import write_report
+    from pipelines.ops.workqueue import export_work_queues
+
+    if landed is not None:
+        run = landed.result.run_id
+        queues = export_work_queues(store, run)
+        workbooks = [p for p in queues if p.suffix == ".xlsx"]
+        console.print(f"work queues: {len(workbooks)} township workbooks (+ CSV) in {store.queues_dir(run)}")
+        console.print(f"run report: {write_report(store, run)}")
+    if ingest_run:
+        found = alerts_for_ingest(store, ingest_run)
+        delivery = send_alerts(store, ingest_run, found)
+        kinds = Counter(alert.kind for alert in found)
+        console.print(
+            f"alerts to ops: {len(found)}"
+            + (" (" + ", ".join(f"{kind} {n}" for kind, n in kinds.items()) + ")" if kinds else "")
+            + f"; delivery: {delivery}"
+        )
+
+
 def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     from pipelines.ingest.job import run_ingest
     from pipelines.resolve.landing import resolve_and_land
@@ -148,7 +174,10 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     _print_ingest(result)
     if result.committed:
         console.print(f"staging: {out.resolve()} (latest run in {out / 'LATEST'})")
-    _print_register(resolve_and_land(RunStore(out)))
+    store = RunStore(out)
+    landed = resolve_and_land(store)
+    _print_register(landed)
+    _operate(store, landed, result.run_id if result.committed else None)
 
 
 @main.command()
@@ -219,7 +248,7 @@ def report(out: Path, run: str | None, open_page: bool) -> None:
         path = write_report(RunStore(out), run)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
-    console.print(f"report: {path}")
+    click.echo(f"report: {path}")  # one line, whatever the terminal width
     if open_page:
         webbrowser.open(path.resolve().as_uri())
 

@@ -29,14 +29,7 @@ def _demo(out: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.integration
 def test_demo_builds_a_register_from_sample_feeds(tmp_path):
     out = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if k != HMAC_KEY_ENV}  # the demo makes its own key
-    done = subprocess.run(
-        [UNITFUSION, "demo", "--out", str(out), "--units", "300"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _demo(out)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "quarantined by reason" in done.stdout and "units" in done.stdout
     store = RunStore(out)
@@ -48,14 +41,14 @@ def test_demo_builds_a_register_from_sample_feeds(tmp_path):
     assert links.num_rows > 5 * register.num_rows
     meta = json.loads((store.register_latest_link / "_meta.json").read_text())
     assert meta["inputs"]["ingest_run"] == manifest["run_id"]
+    # The operations of a pass: warnings beside the register, township queues, the run report.
+    run = store.register_latest().name
+    assert (store.register_latest_link / "warnings.parquet").exists() and "warnings:" in done.stdout
+    assert list(store.queues_dir(run).glob("*.xlsx")) and (store.reports_dir / f"{run}.html").exists()
+    report = subprocess.run([UNITFUSION, "report", "--out", str(out)], capture_output=True, text=True)
+    assert report.returncode == 0 and f"{run}.html" in report.stdout
     # A second demo into the same folder starts from scratch instead of failing on stale offsets.
-    again = subprocess.run(
-        [UNITFUSION, "demo", "--out", str(out), "--units", "300"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = _demo(out)
     assert again.returncode == 0, again.stderr[-2000:]
 
 
