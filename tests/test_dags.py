@@ -268,6 +268,9 @@ def _pass_env(airflow_env: dict[str, str], bootstrap: str, out: Path, topic_pref
         ),
         "AIRFLOW_CONN_UNITFUSION_WEBHOOK": json.dumps({"conn_type": "http", "extra": {"url": hook}}),
     }
+    # `airflow dags test` (3.3.2) crashes after a successful run of a DAG with a deadline, apache/airflow#73428;
+    # the deadline itself is checked by the parse test above.
+    env["UNITFUSION_LATE_RUN_DEADLINE"] = "0"
     env.pop(HMAC_KEY_ENV, None)
     env.pop("UNITFUSION_ALERT_WEBHOOK", None)
     env.pop("UNITFUSION_ALERT_SMTP", None)
