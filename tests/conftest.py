@@ -1,9 +1,12 @@
-"""Shared fixtures: the real embedded broker, a tokenisation key, fresh topic names."""
+"""Shared fixtures: the real embedded broker, a tokenisation key, fresh topic names, a webhook receiver."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -31,3 +34,27 @@ def broker() -> Iterator[EmbeddedBroker]:
 def topic_prefix() -> str:
     """A fresh topic prefix per test: the broker keeps everything in memory and has no retention."""
     return f"t{next(_topic_counter)}."
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A real HTTP receiver on 127.0.0.1 that keeps every JSON body POSTed to it."""
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/alerts", received
+    finally:
+        server.shutdown()
+        server.server_close()

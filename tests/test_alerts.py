@@ -4,11 +4,9 @@ a real SMTP server and a real HTTP receiver on 127.0.0.1, once per run, with no 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -99,29 +97,6 @@ def smtp_inbox() -> Iterator[tuple[int, list]]:
         yield controller.port, received
     finally:
         controller.stop()
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list]]:
-    received: list = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/alerts", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_alerts_reach_smtp_and_webhook_once_per_run_without_personal_data(tmp_path, smtp_inbox, webhook):

@@ -7,10 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -192,30 +189,6 @@ def test_monthly_dag_params_and_schedule(dagbag):
 
 
 # --- end to end -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    """A real HTTP receiver on 127.0.0.1 that keeps every JSON body POSTed to it."""
-    received: list[dict] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/alerts", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _alerts(received: list[dict]) -> list[dict]:
