@@ -27,3 +27,13 @@ def test_threshold_and_same_uscc():
     clusters, refused = cluster_edges(["r1", "t1", "e1", "e2"], edges, uscc, threshold=0.9)
     assert _groups(clusters) == [["e1", "e2"], ["r1", "t1"]]
     assert refused == 0
+
+
+def test_a_record_tied_between_two_siblings_goes_the_same_way_whatever_the_edge_order():
+    uscc = {"parent": "91330106MA2H00001X", "sibling": "91330106MA2H00002Y"}
+    edges = [("meter", "parent", 0.97), ("meter", "sibling", 0.97)]
+    results = {
+        str(_groups(cluster_edges(["parent", "sibling", "meter"], order, uscc, threshold=0.9)[0]))
+        for order in (edges, edges[::-1])
+    }
+    assert results == {str([["meter", "parent"], ["sibling"]])}

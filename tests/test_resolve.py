@@ -217,3 +217,40 @@ def test_a_record_with_the_full_registered_name_joins_that_unit_unless_it_is_els
     assert links[("utility", "E3")]["unit_id"] == links[("registration", "R3")]["unit_id"]
     assert links[("utility", "E3")]["matched_by"] == "registered_name"
     assert links[("utility", "E4")]["unit_id"] != links[("registration", "R3")]["unit_id"]
+
+
+def test_a_record_as_like_one_sibling_as_the_other_lands_the_same_way_whatever_order_the_engine_returns(
+    tmp_path, monkeypatch
+):
+    """Two licences of one operator at one address and phone (一户多证), and a meter in the operator's own name
+    with that address and phone: the model scores it the same against both. DuckDB may return the pairs in
+    any order; the register must not depend on it."""
+    from pipelines.resolve import job
+
+    staging = _staging()
+    sibling = {**staging["registration"][0], "record_id": "R4", "name": "杭州悦达商贸有限公司",
+               "uscc": make_uscc("9", "1", "330106", "MA2H1004")}  # fmt: skip
+    staging["registration"].append(sibling)
+    staging["utility"] = [
+        {"record_id": "E9", "account_no": "3301009", "account_name": "张伟", "meter_no": "M9",
+         "address": "杭州市西湖区文三路90号501", "phone": "0571-88889999", "customer_class": "一般工商业",
+         "period": "2026-09", "kwh": 900.0, "updated_at": WHEN}
+    ]  # fmt: skip
+    real_predict = job.predict
+    placed = []
+    for reverse in (False, True):
+
+        def predict(*args, reverse=reverse, **kwargs):
+            pairs, rest = real_predict(*args, **kwargs)
+            return (pairs.iloc[::-1].reset_index(drop=True) if reverse else pairs), rest
+
+        monkeypatch.setattr(job, "predict", predict)
+        store = RunStore(tmp_path / f"out-{reverse}")
+        commit_rows(store, staging)
+        links = _links(resolve_and_land(store).path)
+        sibling_of = {links[("registration", r)]["unit_id"]: r for r in ("R1", "R4")}
+        assert len(sibling_of) == 2  # two USCCs stay two units
+        placed.append(
+            (sibling_of.get(links[("utility", "E9")]["unit_id"]), links[("utility", "E9")]["matched_by"])
+        )
+    assert placed[0] == placed[1] and placed[0][0] in ("R1", "R4"), placed

@@ -86,7 +86,8 @@ def cluster_edges(
     clusters = ConstrainedClusters(nodes, uscc_of)
     for a, b in cannot_link:
         clusters.forbid(a, b)
-    for a, b, probability in sorted(edges, key=lambda e: -e[2]):
+    # equal probabilities in node order, so the result never depends on the order edges arrive in
+    for a, b, probability in sorted(edges, key=lambda e: (-e[2], str(e[0]), str(e[1]))):
         if probability >= threshold:
             clusters.join(a, b)
     return clusters.clusters(), clusters.refused

@@ -247,9 +247,14 @@ def resolve(
     for a, b in cannot:
         clusters.forbid(a, b)
     joined_by: dict[str, _Edge] = {}
-    # the registered name only where neither codes nor the model placed a record
+    # The registered name only where neither codes nor the model placed a record. Model edges of equal
+    # probability (a record as like one sibling as the other) are taken in entity-id order, not in the order
+    # the SQL engine happened to return them, so the same inputs always give the same register.
     ordered = (
-        must + deterministic + sorted(model, key=lambda e: -e.probability) + _registered_name_edges(entities)
+        must
+        + deterministic
+        + sorted(model, key=lambda e: (-e.probability, e.a, e.b))
+        + _registered_name_edges(entities)
     )
     for edge in ordered:
         if edge.matched_by == "model" and edge.probability < settings.link_threshold:
