@@ -103,6 +103,9 @@ def test_siblings_stay_apart_and_evidence_attaches_to_the_right_unit(store):
     assert parent["multi_meter"] and parent["tax_active"] and parent["power_active"]
     assert parent["name"] == "杭州汇丰科技有限公司" and parent["uscc"] == PARENT
     assert "330106198001011234" not in str(register) + str(links)
+    # the meter scores higher against the parent than against its branch: no question for a township
+    review = pq.read_table(landed.path / "review.parquet").to_pylist()
+    assert "rival_unit" not in {r["reason"] for r in review}
 
 
 def test_ids_stay_stable_when_new_data_arrives_and_nothing_new_is_a_noop(store):
@@ -247,10 +250,15 @@ def test_a_record_as_like_one_sibling_as_the_other_lands_the_same_way_whatever_o
         monkeypatch.setattr(job, "predict", predict)
         store = RunStore(tmp_path / f"out-{reverse}")
         commit_rows(store, staging)
-        links = _links(resolve_and_land(store).path)
+        landed = resolve_and_land(store)
+        links = _links(landed.path)
         sibling_of = {links[("registration", r)]["unit_id"]: r for r in ("R1", "R4")}
         assert len(sibling_of) == 2  # two USCCs stay two units
-        placed.append(
-            (sibling_of.get(links[("utility", "E9")]["unit_id"]), links[("utility", "E9")]["matched_by"])
-        )
+        meter = links[("utility", "E9")]
+        placed.append((sibling_of.get(meter["unit_id"]), meter["matched_by"]))
+        # and a township is asked whose meter it is
+        review = {r["review_id"]: r for r in pq.read_table(landed.path / "review.parquet").to_pylist()}
+        item = review["utility/E9"]
+        assert item["reason"] == "rival_unit" and item["current_unit_id"] == meter["unit_id"]
+        assert item["candidate_unit_ids"][0] in sibling_of.keys() - {meter["unit_id"]}
     assert placed[0] == placed[1] and placed[0][0] in ("R1", "R4"), placed

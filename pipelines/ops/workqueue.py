@@ -94,6 +94,7 @@ NEEDS_UNIT = (vd.SAME_UNIT, vd.DIFFERENT_UNITS)  # the unit the record is, or is
 REASONS = {
     "no_registration_match": "无对应登记（有税务或用电，找不到登记单位）",
     "uncertain_link": "疑似同一单位，待确认",
+    "rival_unit": "与另一单位同样相似，待确认归属",
 }
 SEVERITIES = {"high": "高", "medium": "中", "low": "低"}
 RULES = {

@@ -286,7 +286,7 @@ def resolve(
     )
     link_table = pa.Table.from_pylist(links, schema=_schema("links"))
     register = _register(units, unit_ids, entities, tables, link_table, settings, run_id)
-    review = _review(units, unit_ids, entities, model, settings, run_id)
+    review = _review(units, unit_ids, entities, model, joined_by, settings, run_id)
     lineage_rows = [
         {
             "event": e.event,
@@ -706,10 +706,13 @@ def _review(
     unit_ids: dict[Any, str],
     entities: dict[str, Entity],
     model: list[_Edge],
+    joined_by: dict[str, _Edge],
     settings: ResolveSettings,
     run_id: str,
 ) -> list[dict[str, Any]]:
-    """Tax and power records with no registration match, and model links in the uncertain band."""
+    """Tax and power records with no registration match, model links in the uncertain band, and records the
+    model placed although another unit scored as high (a meter at the address of two licences of one
+    operator: the code keeps the licences apart, only a field check can say whose meter it is)."""
     unit_of_entity = {e: unit_ids[root] for root, info in units.items() for e in info["entities"]}
     registered_unit = {unit_ids[root] for root, info in units.items() if info["registered"]}
     candidates: dict[str, dict[str, float]] = defaultdict(dict)
@@ -724,10 +727,19 @@ def _review(
         for entity_id in info["entities"]:
             entity = entities[entity_id]
             best = sorted(candidates.get(entity_id, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+            placed_by = joined_by.get(entity_id)
             if unit_id not in registered_unit and entity.feed in ("tax", "utility"):
                 reason, priority = "no_registration_match", 1
             elif best and best[0][1] >= settings.review_threshold and best[0][1] < settings.link_threshold:
                 reason, priority = "uncertain_link", 2
+            elif (
+                best
+                and entity.feed != "registration"
+                and placed_by is not None
+                and placed_by.matched_by == "model"
+                and best[0][1] >= placed_by.probability
+            ):
+                reason, priority = "rival_unit", 2
             else:
                 continue
             for record_id in entity.record_ids[:1] if entity.feed != "registration" else entity.record_ids:
