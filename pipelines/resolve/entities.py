@@ -86,6 +86,17 @@ def _region_hint(name: str | None) -> str:
     return (match_region(region).division_code or "") if region else ""
 
 
+def registered_name_key(entity: Entity) -> tuple[str, ...] | None:
+    """A name with its region spelt out (北京… / 杭州市西湖区…) and any organisation form: a registration
+    authority registers such a name once."""
+    if not entity.name or entity.is_person:
+        return None
+    region, name = _region_hint(entity.name), _name(entity.name, "")
+    if not region or not name.trade_name:
+        return None
+    return (region, name.trade_name, name.industry, name.branch)
+
+
 def _fill(
     entity: Entity, name: str | None, address: str | None, phone: str | None, hint: str, tokens: Tokeniser
 ) -> Entity:
@@ -102,7 +113,7 @@ def _fill(
         entity.organisation_form = parsed.organisation_form or None
         entity.branch = parsed.branch or None
     if address:
-        city_hint = "" if entity.is_person else _region_hint(entity.name)
+        city_hint = "" if hint or entity.is_person else _region_hint(entity.name)
         parsed_address = _address(address, hint or city_hint)
         entity.address = address
         entity.district_code = parsed_address.division_code if parsed_address.district else None

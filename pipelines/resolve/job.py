@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipelines.pii import Tokeniser, load_key
 from pipelines.resolve import verdicts as vd
 from pipelines.resolve.clustering import ConstrainedClusters
-from pipelines.resolve.entities import BUILDERS, Entity
+from pipelines.resolve.entities import BUILDERS, Entity, registered_name_key
 from pipelines.resolve.identity import assign_unit_ids
 from pipelines.resolve.inputs import latest_records
 from pipelines.resolve.model import MODEL_PATH, model_version, predict
@@ -91,31 +91,19 @@ def _deterministic_edges(entities: dict[str, Entity]) -> list[_Edge]:
     return edges
 
 
-def _registered_name_key(entity: Entity) -> tuple[str, ...] | None:
-    """A name with its region spelt out (北京… / 杭州市西湖区…) and any organisation form: a registration
-    authority registers such a name once."""
-    if not entity.name or entity.is_person:
-        return None
-    name = parse_company_name(entity.name)
-    region = match_region(name.region).division_code if name.region else None
-    if not region or not name.trade_name:
-        return None
-    return (region, name.trade_name, name.industry, name.branch)
-
-
 def _registered_name_edges(entities: dict[str, Entity]) -> list[_Edge]:
     """A record with no code that carries the full registered name of exactly one registered unit belongs
     to it (an electricity account with no address, a tax record under a changed phone), unless its own
     district says it is somewhere else."""
     registered: dict[tuple[str, ...], list[Entity]] = defaultdict(list)
     for entity in entities.values():
-        if entity.feed == "registration" and entity.uscc and (key := _registered_name_key(entity)):
+        if entity.feed == "registration" and entity.uscc and (key := registered_name_key(entity)):
             registered[key].append(entity)
     edges = []
     for entity in entities.values():
         if entity.feed == "registration" or entity.uscc or entity.org_code:
             continue
-        holders = registered.get(_registered_name_key(entity) or (), [])
+        holders = registered.get(registered_name_key(entity) or (), [])
         if len(holders) == 1 and entity.district_code in (None, holders[0].district_code):
             edges.append(_Edge(holders[0].entity_id, entity.entity_id, 1.0, "registered_name"))
     return edges
@@ -434,7 +422,7 @@ def _work_unit_candidates(
         keys.append(("trade+industry+branch", name.trade_name, name.industry, name.branch))
         if name.industry:
             keys.append(("sound+industry", name.trade_name_phonetic, name.industry))
-        if not name.industry:  # a bare trade name (德胜): any unit of that name; with an industry, only it
+        else:  # a bare trade name (德胜): any unit of that name; with an industry, only it
             keys.append(("trade+branch", name.trade_name, name.branch))
     keys.append(("operator", fold(work_unit)))
     for key in keys:
@@ -499,30 +487,24 @@ def _person_links(
     unit only), or when the work unit it names is exactly one unit, or, failing both, when the person has
     the name of exactly one unit's legal representative and shares that unit's phone or street."""
     by_rep: dict[str, set[str]] = defaultdict(set)
-    for root, info in units.items():
-        for entity_id in info["entities"]:
-            if entities[entity_id].legal_rep_token:
-                by_rep[entities[entity_id].legal_rep_token].add(unit_ids[root])
     by_rep_name: dict[str | None, set[str]] = defaultdict(set)  # the licence's public name, tokenised
-    for root, info in units.items():
-        for entity_id in info["entities"]:
-            if entities[entity_id].legal_rep_name:
-                by_rep_name[tokens.token("person_name", entities[entity_id].legal_rep_name)].add(
-                    unit_ids[root]
-                )
-    index = _work_unit_index(units, unit_ids, entities)
     unit_city: dict[str, str] = {}
     unit_traits: dict[str, set[tuple[str, str]]] = defaultdict(set)  # phone tokens and streets
     for root, info in units.items():
         unit = unit_ids[root]
         for entity_id in info["entities"]:
             entity = entities[entity_id]
+            if entity.legal_rep_token:
+                by_rep[entity.legal_rep_token].add(unit)
+            if entity.legal_rep_name:
+                by_rep_name[tokens.token("person_name", entity.legal_rep_name)].add(unit)
             if entity.district_code:
                 unit_city.setdefault(unit, entity.district_code[:4])
             unit_traits[unit] |= {
                 ("phone", entity.phone or ""),
                 ("street", f"{entity.district_code}|{entity.street_key}"),
             }
+    index = _work_unit_index(units, unit_ids, entities)
     rows = []
     for person in people.select(
         ["record_id", "person_name", "id_number", "phone", "work_unit", "address", "site", "sampled_at"]
