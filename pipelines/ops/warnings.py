@@ -411,11 +411,16 @@ def previous_warnings(store: RunStore) -> pa.Table | None:
 
 
 def warnings_for_register(
-    store: RunStore, tables: dict[str, pa.Table], run_id: str, rules: Rules | None = None
+    store: RunStore,
+    tables: dict[str, pa.Table],
+    run_id: str,
+    rules: Rules | None = None,
+    records: dict[str, pa.Table] | None = None,
 ) -> pa.Table:
-    """Warnings of a register run about to be written: figures from the committed staging, ids carried over
-    from the published register."""
-    records = {feed: latest_records(store, feed) for feed in FIGURE_FEEDS}
+    """Warnings of a register run about to be written: figures from the committed staging (``records``,
+    when the caller has read them for the resolver), ids carried over from the published register."""
+    if records is None:
+        records = {feed: latest_records(store, feed) for feed in FIGURE_FEEDS}
     return compute_warnings(
         tables["register"], tables["links"], records, run_id, rules, previous_warnings(store)
     )

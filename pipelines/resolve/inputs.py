@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from pipelines.contracts import contract
+from pipelines.contracts import contract, load_contracts
 from pipelines.store import RunStore
 
 # The newest version of a record wins: by source update time where the feed has one, else by arrival.
@@ -26,3 +26,9 @@ def latest_records(
         ORDER BY record_id
     """
     return con.sql(query, params={"files": files}).to_arrow_table()
+
+
+def all_latest_records(store: RunStore) -> dict[str, pa.Table]:
+    """``latest_records`` of every feed: what one register run is built from (resolution and warnings)."""
+    con = duckdb.connect()
+    return {feed: latest_records(store, feed, con) for feed in load_contracts()}

@@ -28,7 +28,7 @@ from pipelines.resolve import verdicts as vd
 from pipelines.resolve.clustering import ConstrainedClusters
 from pipelines.resolve.entities import BUILDERS, Entity, registered_name_key
 from pipelines.resolve.identity import assign_unit_ids
-from pipelines.resolve.inputs import latest_records
+from pipelines.resolve.inputs import all_latest_records
 from pipelines.resolve.model import MODEL_PATH, model_version, predict
 from pipelines.standardise.addresses import parse_address
 from pipelines.standardise.names import CompanyName, parse_company_name
@@ -190,8 +190,10 @@ def resolve(
     run_id: str,
     settings: ResolveSettings | None = None,
     model_path: Path = MODEL_PATH,
+    records: dict[str, pa.Table] | None = None,
 ) -> ResolveResult:
-    """Build the register of ``run_id`` from all committed staging, and land it."""
+    """Build the register of ``run_id`` from all committed staging (``records``, the latest version of
+    every staged record per feed, when the caller has read them already)."""
     settings = settings or ResolveSettings()
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -201,7 +203,7 @@ def resolve(
         timings[stage] = round(time.monotonic() - clock, 3)
         clock = time.monotonic()
 
-    tables = {feed: latest_records(store, feed) for feed in (*FEEDS_WITH_ENTITIES, PERSON_FEED)}
+    tables = records if records is not None else all_latest_records(store)
     tokens = Tokeniser(load_key())  # business phones are compared as tokens, like the persons' ones
     entities: dict[str, Entity] = {}
     entity_of_record: dict[tuple[str, str], str] = {}

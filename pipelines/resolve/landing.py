@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.ops.warnings import warnings_for_register
+from pipelines.resolve.inputs import all_latest_records
 from pipelines.resolve.job import ResolveResult, ResolveSettings, resolve
 from pipelines.resolve.model import MODEL_PATH, model_version
 from pipelines.store import RunStore, utc_now
@@ -69,10 +70,14 @@ def prepare_register(
         for stale in store.pending_registers():  # an earlier attempt that never published
             shutil.rmtree(store.partial_register_dir(stale))
         run_id = next_register_run_id(store)
-        result = resolve(store, run_id, settings, model_path)
+        begun = time.monotonic()
+        records = all_latest_records(store)  # read once: the resolver and the warning rules both use them
+        read_s = round(time.monotonic() - begun, 3)
+        result = resolve(store, run_id, settings, model_path, records)
+        result.timings = {"read": read_s, **result.timings}
         # warnings land with the register they are about (ids carried over from the published one)
         begun = time.monotonic()
-        result.tables["warnings"] = warnings_for_register(store, result.tables, run_id)
+        result.tables["warnings"] = warnings_for_register(store, result.tables, run_id, records=records)
         result.timings["warnings"] = round(time.monotonic() - begun, 3)
         meta = {
             "run_id": run_id,
