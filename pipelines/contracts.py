@@ -8,6 +8,7 @@ the docs all derive from it. A field may carry a ``kind`` (what the value means:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -86,6 +87,13 @@ class FeedContract:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+    @property
+    def department(self) -> str:
+        """The Chinese name in the title's brackets (``Tax filings (税务)`` → ``税务``), for staff-facing
+        files; the feed name when the title has none."""
+        found = re.search(r"[(（]([^()（）]+)[)）]", self.title)
+        return found.group(1) if found else self.feed
 
     @property
     def personal_fields(self) -> tuple[FieldSpec, ...]:

@@ -137,3 +137,9 @@ def test_unparseable_payload_is_scrubbed_of_id_numbers_and_mobiles():
     assert b"11010519491231002X" not in row["raw_payload"]
     assert b"138 1234 5678" not in row["raw_payload"]
     assert row["raw_payload"].count(b"t1_") == 2
+
+
+def test_every_contract_names_its_department_in_chinese_for_staff_facing_files():
+    departments = {feed: c.department for feed, c in load_contracts().items()}
+    assert departments["tax"] == "税务"
+    assert all(name != feed and not name.isascii() for feed, name in departments.items()), departments

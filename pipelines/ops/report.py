@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -97,9 +96,8 @@ def fmt_time(iso: str | None) -> str:
 def feed_label(feed: str) -> str:
     """``tax 税务``: the feed name and the Chinese part of its contract title."""
     contracts = load_contracts()
-    title = contracts[feed].title if feed in contracts else ""
-    chinese = re.search(r"[(（]([^()（）]+)[)）]", title)
-    return f"{feed} {chinese.group(1)}" if chinese else feed
+    department = contracts[feed].department if feed in contracts else feed
+    return f"{feed} {department}" if department != feed else feed
 
 
 def division_label(code: str | None) -> str:

@@ -202,9 +202,7 @@ def _replace_dir(partial: Path, target: Path) -> None:
 
 def _feed_label(feed: str) -> str:
     contracts = load_contracts()
-    title = contracts[feed].title if feed in contracts else ""
-    chinese = re.search(r"[(（]([^()（）]+)[)）]", title)
-    return chinese.group(1) if chinese else feed
+    return contracts[feed].department if feed in contracts else feed
 
 
 def _unit_text(unit_id: str | None, unit_names: dict[str, str], score: float | None = None) -> str:
