@@ -16,17 +16,15 @@ import os
 import smtplib
 import statistics
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from pipelines.ops.notifier import mask_personal
+from pipelines.ops.notifier import WEBHOOK_ENV, mask_personal, post_json
 from pipelines.store import RunStore, utc_now
 
 SMTP_ENV = "UNITFUSION_ALERT_SMTP"  # smtp://user:password@host:port?from=a@x&to=b@y,c@z&starttls=1
-WEBHOOK_ENV = "UNITFUSION_ALERT_WEBHOOK"
 SMTP_CONNECTION_ID = "unitfusion_smtp"
 WEBHOOK_CONNECTION_ID = "unitfusion_webhook"
 log = logging.getLogger(__name__)
@@ -329,12 +327,7 @@ def _webhook_connection() -> str | None:
 
 
 def _post(url: str, run_key: str, alerts: list[Alert]) -> None:
-    body = json.dumps({"run": run_key, "alerts": [a.to_dict() for a in alerts]}, ensure_ascii=False)
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    post_json(url, {"run": run_key, "alerts": [a.to_dict() for a in alerts]})
 
 
 def _email(target: SmtpTarget, run_key: str, alerts: list[Alert]) -> None:

@@ -25,6 +25,18 @@ def mask_personal(text: str) -> str:
     return _PERSONAL_RE.sub("***", text)
 
 
+def post_json(url: str, payload: Any) -> int:
+    """POST ``payload`` as UTF-8 JSON (how every alert reaches a webhook); the HTTP status."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
 def failure_alert(context: dict[str, Any]) -> dict[str, Any]:
     """The alert payload for a failed task: where it failed and the error, masked."""
     ti = context.get("ti") or context.get("task_instance")
@@ -56,14 +68,7 @@ class FailureNotifier(BaseNotifier):
         url = self.webhook_url or os.environ.get(WEBHOOK_ENV)
         if not url:
             return
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(alert, ensure_ascii=False).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            log.info("alert delivered to webhook (HTTP %s)", response.status)
+        log.info("alert delivered to webhook (HTTP %s)", post_json(url, alert))
 
     @staticmethod
     def _email(context: dict[str, Any]) -> None:
