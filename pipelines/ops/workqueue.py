@@ -337,20 +337,25 @@ def filled_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(row number, verdict row) for every filled row of a work-queue file, the workbook or its CSV."""
     if path.suffix == ".csv":
         header, rows = vd.read_csv(path)
-        numbered = list(enumerate(rows, start=2))
-    else:
-        header, numbered = _workbook_rows(path)
+        return verdict_rows(path.name, header, list(enumerate(rows, start=2)))
+    return verdict_rows(path.name, *_workbook_rows(path))
+
+
+def verdict_rows(
+    file_name: str, header: list[str], numbered: list[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, dict[str, str]]]:
+    """The filled rows of a work queue already read (header, numbered rows) as verdict-contract rows."""
     missing = [c.header for c in REVIEW_COLUMNS if c.kind != INFO and c.header not in header]
     if missing:
         raise vd.VerdictError(
-            f"{path.name}: columns {', '.join(missing)} are missing; hand back the exported file "
+            f"{file_name}: columns {', '.join(missing)} are missing; hand back the exported file "
             "without removing or renaming columns"
         )
     verdicts = []
     for number, raw in numbered:
         cells = {c.field: raw.get(c.header) for c in REVIEW_COLUMNS}
         if _text(cells["decision"]):
-            verdicts.append((number, _verdict_row(cells, f"{path.name} {REVIEW_SHEET} row {number}")))
+            verdicts.append((number, _verdict_row(cells, f"{file_name} {REVIEW_SHEET} row {number}")))
     return verdicts
 
 

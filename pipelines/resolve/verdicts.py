@@ -93,14 +93,15 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 def read_verdict_file(path: Path) -> list[Verdict]:
     """Verdicts of a file in the contract's columns (CSV, JSONL), or of a filled work queue (XLSX, or CSV
     with its Chinese headers; see ``pipelines.ops.workqueue``)."""
-    from pipelines.ops.workqueue import filled_rows, is_work_queue
+    from pipelines.ops.workqueue import filled_rows, is_work_queue, verdict_rows
 
     if path.suffix == ".jsonl":
         lines = path.read_text(encoding="utf-8").splitlines()
         rows = [(i + 1, json.loads(line)) for i, line in enumerate(lines) if line.strip()]
     elif path.suffix == ".csv":
         header, plain = read_csv(path)
-        rows = filled_rows(path) if is_work_queue(header) else list(enumerate(plain, start=2))
+        numbered = list(enumerate(plain, start=2))
+        rows = verdict_rows(path.name, header, numbered) if is_work_queue(header) else numbered
     elif path.suffix == ".xlsx":
         rows = filled_rows(path)
     else:
