@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pendulum
 from airflow.sdk import DeadlineAlert, DeadlineReference, Param, SyncCallback, TriggerRule, task
 
 from pipelines.ops.notifier import FailureNotifier
@@ -55,6 +56,21 @@ def late_run_deadline(after: timedelta) -> DeadlineAlert | None:
         interval=after,
         callback=SyncCallback("pipelines.ops.tasks.deadline_missed"),
     )
+
+
+def pass_dag_settings(dagrun_timeout: timedelta) -> dict[str, Any]:
+    """``@dag`` arguments every pass DAG shares: one run at a time (runs commit offsets in order; the run
+    store also refuses a second writer), retries and the notifier, and a late-run alert at half the time
+    after which the run is stopped (the DAG-level failure callback reports the stop)."""
+    return {
+        "start_date": pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "dagrun_timeout": dagrun_timeout,
+        "deadline": late_run_deadline(dagrun_timeout / 2),
+        "on_failure_callback": dag_run_failed,
+        "default_args": default_args(),
+    }
 
 
 def common_params(late_after_hours: int) -> dict[str, Param]:

@@ -24,23 +24,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag
-from unitfusion_common import common_params, dag_run_failed, default_args, late_run_deadline, operations_pass
+from unitfusion_common import common_params, operations_pass, pass_dag_settings
 
 
 @dag(
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,  # runs commit offsets in order; the run store also refuses a second writer
-    dagrun_timeout=timedelta(hours=6),
-    deadline=late_run_deadline(timedelta(hours=3)),
-    on_failure_callback=dag_run_failed,  # a run that timed out
     doc_md=__doc__,
     tags=["unitfusion"],
-    default_args=default_args(),
     params=common_params(late_after_hours=36),
+    **pass_dag_settings(dagrun_timeout=timedelta(hours=6)),  # late-run alert after 3 hours
 )
 def unitfusion_daily():
     operations_pass()

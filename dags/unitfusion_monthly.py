@@ -19,22 +19,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag
-from unitfusion_common import common_params, dag_run_failed, default_args, late_run_deadline, operations_pass
+from unitfusion_common import common_params, operations_pass, pass_dag_settings
 
 
 @dag(
     schedule="0 6 8 * *",  # 06:00 on the 8th: the fifth working day after month end is the 7th at the latest
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
-    catchup=False,
-    max_active_runs=1,  # runs commit offsets in order; the run store also refuses a second writer
-    dagrun_timeout=timedelta(hours=12),
-    deadline=late_run_deadline(timedelta(hours=6)),
-    on_failure_callback=dag_run_failed,  # a run that timed out
     doc_md=__doc__,
     tags=["unitfusion", "monthly"],
-    default_args=default_args(),
     params={
         **common_params(late_after_hours=24 * 35),
         "period": Param(
@@ -44,6 +36,7 @@ from unitfusion_common import common_params, dag_run_failed, default_args, late_
             description="Month imported, YYYY-MM; empty = the month before the logical date",
         ),
     },
+    **pass_dag_settings(dagrun_timeout=timedelta(hours=12)),  # late-run alert after 6 hours
 )
 def unitfusion_monthly():
     operations_pass(monthly=True)
