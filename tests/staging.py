@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,23 @@ def stage_sample(store: RunStore, sample_dir: Path, key: bytes) -> str:
             assert ok, row["detail"]
             rows.setdefault(feed, []).append({k: v for k, v in row.items() if not k.startswith("_")})
     return commit_rows(store, rows)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def true_units(sample_dir: Path) -> dict[tuple[str, str], str | None]:
+    """(feed, record_id) → the true unit (None for private persons), from a generated sample's truth."""
+    return {(r["feed"], r["record_id"]): r["unit_id"] for r in read_jsonl(sample_dir / "truth.jsonl")}
+
+
+def generated_store(tmp_path_factory: Any, units: int, seed: int, key: str) -> tuple[Path, RunStore]:
+    """A generated sample and a run store holding it as one committed staging run."""
+    from pipelines.generate import generate
+
+    sample = tmp_path_factory.mktemp("sample")
+    generate(units=units, seed=seed, out_dir=sample)
+    store = RunStore(tmp_path_factory.mktemp("store"))
+    stage_sample(store, sample, key.encode())
+    return sample, store

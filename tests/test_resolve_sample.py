@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 import pytest
 
-from pipelines.generate import generate
 from pipelines.resolve.evaluation import bcubed, pairwise
 from pipelines.resolve.landing import resolve_and_land
 from pipelines.standardise.codes import is_valid_uscc
-from pipelines.store import RunStore
 from tests.conftest import TEST_KEY
-from tests.staging import stage_sample
+from tests.staging import generated_store, read_jsonl, true_units
 
 
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory):
-    sample = tmp_path_factory.mktemp("sample")
-    generate(units=600, seed=5, out_dir=sample)
-    store = RunStore(tmp_path_factory.mktemp("store"))
-    stage_sample(store, sample, TEST_KEY.encode())
+    sample, store = generated_store(tmp_path_factory, units=600, seed=5, key=TEST_KEY)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
         landed = resolve_and_land(store)
-    truth = {}
-    for line in (sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        truth[(row["feed"], row["record_id"])] = row["unit_id"]
-    units = [json.loads(line) for line in (sample / "units.jsonl").read_text(encoding="utf-8").splitlines()]
-    return landed.result.tables, truth, units
+    return landed.result.tables, true_units(sample), read_jsonl(sample / "units.jsonl")
 
 
 def test_accuracy_against_ground_truth(resolved):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,9 +16,8 @@ from pipelines.generate import anomalies as planting
 from pipelines.generate import generate
 from pipelines.ops.warnings import RULES_PATH, compute_warnings, load_rules, warnings_for_register
 from pipelines.resolve.landing import resolve_and_land
-from pipelines.store import RunStore
 from tests.conftest import TEST_KEY
-from tests.staging import stage_sample
+from tests.staging import generated_store, read_jsonl, true_units
 
 # -- each rule on hand-made units: the one that raises it and its control twin -----------------------------
 
@@ -223,33 +221,25 @@ def test_a_warning_raised_again_keeps_its_id_and_first_run():
 
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory):
-    sample = tmp_path_factory.mktemp("sample")
-    generate(units=1500, seed=7, out_dir=sample)
-    store = RunStore(tmp_path_factory.mktemp("store"))
-    stage_sample(store, sample, TEST_KEY.encode())
+    sample, store = generated_store(tmp_path_factory, units=1500, seed=7, key=TEST_KEY)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
         first = resolve_and_land(store)
         second = resolve_and_land(store, force=True)  # same inputs again: the same warnings
-    truth = {}
-    for line in (sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        truth[(row["feed"], row["record_id"])] = row["unit_id"]
-    true_units = defaultdict(set)  # register unit → true units of its records
+    truth = true_units(sample)
+    units_of = defaultdict(set)  # register unit → true units of its records
     for row in first.result.tables["links"].to_pylist():
         if truth.get((row["feed"], row["record_id"])):
-            true_units[row["unit_id"]].add(truth[(row["feed"], row["record_id"])])
-    return sample, store, first, second, true_units
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            units_of[row["unit_id"]].add(truth[(row["feed"], row["record_id"])])
+    return sample, store, first, second, units_of
 
 
 @pytest.mark.parametrize("kind", sorted(planting.SHARES))
 def test_planted_anomalies_are_found(sample_run, kind):
     sample, _, first, _, true_units = sample_run
-    planted = {(a["unit_id"], a["period"]) for a in _lines(sample / "anomalies.jsonl") if a["kind"] == kind}
+    planted = {
+        (a["unit_id"], a["period"]) for a in read_jsonl(sample / "anomalies.jsonl") if a["kind"] == kind
+    }
     warnings = first.result.tables["warnings"].to_pylist()
     raised = {(u, w["period"]) for w in warnings if w["rule"] == kind for u in true_units[w["unit_id"]]}
     assert len(planted) >= 2, f"the sample plants too few {kind}"
@@ -262,7 +252,7 @@ def test_planted_anomalies_are_found(sample_run, kind):
 )
 def test_flag_rules_find_the_planted_units(sample_run, rule, planted_key):
     sample, _, first, _, true_units = sample_run
-    units = _lines(sample / "units.jsonl")
+    units = read_jsonl(sample / "units.jsonl")
     planted = {u["unit_id"] for u in units if u[planted_key]}
     if rule == "unregistered_ecommerce":
         planted = {u["unit_id"] for u in units if u["ecommerce"] and u["kind"] == "ecommerce_shop"}
@@ -275,7 +265,7 @@ def test_flag_rules_find_the_planted_units(sample_run, rule, planted_key):
 def test_kwh_and_tax_changes_are_warned_only_in_the_changed_period(sample_run):
     sample, _, first, _, true_units = sample_run
     planted = {
-        a["unit_id"]: a["period"] for a in _lines(sample / "anomalies.jsonl") if a["kind"] == "kwh_change"
+        a["unit_id"]: a["period"] for a in read_jsonl(sample / "anomalies.jsonl") if a["kind"] == "kwh_change"
     }
     for w in first.result.tables["warnings"].to_pylist():
         if w["rule"] == "kwh_change" and true_units[w["unit_id"]] & set(planted):
@@ -320,13 +310,16 @@ def test_planting_changes_only_figures_and_statuses_of_planted_units(tmp_path, m
     monkeypatch.setattr(planting, "SHARES", dict.fromkeys(planting.SHARES, 0.0))
     generate(units=400, seed=11, out_dir=plain_dir)
     assert summary.anomalies > 0 and (plain_dir / "anomalies.jsonl").read_text() == ""
-    planted_units = {a["unit_id"] for a in _lines(planted_dir / "anomalies.jsonl")}
+    planted_units = {a["unit_id"] for a in read_jsonl(planted_dir / "anomalies.jsonl")}
     mutable = {"kwh", "tax_paid", "sales", "taxpayer_status", "status"}
     changed_units = set()
+    truth = true_units(plain_dir)
     for name in ("registration", "tax", "utility", "waybill", "nucleic_contact", "truth", "units"):
-        planted_rows, plain_rows = _lines(planted_dir / f"{name}.jsonl"), _lines(plain_dir / f"{name}.jsonl")
+        planted_rows, plain_rows = (
+            read_jsonl(planted_dir / f"{name}.jsonl"),
+            read_jsonl(plain_dir / f"{name}.jsonl"),
+        )
         assert len(planted_rows) == len(plain_rows)
-        truth = {(r["feed"], r["record_id"]): r["unit_id"] for r in _lines(plain_dir / "truth.jsonl")}
         for a, b in zip(planted_rows, plain_rows, strict=True):
             differing = {k for k in a if a[k] != b.get(k)}
             assert differing <= mutable, (name, differing)
