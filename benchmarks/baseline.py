@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from pipelines.resolve.inputs import latest_records
+from pipelines.staging import latest_records
 from pipelines.store import RunStore
 
 COLUMNS = {

@@ -146,7 +146,7 @@ def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-
 
     from pipelines.ops.alerts import alerts_for_ingest, send_alerts
     from pipelines.ops.report import write_report
-    from pipelines.ops.workqueue import export_work_queues
+    from pipelines.townships.workqueue import export_work_queues
 
     if landed is not None:
         run = landed.result.run_id
@@ -167,7 +167,7 @@ def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-
 
 def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     from pipelines.ingest.job import run_ingest
-    from pipelines.resolve.landing import resolve_and_land
+    from pipelines.landing import resolve_and_land
     from pipelines.store import RunStore
 
     result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner))
@@ -223,8 +223,9 @@ def verdicts() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def verdicts_add(out: Path, file: Path) -> None:
     """Check a verdict file and keep it in the run store; the next run applies it, and every run after."""
-    from pipelines.resolve.verdicts import VerdictError, add_verdict_file
     from pipelines.store import RunStore
+    from pipelines.townships.verdict_files import add_verdict_file
+    from pipelines.verdicts import VerdictError
 
     try:
         count = add_verdict_file(file, RunStore(out).verdicts_dir)

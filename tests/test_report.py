@@ -20,11 +20,11 @@ from pipelines.contracts import contract, load_contracts, output_schema
 from pipelines.generate import generate
 from pipelines.ingest.job import run_ingest
 from pipelines.kafka import produce_messages
+from pipelines.landing import resolve_and_land
 from pipelines.malformed import malformed_messages
 from pipelines.ops.report import bar_chart, column_chart, fmt_change, fmt_num, fmt_seconds, write_report
 from pipelines.pii import HMAC_KEY_ENV
-from pipelines.resolve.inputs import latest_records
-from pipelines.resolve.landing import resolve_and_land
+from pipelines.staging import latest_records
 from pipelines.store import RunStore
 
 KEY = "report-test-key-0123456789"  # the module's store is built once, outside the per-test key

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.landing import resolve_and_land
 from pipelines.pii import Tokeniser
-from pipelines.resolve.landing import resolve_and_land
 from pipelines.standardise.codes import make_uscc
 from pipelines.store import RunStore
 from tests.staging import commit_rows
@@ -131,7 +131,7 @@ def test_a_verdict_overrides_the_model_and_keeps_applying(store, tmp_path):
         f"V1,utility,E1,,{parent},different_units,文新街道办,2026-11-05T10:00:00+08:00,现场核查为另一家\n",
         encoding="utf-8",
     )
-    from pipelines.resolve.verdicts import add_verdict_file
+    from pipelines.townships.verdict_files import add_verdict_file
 
     add_verdict_file(verdict, store.verdicts_dir)
     second = _links(resolve_and_land(store).path)

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import pytest
 
+from pipelines.landing import resolve_and_land
 from pipelines.resolve.evaluation import bcubed, pairwise
-from pipelines.resolve.landing import resolve_and_land
 from pipelines.standardise.codes import is_valid_uscc
 from tests.conftest import TEST_KEY
 from tests.staging import generated_store, read_jsonl, true_units

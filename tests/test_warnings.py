@@ -14,8 +14,8 @@ import pytest
 from pipelines.contracts import contract, output_schema
 from pipelines.generate import anomalies as planting
 from pipelines.generate import generate
-from pipelines.ops.warnings import RULES_PATH, compute_warnings, load_rules, warnings_for_register
-from pipelines.resolve.landing import resolve_and_land
+from pipelines.landing import resolve_and_land
+from pipelines.rules.warnings import RULES_PATH, compute_warnings, load_rules, warnings_for_register
 from tests.conftest import TEST_KEY
 from tests.staging import generated_store, read_jsonl, true_units
 

@@ -13,7 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.contracts import output_schema
-from pipelines.ops.workqueue import (
+from pipelines.landing import resolve_and_land
+from pipelines.standardise.codes import make_uscc
+from pipelines.store import RunStore
+from pipelines.townships.verdict_files import add_verdict_file, read_verdict_file
+from pipelines.townships.workqueue import (
     REVIEW_COLUMNS,
     REVIEW_SHEET,
     WARNING_COLUMNS,
@@ -21,10 +25,7 @@ from pipelines.ops.workqueue import (
     export_work_queues,
     read_filled_workbook,
 )
-from pipelines.resolve.landing import resolve_and_land
-from pipelines.resolve.verdicts import VerdictError, add_verdict_file, read_verdict_file
-from pipelines.standardise.codes import make_uscc
-from pipelines.store import RunStore
+from pipelines.verdicts import VerdictError
 from tests.staging import commit_rows
 from tests.test_resolve import WHEN, _staging
 

@@ -133,7 +133,7 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
 
 def resolve(params: dict[str, Any]) -> dict[str, Any]:
     """Write a new register run if staging, verdicts or model changed (unpublished until ``land``)."""
-    from pipelines.resolve.landing import prepare_register
+    from pipelines.landing import prepare_register
 
     ensure_hmac_key()
     result = prepare_register(_store(params))
@@ -144,7 +144,7 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
 
 def land(params: dict[str, Any]) -> dict[str, Any]:
     """Publish the register run that ``resolve`` wrote: ``register/latest`` now shows it."""
-    from pipelines.resolve.landing import publish_pending
+    from pipelines.landing import publish_pending
 
     path = publish_pending(_store(params))
     return {"published": path.name if path else None}
@@ -160,7 +160,7 @@ def work_queues(
     so files staff may already be filling in are left alone)."""
     if not register_run:
         return {"register_run": None, "files": 0}
-    from pipelines.ops.workqueue import export_work_queues
+    from pipelines.townships.workqueue import export_work_queues
 
     store = _store(params)
     paths = export_work_queues(store, register_run, period)

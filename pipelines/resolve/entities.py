@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.pii import TOKEN_PREFIX, Tokeniser
-from pipelines.resolve.inputs import latest_records
+from pipelines.staging import latest_records
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
 from pipelines.standardise.names import CompanyName, parse_company_name

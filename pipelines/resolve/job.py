@@ -23,18 +23,19 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from pipelines import verdicts as vd
 from pipelines.pii import Tokeniser, load_key
-from pipelines.resolve import verdicts as vd
 from pipelines.resolve.clustering import ConstrainedClusters
 from pipelines.resolve.entities import BUILDERS, Entity, registered_name_key
 from pipelines.resolve.identity import assign_unit_ids
-from pipelines.resolve.inputs import all_latest_records
 from pipelines.resolve.model import MODEL_PATH, model_version, predict
+from pipelines.staging import all_latest_records
 from pipelines.standardise.addresses import parse_address
 from pipelines.standardise.names import CompanyName, parse_company_name
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
 from pipelines.store import RunStore
+from pipelines.townships.verdict_files import load_verdicts
 
 log = logging.getLogger(__name__)
 FEEDS_WITH_ENTITIES = ("registration", "tax", "utility", "waybill")
@@ -226,7 +227,7 @@ def resolve(
         unit = previous_record_unit.get(f"{feed}/{record_id}")
         if unit and entity_id not in previous_units[unit]:
             previous_units[unit].append(entity_id)
-    verdict_list = vd.load_verdicts(store.verdicts_dir)
+    verdict_list = load_verdicts(store.verdicts_dir)
     must, cannot, alone, not_business = _verdict_edges(verdict_list, entity_of_record, previous_units)
 
     deterministic = _deterministic_edges(entities)

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 
+from pipelines import verdicts as vd
 from pipelines.contracts import load_contracts
-from pipelines.resolve import verdicts as vd
 from pipelines.store import RunStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

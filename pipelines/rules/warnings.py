@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.contracts import output_schema
-from pipelines.resolve.inputs import latest_records
+from pipelines.staging import latest_records
 from pipelines.store import RunStore
 
 RULES_PATH = Path(__file__).with_name("warning_rules.toml")

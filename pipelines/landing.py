@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.ops.warnings import warnings_for_register
-from pipelines.resolve.inputs import all_latest_records
 from pipelines.resolve.job import ResolveResult, ResolveSettings, resolve
 from pipelines.resolve.model import MODEL_PATH, model_version
+from pipelines.rules.warnings import warnings_for_register
+from pipelines.staging import all_latest_records
 from pipelines.store import RunStore, utc_now
 
 

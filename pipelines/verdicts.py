@@ -1,17 +1,16 @@
-"""Township verdicts: decisions from field checks that override the model, on every run from then on.
+"""Township verdicts as values: the verdict contract (``schemas/verdict.json``), its check, and which
+verdict is in force.
 
-Verdict files (CSV or JSONL with the columns of ``schemas/verdict.json``, or a township's filled work
-queue, XLSX or CSV with Chinese headers, from ``pipelines.ops.workqueue``) are copied into the run store's
-``verdicts/`` folder by ``unitfusion verdicts add``; every run reads all of them, so a verdict keeps
-applying. A later verdict on the same item replaces an earlier one.
+A verdict is a decision from a field check that overrides the model on every run from then on. The files
+townships hand back are read in ``pipelines.townships.verdict_files``; the resolver receives the verdicts in
+force as values of ``Verdict``. A later verdict on the same item replaces an earlier one.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +49,7 @@ class Verdict:
         return ("pair", *sorted([self.unit_id_a or "", self.unit_id_b or ""]))
 
 
-def _check(row: dict[str, str], where: str) -> Verdict:
+def check_row(row: dict[str, str], where: str) -> Verdict:
     clean = {k: (row.get(k) or "").strip() or None for k in VERDICT_COLUMNS}
     if clean["decision"] not in DECISIONS:
         raise VerdictError(
@@ -90,49 +89,12 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     ]
 
 
-def read_verdict_file(path: Path) -> list[Verdict]:
-    """Verdicts of a file in the contract's columns (CSV, JSONL), or of a filled work queue (XLSX, or CSV
-    with its Chinese headers; see ``pipelines.ops.workqueue``)."""
-    from pipelines.ops.workqueue import filled_rows, is_work_queue, verdict_rows
-
-    if path.suffix == ".jsonl":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        rows = [(i + 1, json.loads(line)) for i, line in enumerate(lines) if line.strip()]
-    elif path.suffix == ".csv":
-        header, plain = read_csv(path)
-        numbered = list(enumerate(plain, start=2))
-        rows = verdict_rows(path.name, header, numbered) if is_work_queue(header) else numbered
-    elif path.suffix == ".xlsx":
-        rows = filled_rows(path)
-    else:
-        raise VerdictError(f"{path.name}: verdict files are .csv, .xlsx or .jsonl")
-    return [
-        _check({k: "" if v is None else str(v) for k, v in r.items()}, f"{path.name} row {number}")
-        for number, r in rows
-    ]
-
-
-def add_verdict_file(source: Path, verdicts_dir: Path) -> int:
-    """Check a township's file and keep it in the run store; returns the number of verdicts."""
-    verdicts = read_verdict_file(source)
-    verdicts_dir.mkdir(parents=True, exist_ok=True)
-    target = verdicts_dir / source.name
-    if target.exists() and target.read_bytes() != source.read_bytes():
-        target = verdicts_dir / f"{source.stem}-{len(list(verdicts_dir.iterdir()))}{source.suffix}"
-    shutil.copyfile(source, target)
-    return len(verdicts)
-
-
-def load_verdicts(verdicts_dir: Path) -> list[Verdict]:
-    """All verdicts in force: the latest per item (by decided_at, then verdict_id)."""
-    if not verdicts_dir.is_dir():
-        return []
+def in_force(verdicts: Iterable[Verdict]) -> list[Verdict]:
+    """The verdicts in force: the latest per item (by decided_at, then verdict_id)."""
     latest: dict[tuple, Verdict] = {}
-    for path in sorted(verdicts_dir.iterdir()):
-        if path.suffix in (".csv", ".jsonl", ".xlsx"):
-            for verdict in read_verdict_file(path):
-                current = latest.get(verdict.item)
-                key = (datetime.fromisoformat(verdict.decided_at), verdict.verdict_id)
-                if current is None or key >= (datetime.fromisoformat(current.decided_at), current.verdict_id):
-                    latest[verdict.item] = verdict
+    for verdict in verdicts:
+        current = latest.get(verdict.item)
+        key = (datetime.fromisoformat(verdict.decided_at), verdict.verdict_id)
+        if current is None or key >= (datetime.fromisoformat(current.decided_at), current.verdict_id):
+            latest[verdict.item] = verdict
     return sorted(latest.values(), key=lambda v: v.verdict_id)

@@ -1,0 +1,1 @@
+"""Townships: the work queues they check in the field, and the verdicts they hand back."""
