@@ -14,6 +14,7 @@ import pytest
 
 from pipelines.contracts import contract, load_contracts
 from pipelines.generate import AS_OF, RECORD_PREFIXES, generate
+from pipelines.generate.batches import batch_name, split_batches
 from pipelines.generate.geography import CITIES
 from pipelines.ingest.parse import RawMessage, parse_message
 from pipelines.pii import Tokeniser
@@ -348,3 +349,151 @@ def test_addresses_and_phones_are_written_in_many_ways(sample):
 def test_records_per_unit_are_realistic(sample):
     assert 6 <= sample.records_per_unit <= 9
     assert sample.counts["registration"] < UNITS  # most units are registered once; shops not at all
+
+
+# Batches: a first load and later deliveries (pipelines/generate/batches.py), for incremental runs.
+
+BATCHES, BATCH_RECORDS = 3, 400
+
+
+@dataclass
+class Part:
+    rows: list[tuple[str, dict]]  # (feed, row) in file order
+    truth: list[tuple[tuple[str, str], str | None]]  # ((feed, record_id), unit_id) per line
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return [(feed, row["record_id"]) for feed, row in self.rows]
+
+
+def _read_part(path: Path) -> Part:
+    rows = [(feed, row) for feed in load_contracts() for row in _lines(path / f"{feed}.jsonl")]
+    return Part(rows, [((t["feed"], t["record_id"]), t["unit_id"]) for t in _lines(path / "truth.jsonl")])
+
+
+@pytest.fixture(scope="module")
+def split(sample, tmp_path_factory) -> tuple[Part, list[Part]]:
+    out = tmp_path_factory.mktemp("batches")
+    result = split_batches(sample.path, out, batches=BATCHES, batch_records=BATCH_RECORDS, seed=SEED)
+    assert [p.name for p in result.batches] == [batch_name(n) for n in range(1, BATCHES + 1)]
+    return _read_part(result.first_load), [_read_part(p) for p in result.batches]
+
+
+def _updates(first: Part, batch: Part) -> list[dict]:
+    """Rows of the batch that are new versions of records the first load already holds."""
+    loaded = set(first.keys)
+    return [row for feed, row in batch.rows if (feed, row["record_id"]) in loaded]
+
+
+def _month(feed: str, row: dict) -> str | None:
+    value = row.get("shipped_at" if feed == "waybill" else "period")
+    return value[:7] if value else None
+
+
+def test_every_generated_record_lands_once_and_updates_are_extra_versions(sample, split):
+    first, batches = split
+    generated = {(feed, row["record_id"]) for feed, rows in sample.rows.items() for row in rows}
+    seen = Counter(key for part in (first, *batches) for key in part.keys)
+    assert set(seen) == generated
+    again = {key for key, n in seen.items() if n > 1}
+    assert again and all(seen[key] == 2 and key[0] == "registration" for key in again)
+    assert sum(seen.values()) == len(generated) + len(again)
+    assert len(first.keys) == len(set(first.keys))  # the first load holds no second versions
+
+
+def test_each_part_has_truth_for_exactly_its_records(sample, split):
+    first, batches = split
+    for part in (first, *batches):
+        assert Counter(key for key, _ in part.truth) == Counter(part.keys)
+        assert all(sample.owner[key] == unit for key, unit in part.truth)
+
+
+def test_batches_are_about_the_requested_size_and_mix_all_three_kinds(sample, split):
+    first, batches = split
+    known_units = {sample.owner[key] for key in first.keys}
+    for batch in batches:
+        assert BATCH_RECORDS <= len(batch.keys) <= 1.1 * BATCH_RECORDS
+        updates = _updates(first, batch)
+        units = {sample.owner[key] for key in batch.keys}
+        new_units, months_of_known = units - known_units, units & known_units
+        assert 0.15 * BATCH_RECORDS <= len(updates) <= 0.25 * BATCH_RECORDS
+        new_records = sum(sample.owner[key] in new_units for key in batch.keys)
+        assert 0.35 * BATCH_RECORDS <= new_records <= 0.5 * BATCH_RECORDS
+        assert len(new_units) >= 10 and len(months_of_known) >= 10
+
+
+def test_new_units_arrive_whole_and_only_once(sample, split):
+    first, batches = split
+    known_units = {sample.owner[key] for key in first.keys}
+    records_of = defaultdict(set)
+    for key, unit in sample.owner.items():
+        if unit:
+            records_of[unit].add(key)
+    arrived = set()
+    for batch in batches:
+        new_units = {sample.owner[key] for key in batch.keys} - known_units
+        assert new_units and not new_units & arrived
+        for unit in new_units:
+            assert records_of[unit] <= set(batch.keys), unit
+        arrived |= new_units
+
+
+def test_new_months_are_the_latest_months_of_units_already_known(sample, split):
+    first, batches = split
+    month = {
+        (feed, row["record_id"]): _month(feed, row)
+        for feed in ("tax", "utility", "waybill")
+        for row in sample.rows[feed]
+    }
+    latest = defaultdict(str)  # (unit, feed) → the latest month in the generated sample
+    for key, value in month.items():
+        unit = sample.owner[key]
+        if unit and value:
+            latest[unit, key[0]] = max(latest[unit, key[0]], value)
+    first_keys = set(first.keys)
+    known_units = {sample.owner[key] for key in first_keys}
+    held_back = set()  # (unit, feed, month)
+    for batch in batches:
+        for key in batch.keys:
+            unit = sample.owner[key]
+            if unit in known_units and key not in first_keys:  # a held-back record of a known unit
+                assert key[0] in ("tax", "utility", "waybill"), key
+                assert month[key] == latest[unit, key[0]], key
+                held_back.add((unit, key[0], month[key]))
+    assert len(held_back) >= 0.1 * BATCH_RECORDS * BATCHES
+    for key in first_keys:  # a month held back is held back whole
+        assert (sample.owner[key], key[0], month.get(key)) not in held_back, key
+
+
+def test_updates_are_later_versions_of_loaded_registrations_with_a_change(sample, split):
+    first, batches = split
+    loaded = {row["record_id"]: row for feed, row in first.rows if feed == "registration"}
+    changes = Counter()
+    for batch in batches:
+        for row in _updates(first, batch):
+            old = loaded[row["record_id"]]
+            if old.get("updated_at"):
+                assert datetime.fromisoformat(row["updated_at"]) > datetime.fromisoformat(old["updated_at"])
+            changed = {k for k in old.keys() | row.keys() if old.get(k) != row.get(k)} - {"updated_at"}
+            assert len(changed) == 1 and changed <= {"phone", "address", "status"}, changed
+            changes.update(changed)
+            if "status" in changed:
+                assert row["status"] == "注销"
+    assert set(changes) == {"phone", "address", "status"}
+
+
+def test_the_split_is_the_same_for_a_seed_and_differs_between_seeds(sample, tmp_path):
+    files, held_back = {}, {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        result = split_batches(sample.path, tmp_path / name, batches=2, batch_records=300, seed=seed)
+        files[name] = {
+            p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*.jsonl")
+        }
+        held_back[name] = {key for path in result.batches for key in _read_part(path).keys}
+    assert files["a"] == files["b"]
+    assert held_back["a"] != held_back["c"]
+
+
+def test_a_sample_too_small_for_the_batches_is_refused(sample, tmp_path):
+    with pytest.raises(ValueError, match="too few units"):
+        split_batches(sample.path, tmp_path, batches=10, batch_records=len(sample.owner), seed=1)
