@@ -7,7 +7,8 @@ import pytest
 
 from pipelines.contracts import contract, load_contracts
 from pipelines.ingest import parse
-from pipelines.ingest.parse import RawMessage, parse_message
+from pipelines.ingest.parse import parse_message
+from pipelines.kafka import RawMessage
 from pipelines.malformed import malformed_messages
 from pipelines.pii import Tokeniser
 

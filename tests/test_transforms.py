@@ -8,8 +8,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.contracts import load_contracts
-from pipelines.ingest.parse import RawMessage
 from pipelines.ingest.transforms import QUARANTINE, ParseAndDesensitise
+from pipelines.kafka import RawMessage
 
 
 def _message(feed: str, offset: int, value: bytes, key: bytes | None) -> RawMessage:

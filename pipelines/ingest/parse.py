@@ -12,9 +12,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from pipelines.contracts import FeedContract, FieldSpec
+from pipelines.kafka import RawMessage
 from pipelines.pii import Tokeniser
 from pipelines.standardise import codes
 
@@ -42,18 +43,6 @@ _CHECKS = {
     "id_number": codes.is_valid_id_number,
     "taxpayer_id": codes.is_valid_taxpayer_id,
 }
-
-
-class RawMessage(NamedTuple):
-    """A Kafka message as read, with the feed it belongs to."""
-
-    feed: str
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass

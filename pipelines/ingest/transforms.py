@@ -8,8 +8,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.contracts import QUARANTINE_SCHEMA, FeedContract
-from pipelines.ingest.parse import RawMessage, parse_message, quarantine_row
-from pipelines.kafka.client import OffsetRange, read_range
+from pipelines.ingest.parse import parse_message, quarantine_row
+from pipelines.kafka import OffsetRange, RawMessage, read_range
 from pipelines.pii import Tokeniser, load_key
 
 QUARANTINE = "quarantine"

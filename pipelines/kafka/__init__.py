@@ -3,6 +3,7 @@
 from pipelines.kafka.broker import EmbeddedBroker, free_port
 from pipelines.kafka.client import (
     OffsetRange,
+    RawMessage,
     jsonl_messages,
     plan_ranges,
     produce_messages,
@@ -12,6 +13,7 @@ from pipelines.kafka.client import (
 __all__ = [
     "EmbeddedBroker",
     "OffsetRange",
+    "RawMessage",
     "free_port",
     "jsonl_messages",
     "plan_ranges",

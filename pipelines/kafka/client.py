@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from pipelines.ingest.parse import RawMessage
+from typing import NamedTuple
 
 POLL_TIMEOUT_MS = 500
 STALL_TIMEOUT_S = 60.0
@@ -21,6 +20,18 @@ STALL_TIMEOUT_S = 60.0
 
 class KafkaReadError(RuntimeError):
     pass
+
+
+class RawMessage(NamedTuple):
+    """A Kafka message as read, with the feed it belongs to."""
+
+    feed: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass(frozen=True, order=True)
