@@ -120,9 +120,17 @@ def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
     register = tables["register"].to_pandas()
     links = tables["links"].to_pandas()
     console.print(
-        f"register {landed.result.run_id} ({landed.seconds:.1f} s, model {landed.result.model_version}): "
+        f"register {landed.result.run_id} ({landed.meta['mode']}, {landed.seconds:.1f} s, "
+        f"model {landed.meta['model_version']}): "
         f"{len(register)} units, {len(links)} links, {tables['review'].num_rows} review items, "
         f"{tables['lineage'].num_rows} lineage events"
+    )
+    stats = landed.meta["stats"]
+    console.print(
+        f"records changed {stats['records_changed']} of {stats['records_in']} read; "
+        f"entities standardised again "
+        f"{stats['entities_rescored']}, reclustered {stats['entities_reclustered']}; units touched "
+        f"{stats['units_touched']}, rows recomputed {stats['rows_recomputed']}"
     )
     console.print(
         "links by method: " + ", ".join(f"{k} {v}" for k, v in links["matched_by"].value_counts().items())
@@ -192,6 +200,21 @@ def run(bootstrap: str, out: Path, runner: str) -> None:
 
 
 @main.command()
+@click.option("--out", type=click.Path(path_type=Path, exists=True), required=True, help="The run store.")
+def rebuild(out: Path) -> None:
+    """Resolve everything again from all staged records (unit ids carry over), then write the township work
+    queues and the run report. Passes rebuild by themselves when the model or the resolver's settings
+    change."""
+    from pipelines.landing import resolve_and_land
+    from pipelines.store import RunStore
+
+    store = RunStore(out)
+    landed = resolve_and_land(store, rebuild=True)
+    _print_register(landed)
+    _operate(store, landed, None)
+
+
+@main.command()
 @click.option(
     "--out", type=click.Path(path_type=Path, exists=True), required=True, help="A run store with staging."
 )
@@ -200,16 +223,18 @@ def run(bootstrap: str, out: Path, runner: str) -> None:
 def train(out: Path, model: Path | None, max_pairs: float) -> None:
     """Estimate the linkage model (u by random sampling, m by EM) from a run store's staging."""
     from pipelines.pii import Tokeniser, load_key
-    from pipelines.resolve.entities import entity_frame
+    from pipelines.resolve import DuckDBEngine, entity_table
     from pipelines.resolve.model import MODEL_PATH, blocking_pair_counts, model_version
     from pipelines.resolve.model import train as train_model
+    from pipelines.staging import all_latest_records
     from pipelines.store import RunStore
 
-    entities = entity_frame(RunStore(out), Tokeniser(load_key()))
-    console.print(f"{len(entities)} entities; comparisons per blocking rule:")
-    for rule, count in blocking_pair_counts(entities).items():
+    engine = DuckDBEngine()
+    entities = entity_table(engine, all_latest_records(RunStore(out)), Tokeniser(load_key()))
+    console.print(f"{entities.num_rows} entities; comparisons per blocking rule:")
+    for rule, count in blocking_pair_counts(engine, entities).items():
         console.print(f"  {count:>10}  {rule}")
-    path = train_model(entities, model or MODEL_PATH, max_pairs=max_pairs)
+    path = train_model(engine, entities, model or MODEL_PATH, max_pairs=max_pairs)
     console.print(f"model written to {path} ({model_version(path)})")
 
 

@@ -1,33 +1,73 @@
-"""When to resolve, and landing the result: a new register whenever its inputs changed.
+"""The register pass: when to resolve, what to read, and landing the result. The IO around ``resolve``.
 
-Inputs of a register: the committed ingest runs, the township verdicts and the model. A register run records
-a fingerprint of all three; a pass with nothing new in any of them lands nothing.
+Inputs of a register: the committed ingest runs, the township verdicts, the model and the resolver's
+settings. A register run records a fingerprint of them; a pass with nothing new lands nothing. A pass is
+incremental: it reads only what was staged since the last register and the state that register kept. It
+rebuilds everything from all staged records when asked (``unitfusion rebuild``), when there is no state to
+start from, or when the model, the settings or the state's format changed since. Either way unit ids carry
+over from the last register, and the run writes everything into a hidden folder that becomes visible at once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
+import resource
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pipelines.resolve.job import ResolveResult, ResolveSettings, resolve
-from pipelines.resolve.model import MODEL_PATH, model_version
-from pipelines.rules.warnings import warnings_for_register
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.pii import Tokeniser, load_key
+from pipelines.resolve import (
+    MODEL_PATH,
+    DuckDBEngine,
+    Identity,
+    Resolution,
+    ResolutionState,
+    ResolveInputs,
+    ResolveSettings,
+    model_version,
+    resolve,
+)
+from pipelines.resolve.state import ISSUED_SCHEMA, STATE_VERSION
+from pipelines.rules.warnings import Figures, compute_warnings
 from pipelines.staging import all_latest_records
 from pipelines.store import RunStore, utc_now
+from pipelines.townships.verdict_files import load_verdicts
+
+log = logging.getLogger(__name__)
+PUBLISHED = ("register", "links", "review", "warnings")
 
 
 @dataclass
 class Landed:
-    result: ResolveResult
+    result: Resolution
     path: Path
     seconds: float
+    meta: dict[str, Any]
 
 
-def inputs_fingerprint(store: RunStore, model_path: Path = MODEL_PATH) -> dict[str, str | None]:
+@dataclass
+class Prepared:
+    """A register run written but not yet published."""
+
+    run_id: str
+    resolution: Resolution
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> dict[str, pa.Table]:
+        return self.resolution.tables
+
+
+def inputs_fingerprint(
+    store: RunStore, model_path: Path = MODEL_PATH, settings: ResolveSettings | None = None
+) -> dict[str, Any]:
     latest = store.latest_manifest()
     digest = hashlib.sha256()
     if store.verdicts_dir.is_dir():
@@ -37,14 +77,9 @@ def inputs_fingerprint(store: RunStore, model_path: Path = MODEL_PATH) -> dict[s
         "ingest_run": latest["run_id"] if latest else None,
         "verdicts": digest.hexdigest()[:16],
         "model_version": model_version(model_path),
+        "settings": (settings or ResolveSettings()).fingerprint(),
+        "state_version": STATE_VERSION,
     }
-
-
-def _latest_meta(store: RunStore) -> dict | None:
-    latest = store.register_latest()
-    if latest is None:
-        return None
-    return json.loads((latest / "_meta.json").read_text(encoding="utf-8"))
 
 
 def next_register_run_id(store: RunStore) -> str:
@@ -53,51 +88,172 @@ def next_register_run_id(store: RunStore) -> str:
     return f"reg-{len(done) + 1:06d}"
 
 
+def _why_rebuild(previous: dict[str, Any] | None, fingerprint: dict[str, Any], has_state: bool) -> str | None:
+    """Why this pass must resolve everything again, or None if it can carry on from the last register."""
+    if previous is None:
+        return "first register"
+    if not has_state:
+        return "the last register kept no state"
+    before = previous.get("inputs", {})
+    for name in ("model_version", "settings", "state_version"):
+        if before.get(name) != fingerprint[name]:
+            return f"{name.replace('_', ' ')} changed"
+    return None
+
+
+def _tax_periods(records: dict[str, pa.Table]) -> list[str]:
+    """The periods that have tax figures: when the set grows, warnings about every unit can change."""
+    return sorted(p for p in pc.unique(records["tax"]["period"]).to_pylist() if p)
+
+
 def prepare_register(
     store: RunStore,
     settings: ResolveSettings | None = None,
     model_path: Path = MODEL_PATH,
     force: bool = False,
-) -> ResolveResult | None:
-    """Resolve and write a new register, unpublished, if its inputs changed (or ``force``)."""
+    rebuild: bool = False,
+) -> Prepared | None:
+    """Resolve and write a new register, unpublished, if its inputs changed (or ``force``/``rebuild``)."""
+    settings = settings or ResolveSettings()
     with store.lock():
-        fingerprint = inputs_fingerprint(store, model_path)
+        store.finish_publishing()
+        fingerprint = inputs_fingerprint(store, model_path, settings)
         if fingerprint["ingest_run"] is None:
             return None
-        previous = _latest_meta(store)
-        if not force and previous and previous.get("inputs") == fingerprint:
+        latest = store.register_latest()
+        previous = store.register_meta(latest) if latest else None
+        if not (force or rebuild) and previous and previous.get("inputs") == fingerprint:
             return None
         for stale in store.pending_registers():  # an earlier attempt that never published
             shutil.rmtree(store.partial_register_dir(stale))
         run_id = next_register_run_id(store)
         begun = time.monotonic()
-        records = all_latest_records(store)  # read once: the resolver and the warning rules both use them
-        read_s = round(time.monotonic() - begun, 3)
-        result = resolve(store, run_id, settings, model_path, records)
-        result.timings = {"read": read_s, **result.timings}
-        # warnings land with the register they are about (ids carried over from the published one)
+        kept = store.register_state(latest) if latest else None
+        published = store.register_tables(latest, list(PUBLISHED)) if latest else None
+        reason = "asked to" if rebuild else _why_rebuild(previous, fingerprint, kept is not None)
+        if reason is None:
+            assert previous is not None and kept is not None and published is not None
+            state = ResolutionState.from_tables(kept, published, previous["state"]["reference"])
+            batch = all_latest_records(store, after_run=previous["inputs"]["ingest_run"])
+        else:
+            log.info("%s: rebuilding the register (%s)", run_id, reason)
+            state = ResolutionState.empty()
+            batch = all_latest_records(store)
+        identity = _identity(kept, published)
+        read_s = time.monotonic() - begun
+        inputs = ResolveInputs(
+            batch=batch,
+            state=state,
+            identity=identity,
+            verdicts=load_verdicts(store.verdicts_dir),
+            tokens=Tokeniser(load_key()),
+            run_id=run_id,
+            engine=DuckDBEngine(),
+            settings=settings,
+            model_path=model_path,
+        )
+        resolution = resolve(inputs)
         begun = time.monotonic()
-        result.tables["warnings"] = warnings_for_register(store, result.tables, run_id, records=records)
-        result.timings["warnings"] = round(time.monotonic() - begun, 3)
+        tax_periods = _tax_periods(resolution.state.records)
+        everything = resolution.reference_changed or tax_periods != (previous or {}).get("state", {}).get(
+            "tax_periods"
+        )
+        resolution.tables["warnings"] = _warnings(
+            resolution, None if everything or reason else resolution.touched_units, published, run_id
+        )
+        timings = {
+            "read": round(read_s, 3),
+            **resolution.timings,
+            "warnings": round(time.monotonic() - begun, 3),
+        }
         meta = {
             "run_id": run_id,
+            "mode": "rebuild" if reason else "incremental",
+            "rebuild_reason": reason,
             "inputs": fingerprint,
-            "model_version": result.model_version,
+            "model_version": fingerprint["model_version"],
             "created_at": utc_now(),
-            "counts": {name: table.num_rows for name, table in result.tables.items()},
-            "timings_s": result.timings,
-            "refused_joins": result.refused_joins,
-            "predicted_pairs": result.predicted_pairs,
+            "counts": {name: table.num_rows for name, table in resolution.tables.items()},
+            "stats": resolution.stats,
+            "timings_s": timings,
+            "state": {"reference": resolution.state.reference, "tax_periods": tax_periods},
         }
-        store.write_register(run_id, result.tables, meta)
-        return result
+        begun = time.monotonic()
+        state_tables = {**resolution.state.tables(), "issued": resolution.issued}
+        store.write_register(run_id, resolution.tables, meta, state_tables)
+        meta["timings_s"]["write"] = round(time.monotonic() - begun, 3)
+        meta["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        store.rewrite_register_meta(run_id, meta)
+        return Prepared(run_id, resolution, meta)
+
+
+def _identity(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | None) -> Identity:
+    """Ids issued, each record's last unit, and the verdicts as first applied: from the last register."""
+    if not published:
+        return Identity.empty()
+    empty = Identity.empty()
+    return Identity(
+        issued=(kept or {}).get("issued", _issued_from(published["register"])),
+        links=published["links"],
+        constraints=(kept or {}).get("constraints", empty.constraints),
+    )
+
+
+def _issued_from(register: pa.Table) -> pa.Table:
+    """A register kept without its id registry (older format): at least its own ids are taken."""
+    ids = register["unit_id"]
+    return pa.table(
+        {"unit_id": ids, "issued_run": register["run_id"], "retired_run": pa.nulls(len(ids), pa.string())},
+        schema=ISSUED_SCHEMA,
+    )
+
+
+def _warnings(
+    resolution: Resolution, units: pa.Array | None, published: dict[str, pa.Table] | None, run_id: str
+) -> pa.Table:
+    """Warnings of the new register: computed again for ``units`` (all when None), carried over for the
+    rest; a warning raised again keeps when it was first raised."""
+    previous = _previous_warnings(published)
+    tables = resolution.tables
+    figures = Figures.from_links(tables["register"], tables["links"], resolution.state.records)
+    if units is None or previous is None:
+        return compute_warnings(figures, run_id, previous=previous)
+    fresh = compute_warnings(figures, run_id, previous=previous, units=units.to_pylist())
+    current = tables["register"]["unit_id"]
+    kept = previous.filter(
+        pc.and_(pc.invert(pc.is_in(previous["unit_id"], units)), pc.is_in(previous["unit_id"], current))
+    )
+    merged = pa.concat_tables([kept, fresh.cast(kept.schema)])
+    order = pc.sort_indices(
+        pa.table(
+            {
+                "priority": merged["priority"],
+                "division": pc.fill_null(merged["division_code"], ""),
+                "township": pc.fill_null(merged["township"], ""),
+                "warning_id": merged["warning_id"],
+            }
+        ),
+        [
+            ("priority", "ascending"),
+            ("division", "ascending"),
+            ("township", "ascending"),
+            ("warning_id", "ascending"),
+        ],
+    )
+    return merged.take(order)
+
+
+def _previous_warnings(published: dict[str, pa.Table] | None) -> pa.Table | None:
+    return (published or {}).get("warnings")
 
 
 def publish_pending(store: RunStore) -> Path | None:
-    """Publish the newest written register (the last step of a pass)."""
+    """Publish the newest written register (the last step of a pass), and drop the state of older runs."""
     with store.lock():
         pending = store.pending_registers()
-        return store.publish_register(pending[-1]) if pending else None
+        published = store.publish_register(pending[-1]) if pending else store.finish_publishing()
+        store.prune_state()
+        return published
 
 
 def resolve_and_land(
@@ -105,12 +261,13 @@ def resolve_and_land(
     settings: ResolveSettings | None = None,
     model_path: Path = MODEL_PATH,
     force: bool = False,
+    rebuild: bool = False,
 ) -> Landed | None:
-    """Resolve and publish a new register if its inputs changed (or ``force``)."""
+    """Resolve and publish a new register if its inputs changed (or ``force``/``rebuild``)."""
     begun = time.monotonic()
-    result = prepare_register(store, settings, model_path, force)
-    if result is None:
+    prepared = prepare_register(store, settings, model_path, force, rebuild)
+    if prepared is None:
         return None
     path = publish_pending(store)
     assert path is not None
-    return Landed(result, path, time.monotonic() - begun)
+    return Landed(prepared.resolution, path, time.monotonic() - begun, prepared.meta)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MANIFEST_VERSION = 1
+STATE_DIR = "state"  # inside a register run: what the next run starts from
 
 
 class StoreLockedError(RuntimeError):
@@ -102,8 +103,15 @@ class RunStore:
     def partial_register_dir(self, run_id: str) -> Path:
         return self.register_run_dir(run_id).with_name(f".{run_id}.partial")
 
-    def write_register(self, run_id: str, tables: dict[str, pa.Table], meta: dict[str, Any]) -> Path:
-        """Write a run's register tables into a hidden folder nobody reads; ``publish_register`` shows it."""
+    def write_register(
+        self,
+        run_id: str,
+        tables: dict[str, pa.Table],
+        meta: dict[str, Any],
+        state: dict[str, pa.Table] | None = None,
+    ) -> Path:
+        """Write a run's register tables (and the resolution state the next run starts from, under
+        ``state/``) into a hidden folder nobody reads; ``publish_register`` shows it."""
         import pyarrow.parquet as pq
 
         if self.register_run_dir(run_id).exists():
@@ -112,8 +120,11 @@ class RunStore:
         if partial.exists():
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
-        for name, table in tables.items():
-            pq.write_table(table, partial / f"{name}.parquet")
+        files = {**tables, **{f"{STATE_DIR}/{name}": table for name, table in (state or {}).items()}}
+        for name, table in files.items():
+            path = partial / f"{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
         meta_text = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
         (partial / "_meta.json").write_text(meta_text + "\n", encoding="utf-8")
         return partial
@@ -123,12 +134,73 @@ class RunStore:
         readers of ``latest`` see the old run or the new one, never a part."""
         final = self.register_run_dir(run_id)
         os.replace(self.partial_register_dir(run_id), final)
+        self._point_latest_at(final)
+        return final
+
+    def _point_latest_at(self, final: Path) -> None:
         pointer = self.register_dir / ".latest.tmp"
         if pointer.is_symlink() or pointer.exists():
             pointer.unlink()
         pointer.symlink_to(final.relative_to(self.register_dir), target_is_directory=True)
         os.replace(pointer, self.register_latest_link)
-        return final
+
+    def register_runs(self) -> list[str]:
+        """Register runs that landed completely (written and renamed into place), oldest first."""
+        runs = self.register_dir / "runs"
+        if not runs.is_dir():
+            return []
+        return sorted(
+            p.name for p in runs.iterdir() if p.name.startswith("reg-") and (p / "_meta.json").is_file()
+        )
+
+    def finish_publishing(self) -> Path | None:
+        """A run that landed but was never pointed at (a crash between the rename and the pointer): point
+        ``latest`` at it now, so a rerun finishes what the crash left undone."""
+        landed = self.register_runs()
+        latest = self.register_latest()
+        if landed and (latest is None or latest.name < landed[-1]):
+            final = self.register_run_dir(landed[-1])
+            self._point_latest_at(final)
+            return final
+        return None
+
+    def register_meta(self, run_dir: Path) -> dict[str, Any]:
+        return json.loads((run_dir / "_meta.json").read_text(encoding="utf-8"))
+
+    def register_tables(self, run_dir: Path, names: list[str]) -> dict[str, pa.Table]:
+        """The named tables of a register run (those it has)."""
+        import pyarrow.parquet as pq
+
+        paths = {name: run_dir / f"{name}.parquet" for name in names}
+        return {name: pq.read_table(path) for name, path in paths.items() if path.is_file()}
+
+    def rewrite_register_meta(self, run_id: str, meta: dict[str, Any]) -> None:
+        """Replace the ``_meta.json`` of a written, unpublished run (figures known only after writing)."""
+        path = self.partial_register_dir(run_id) / "_meta.json"
+        write_atomically(path, json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n")
+
+    def register_state(self, run_dir: Path) -> dict[str, pa.Table] | None:
+        """The resolution state kept with a register run (None if it kept none, or it was pruned)."""
+        import pyarrow.parquet as pq
+
+        folder = run_dir / STATE_DIR
+        if not folder.is_dir():
+            return None
+        return {
+            path.relative_to(folder).with_suffix("").as_posix(): pq.read_table(path)
+            for path in sorted(folder.rglob("*.parquet"))
+        }
+
+    def prune_state(self, keep: int = 2) -> list[str]:
+        """Drop the resolution state of all but the newest ``keep`` register runs: only the next run reads it
+        (the published tables of every run stay)."""
+        pruned = []
+        for run_id in self.register_runs()[:-keep]:
+            folder = self.register_run_dir(run_id) / STATE_DIR
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                pruned.append(run_id)
+        return pruned
 
     # -- operations output, derived from a published register run (rebuildable, so no manifest) ---------
 
@@ -175,10 +247,15 @@ class RunStore:
                 offsets[key] = max(offsets.get(key, 0), entry["end"])
         return offsets
 
-    def committed_files(self, feed: str | None = None, kind: str = "staging") -> list[Path]:
-        """Files of all committed runs, for one feed's staging or for the quarantine."""
+    def committed_files(
+        self, feed: str | None = None, kind: str = "staging", after_run: str | None = None
+    ) -> list[Path]:
+        """Files of all committed runs (or of those committed after ``after_run``), for one feed's staging
+        or for the quarantine."""
         files = []
         for manifest in self.manifests():
+            if after_run is not None and manifest["run_id"] <= after_run:
+                continue
             if kind == "staging":
                 names = (
                     manifest["feeds"].get(feed, {}).get("files", [])

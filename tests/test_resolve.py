@@ -162,19 +162,15 @@ def test_landing_is_atomic_and_runs_are_immutable(store, monkeypatch):
 def test_an_address_without_its_city_is_placed_by_the_city_in_the_name():
     """通州区 is a district of Beijing and of Nantong: the account name's 北京 decides, so the account blocks
     and compares with its registration; with no city anywhere the district stays unknown."""
-    import pyarrow as pa
-
-    from pipelines.contracts import contract
-    from pipelines.resolve.entities import utility_entities
+    from pipelines.resolve.entities import SOURCES
 
     def account(record_id: str, name: str) -> dict:
-        return {"record_id": record_id, "account_no": record_id, "account_name": name,
-                "address": "通州区通胡大街178号2幢", "customer_class": "大工业用电"}  # fmt: skip
+        return {"record_id": record_id, "account_no": record_id, "account_name": name, "uscc": None,
+                "phone": None, "address": "通州区通胡大街178号2幢", "customer_class": "大工业用电"}  # fmt: skip
 
-    schema = contract("utility").staging_schema()
-    rows = [account("A1", "北京明竹成服饰有限公司"), account("A2", "明竹成服饰有限公司")]
-    table = pa.Table.from_pylist([{**dict.fromkeys(schema.names), **r} for r in rows], schema=schema)
-    placed, unplaced = utility_entities(table, TOKENS)
+    build = SOURCES["utility"].build
+    placed = build("utility:A1", account("A1", "北京明竹成服饰有限公司"), TOKENS)
+    unplaced = build("utility:A2", account("A2", "明竹成服饰有限公司"), TOKENS)
     assert (placed.district_code, placed.street_key) == ("110112", "通胡大街178")
     assert unplaced.district_code is None
 
@@ -228,7 +224,7 @@ def test_a_record_as_like_one_sibling_as_the_other_lands_the_same_way_whatever_o
     """Two licences of one operator at one address and phone (一户多证), and a meter in the operator's own name
     with that address and phone: the model scores it the same against both. DuckDB may return the pairs in
     any order; the register must not depend on it."""
-    from pipelines.resolve import job
+    from pipelines.resolve import resolver
 
     staging = _staging()
     sibling = {**staging["registration"][0], "record_id": "R4", "name": "杭州悦达商贸有限公司",
@@ -239,15 +235,15 @@ def test_a_record_as_like_one_sibling_as_the_other_lands_the_same_way_whatever_o
          "address": "杭州市西湖区文三路90号501", "phone": "0571-88889999", "customer_class": "一般工商业",
          "period": "2026-09", "kwh": 900.0, "updated_at": WHEN}
     ]  # fmt: skip
-    real_predict = job.predict
+    real_score = resolver.score_new
     placed = []
     for reverse in (False, True):
 
-        def predict(*args, reverse=reverse, **kwargs):
-            pairs, rest = real_predict(*args, **kwargs)
-            return (pairs.iloc[::-1].reset_index(drop=True) if reverse else pairs), rest
+        def score_new(*args, reverse=reverse, **kwargs):
+            edges = real_score(*args, **kwargs)
+            return edges.take(list(range(edges.num_rows))[::-1]) if reverse else edges
 
-        monkeypatch.setattr(job, "predict", predict)
+        monkeypatch.setattr(resolver, "score_new", score_new)
         store = RunStore(tmp_path / f"out-{reverse}")
         commit_rows(store, staging)
         landed = resolve_and_land(store)

@@ -4,10 +4,13 @@ anomalies found through the full resolve, stable ids across runs, and the rules 
 from __future__ import annotations
 
 import json
+import random
 from collections import defaultdict
 from datetime import UTC, date, datetime
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +18,15 @@ from pipelines.contracts import contract, output_schema
 from pipelines.generate import anomalies as planting
 from pipelines.generate import generate
 from pipelines.landing import resolve_and_land
-from pipelines.rules.warnings import RULES_PATH, compute_warnings, load_rules, warnings_for_register
+from pipelines.rules.warnings import (
+    RULES,
+    RULES_PATH,
+    Figures,
+    compute_warnings,
+    load_rules,
+    warnings_for_register,
+)
+from pipelines.staging import all_latest_records
 from tests.conftest import TEST_KEY
 from tests.staging import generated_store, read_jsonl, true_units
 
@@ -164,9 +175,10 @@ def _hand_made(rules=None, previous=None, run_id="reg-000001") -> pa.Table:
         for i, row in enumerate(rows)
     ]
     records = {feed: _staged(feed, rows) for feed, rows in RECORDS.items()}
-    return compute_warnings(
-        register, pa.Table.from_pylist(links, schema=output_schema("links")), records, run_id, rules, previous
+    figures = Figures.from_links(
+        register, pa.Table.from_pylist(links, schema=output_schema("links")), records
     )
+    return compute_warnings(figures, run_id, rules, previous)
 
 
 @pytest.mark.parametrize("rule", sorted(EXPECTED))
@@ -208,6 +220,23 @@ def test_the_rules_file_sets_thresholds(tmp_path, monkeypatch):
     assert "zombie" not in {w["rule"] for w in _hand_made(load_rules(off)).to_pylist()}
 
 
+def test_figures_from_records_that_carry_their_unit_give_the_same_warnings():
+    register = pa.Table.from_pylist(UNITS, schema=output_schema("register"))
+
+    def carrying_units(feed: str) -> pa.Table:
+        rows = RECORDS[feed]
+        return _staged(feed, rows).append_column("unit_id", pa.array([row["unit_id"] for row in rows]))
+
+    figures = Figures.from_feeds(
+        register,
+        tax=carrying_units("tax"),
+        power=carrying_units("utility"),
+        waybill=carrying_units("waybill"),
+        registration=carrying_units("registration"),
+    )
+    assert compute_warnings(figures, "reg-000001").equals(_hand_made())
+
+
 def test_a_warning_raised_again_keeps_its_id_and_first_run():
     first = _hand_made(run_id="reg-000001")
     second = _hand_made(previous=first, run_id="reg-000002").to_pylist()
@@ -225,7 +254,7 @@ def sample_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
         first = resolve_and_land(store)
-        second = resolve_and_land(store, force=True)  # same inputs again: the same warnings
+        second = resolve_and_land(store, rebuild=True)  # everything again: the same warnings
     truth = true_units(sample)
     units_of = defaultdict(set)  # register unit → true units of its records
     for row in first.result.tables["links"].to_pylist():
@@ -299,6 +328,55 @@ def test_warnings_land_with_the_register_and_keep_their_ids(sample_run):
     assert set(landed["run_id"].to_pylist()) == {second.result.run_id}
     again = warnings_for_register(store, second.result.tables, "reg-000099")
     assert set(again["first_raised_run"].to_pylist()) == {first.result.run_id}
+
+
+@pytest.fixture(scope="module")
+def sample_figures(sample_run):
+    _, store, first, _, _ = sample_run
+    tables = first.result.tables
+    figures = Figures.from_links(tables["register"], tables["links"], all_latest_records(store))
+    return figures, compute_warnings(figures, "reg-000001")
+
+
+def _some_units(kind: str, figures: Figures, warnings: pa.Table) -> set[str]:
+    """Units to ask about. ``random-*``: a twentieth of the register, a few units each rule warns about and
+    one unit not in the register. A rule's name: every second unit it warns about (part of a multi-licence
+    group; only units without electricity, for tax_without_power). ``figures-end-early``: warned units whose
+    own figures end before the reference period. ``no-tax-figures``: units warned of power without tax that
+    have no tax figures at all (the periods with tax figures are those of all units)."""
+    warned = defaultdict(set)
+    for row in warnings.select(["rule", "unit_id"]).to_pylist():
+        warned[row["rule"]].add(row["unit_id"])
+    if kind.startswith("random-"):
+        draw = random.Random(kind)
+        register_units = sorted(figures.register.index)
+        units = set(draw.sample(register_units, len(register_units) // 20)) | {"U-not-in-the-register"}
+        for rule in sorted(warned):
+            units |= set(draw.sample(sorted(warned[rule]), min(3, len(warned[rule]))))
+        return units
+    if kind == "figures-end-early":
+        figured = pd.concat([figures.tax[["unit_id", "period"]], figures.power[["unit_id", "period"]]])
+        last = figured.groupby("unit_id")["period"].max()
+        return {unit for units in warned.values() for unit in units if last.get(unit, "") < figures.reference}
+    if kind == "no-tax-figures":
+        return warned["power_without_tax"] - set(figures.tax["unit_id"])
+    if kind == "none":
+        return set()
+    return set(sorted(warned[kind])[::2])
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["random-1", "random-2", "random-3", "figures-end-early", "no-tax-figures", "none", *sorted(RULES)],
+)
+def test_warnings_for_some_units_are_the_warnings_about_them_among_all(sample_figures, kind):
+    figures, everyone = sample_figures
+    units = _some_units(kind, figures, everyone)
+    expected = everyone.filter(pc.is_in(everyone["unit_id"], value_set=pa.array(sorted(units), pa.string())))
+    assert expected.num_rows > 0 or kind == "none", f"{kind}: no warnings to compare"
+    some = compute_warnings(figures, "reg-000001", units=units)
+    assert some.schema == everyone.schema
+    assert some.to_pylist() == expected.to_pylist()
 
 
 # -- planting leaves every record's identity alone -------------------------------------------------------

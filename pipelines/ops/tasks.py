@@ -136,10 +136,14 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
     from pipelines.landing import prepare_register
 
     ensure_hmac_key()
-    result = prepare_register(_store(params))
-    if result is None:
+    prepared = prepare_register(_store(params))
+    if prepared is None:
         return {"register_run": None}
-    return {"register_run": result.run_id, **{name: t.num_rows for name, t in result.tables.items()}}
+    return {
+        "register_run": prepared.run_id,
+        "mode": prepared.meta["mode"],
+        **{name: t.num_rows for name, t in prepared.tables.items()},
+    }
 
 
 def land(params: dict[str, Any]) -> dict[str, Any]:

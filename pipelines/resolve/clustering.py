@@ -1,35 +1,60 @@
-"""Clustering scored pairs into units under hard constraints.
+"""Clustering scored edges into units under hard constraints: the one implementation every run uses.
 
-Edges are taken strongest first (deterministic links, then model links by probability) and two clusters are
-joined only if that breaks no constraint: a cluster never holds two different valid USCCs (sibling
-companies and branches stay apart however alike they look), and never holds two records a township verdict
-said are different units. Plain connected components cannot promise that: one record that looks like both
-siblings would chain them together.
+Edges are taken strongest first (township verdicts, codes, model links by falling probability, then the
+registered name) and two clusters are joined only if that breaks no constraint: a cluster never holds two
+different valid USCCs (sibling companies and branches stay apart however alike they look), and never holds two
+entities a township verdict said are different units. Plain connected components cannot promise that: one
+record that looks like both siblings would chain them together.
+
+An incremental run clusters only the part of the graph a batch touched (see ``region``): the clusters of the
+entities it changed, with their one-hop neighbourhood, so that everything else keeps its unit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pipelines.resolve.engine import Engine
+from pipelines.resolve.types import Edge
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What township verdicts impose on clustering, in entity ids."""
+
+    must: tuple[Edge, ...] = ()  # same unit: joined before any other evidence
+    cannot: tuple[tuple[str, str], ...] = ()  # different units, whatever the evidence
+    alone: frozenset[str] = frozenset()  # a new unit of its own: joins nothing but by verdict
+    not_business: frozenset[str] = frozenset()  # no business: joins nothing but by verdict
+
+    def entities(self) -> set[str]:
+        found = {e for edge in self.must for e in (edge.a, edge.b)}
+        found |= {e for pair in self.cannot for e in pair}
+        return found | self.alone | self.not_business
 
 
 @dataclass
 class _Cluster:
-    members: list[Hashable]
+    members: list[str]
     uscc: str | None
-    forbidden: set[Hashable] = field(default_factory=set)  # records this cluster may never join
+    forbidden: set[str] = field(default_factory=set)  # entities this cluster may never join
 
 
 class ConstrainedClusters:
-    def __init__(self, nodes: Iterable[Hashable], uscc_of: dict[Hashable, str]) -> None:
-        self._parent: dict[Hashable, Hashable] = {}
-        self._clusters: dict[Hashable, _Cluster] = {}
+    """Union-find whose joins can be refused."""
+
+    def __init__(self, nodes: Iterable[str], uscc_of: Mapping[str, str]) -> None:
+        self._parent: dict[str, str] = {}
+        self._clusters: dict[str, _Cluster] = {}
         for node in nodes:
             self._parent[node] = node
             self._clusters[node] = _Cluster([node], uscc_of.get(node))
         self.refused = 0
 
-    def find(self, node: Hashable) -> Hashable:
+    def find(self, node: str) -> str:
         root = node
         while self._parent[root] != root:
             root = self._parent[root]
@@ -37,12 +62,12 @@ class ConstrainedClusters:
             self._parent[node], node = root, self._parent[node]
         return root
 
-    def forbid(self, a: Hashable, b: Hashable) -> None:
+    def forbid(self, a: str, b: str) -> None:
         """A verdict says ``a`` and ``b`` are different units."""
         self._clusters[self.find(a)].forbidden.add(b)
         self._clusters[self.find(b)].forbidden.add(a)
 
-    def can_join(self, a: Hashable, b: Hashable) -> bool:
+    def can_join(self, a: str, b: str) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
@@ -54,7 +79,7 @@ class ConstrainedClusters:
             first, rb = second, ra
         return not any(self.find(x) == rb for x in first.forbidden)
 
-    def join(self, a: Hashable, b: Hashable) -> bool:
+    def join(self, a: str, b: str) -> bool:
         """Join the clusters of ``a`` and ``b`` unless a constraint forbids it; True if they are one now."""
         if not self.can_join(a, b):
             self.refused += 1
@@ -71,23 +96,84 @@ class ConstrainedClusters:
         kept.forbidden |= gone.forbidden
         return True
 
-    def clusters(self) -> dict[Hashable, list[Hashable]]:
-        return {root: cluster.members for root, cluster in self._clusters.items()}
+    def clusters(self) -> list[list[str]]:
+        """Members of each cluster, sorted, in the order of their first member."""
+        return sorted(sorted(cluster.members) for cluster in self._clusters.values())
 
 
-def cluster_edges(
-    nodes: Iterable[Hashable],
-    edges: Iterable[tuple[Hashable, Hashable, float]],
-    uscc_of: dict[Hashable, str],
-    threshold: float,
-    cannot_link: Iterable[tuple[Hashable, Hashable]] = (),
-) -> tuple[dict[Hashable, list[Hashable]], int]:
-    """Clusters (root → members) from edges at or above ``threshold``; also how many joins were refused."""
+@dataclass(frozen=True)
+class Clustering:
+    clusters: list[list[str]]
+    joined_by: dict[str, Edge]  # the edge that brought each joined entity in (for the links table)
+    refused: int  # joins a constraint refused
+
+
+def cluster(
+    nodes: Iterable[str],
+    edges: Iterable[Edge],
+    uscc_of: Mapping[str, str],
+    link_threshold: float,
+    constraints: Constraints = Constraints(),
+) -> Clustering:
+    """Clusters of ``nodes`` from ``edges`` (model edges at or above ``link_threshold``) and verdicts.
+
+    Edges are taken in ``Edge.order``: equal evidence in entity-id order, so the result never depends on
+    the order an engine returned the pairs in."""
     clusters = ConstrainedClusters(nodes, uscc_of)
-    for a, b in cannot_link:
+    for a, b in constraints.cannot:
         clusters.forbid(a, b)
-    # equal probabilities in node order, so the result never depends on the order edges arrive in
-    for a, b, probability in sorted(edges, key=lambda e: (-e[2], str(e[0]), str(e[1]))):
-        if probability >= threshold:
-            clusters.join(a, b)
-    return clusters.clusters(), clusters.refused
+    held_back = constraints.alone | constraints.not_business
+    joined_by: dict[str, Edge] = {}
+    for edge in sorted([*constraints.must, *edges], key=lambda e: e.order):
+        if edge.matched_by == "model" and edge.probability < link_threshold:
+            continue
+        if edge.matched_by != "verdict" and (edge.a in held_back or edge.b in held_back):
+            continue
+        if clusters.find(edge.a) != clusters.find(edge.b) and clusters.join(edge.a, edge.b):
+            for node in (edge.b, edge.a):
+                joined_by.setdefault(node, edge)
+    return Clustering(clusters.clusters(), joined_by, clusters.refused)
+
+
+def region(
+    engine: Engine,
+    touched: pa.Array,
+    members: pa.Table,
+    edges: pa.Table,
+    constraints: pa.Table,
+    threshold: float,
+) -> set[str]:
+    """The entities to cluster again: ``touched`` ones, those of every cluster a touched entity is in, and
+    of every cluster one strong link away from those (the one-hop neighbourhood). Strong links are the ones
+    that could join: codes, model edges at or above ``threshold``, same-unit verdicts."""
+    found = engine.query(
+        f"""
+        WITH inside AS (
+            SELECT entity_id FROM touched
+            UNION
+            SELECT entity_id FROM members WHERE cluster IN (
+                SELECT cluster FROM members WHERE entity_id IN (SELECT entity_id FROM touched))
+        ),
+        strong AS (
+            SELECT a, b FROM edges WHERE matched_by <> 'model' OR probability >= {threshold}
+            UNION ALL
+            SELECT a, b FROM constraints WHERE kind = 'must'
+        ),
+        crossing AS (
+            SELECT b AS outside FROM strong
+            WHERE a IN (SELECT entity_id FROM inside) AND b NOT IN (SELECT entity_id FROM inside)
+            UNION
+            SELECT a FROM strong
+            WHERE b IN (SELECT entity_id FROM inside) AND a NOT IN (SELECT entity_id FROM inside)
+        )
+        SELECT entity_id FROM inside
+        UNION
+        SELECT entity_id FROM members WHERE cluster IN (
+            SELECT cluster FROM members WHERE entity_id IN (SELECT outside FROM crossing))
+        """,
+        touched=pa.table({"entity_id": touched}),
+        members=members.select(["entity_id", "cluster"]),
+        edges=edges.select(["a", "b", "probability", "matched_by"]),
+        constraints=constraints.select(["kind", "a", "b"]),
+    )
+    return set(found["entity_id"].to_pylist())

@@ -1,37 +1,38 @@
 """From staged records to comparable *entities*: one row per thing a department knows as one business.
 
-Tax filings repeat per period and electricity bills per month, so records are first grouped where the
-department's own key says they are one (a taxpayer id, a power account, a sender with one name, address and
-phone), then standardised once per group. Entities are what the model compares; every record keeps the
-entity it came from, so links can be reported per record.
+Tax filings repeat per period and electricity bills per month, so records are grouped where the department's
+own key says they are one (a taxpayer id, a power account, a sender with one name, address and phone). The
+newest record of a group speaks for it and is standardised once; a later record that reads the same (same
+name, address, phone …) changes nothing, so a new month of filings costs no standardisation. Entity ids come
+from the department's key, so the same entity has the same id in every run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.pii import TOKEN_PREFIX, Tokeniser
-from pipelines.staging import latest_records
+from pipelines.resolve.engine import Engine
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
 from pipelines.standardise.names import CompanyName, parse_company_name
 from pipelines.standardise.phones import area_code_of, parse_phone
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
-from pipelines.store import RunStore
 
 
 @dataclass
 class Entity:
     entity_id: str
     feed: str
-    record_ids: list[str] = field(default_factory=list)
     uscc: str | None = None  # only when its check character is right
     org_code: str | None = None
     name: str | None = None
@@ -41,6 +42,7 @@ class Entity:
     industry: str | None = None
     organisation_form: str | None = None
     branch: str | None = None
+    name_key: str | None = None  # the name with its region: a registration authority registers it once
     district_code: str | None = None
     township: str | None = None
     road: str | None = None
@@ -48,15 +50,28 @@ class Entity:
     address_rest: str | None = None
     address: str | None = None
     phone: str | None = None  # keyed token of the normalised number: comparable with tokenised feeds
-    phone_display: str | None = None  # the clear number, only where a business registered it itself
     phone_kind: str | None = None
     legal_rep_name: str | None = None
     legal_rep_token: str | None = None
     entity_type: str | None = None
     is_person: bool = False  # a private sender or residential account rather than a business
 
-    def as_row(self) -> dict[str, Any]:
-        return asdict(self)
+    def attributes_hash(self) -> str:
+        """Changes exactly when something the model, the codes or the unit's row read has changed."""
+        values = asdict(self)
+        return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode(), digest_size=12).hexdigest()
+
+
+_STRING = pa.string()
+ENTITY_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.bool_() if f.name == "is_person" else _STRING) for f in fields(Entity)]
+    + [
+        pa.field("rep_record_id", _STRING),  # the record that speaks for the entity (its newest)
+        pa.field("rep_time", pa.timestamp("us", tz="UTC")),
+        pa.field("source_hash", _STRING),  # of the representative's fields that standardisation reads
+        pa.field("attributes_hash", _STRING),
+    ]
+)
 
 
 @lru_cache(maxsize=200_000)
@@ -77,7 +92,8 @@ def _district_hint(*codes: str | None) -> str:
     return ""
 
 
-def _region_hint(name: str | None) -> str:
+@lru_cache(maxsize=200_000)
+def region_hint(name: str | None) -> str:
     """The city a company name starts with (北京…, 杭州…): tells which 通州区 or 鼓楼区 an address without a
     city means."""
     if not name:
@@ -86,15 +102,14 @@ def _region_hint(name: str | None) -> str:
     return (match_region(region).division_code or "") if region else ""
 
 
-def registered_name_key(entity: Entity) -> tuple[str, ...] | None:
-    """A name with its region spelt out (北京… / 杭州市西湖区…) and any organisation form: a registration
-    authority registers such a name once."""
-    if not entity.name or entity.is_person:
+def _name_key(name: str | None) -> str | None:
+    """A name with its region spelt out (北京… / 杭州市西湖区…) and any organisation form."""
+    if not name:
         return None
-    region, name = _region_hint(entity.name), _name(entity.name, "")
-    if not region or not name.trade_name:
+    region, parsed = region_hint(name), _name(name, "")
+    if not region or not parsed.trade_name:
         return None
-    return (region, name.trade_name, name.industry, name.branch)
+    return "|".join((region, parsed.trade_name, parsed.industry, parsed.branch))
 
 
 def _fill(
@@ -112,8 +127,9 @@ def _fill(
         entity.industry = parsed.industry or None
         entity.organisation_form = parsed.organisation_form or None
         entity.branch = parsed.branch or None
+        entity.name_key = _name_key(name)
     if address:
-        city_hint = "" if hint or entity.is_person else _region_hint(entity.name)
+        city_hint = "" if hint or entity.is_person else region_hint(entity.name)
         parsed_address = _address(address, hint or city_hint)
         entity.address = address
         entity.district_code = parsed_address.division_code if parsed_address.district else None
@@ -127,7 +143,7 @@ def _fill(
         parsed_phone = parse_phone(phone, area_code_of(entity.district_code))
         if parsed_phone:
             entity.phone = tokens.token("phone", parsed_phone.number)
-            entity.phone_display, entity.phone_kind = parsed_phone.number, parsed_phone.kind
+            entity.phone_kind = parsed_phone.kind
     elif phone:
         entity.phone, entity.phone_kind = phone, "token"
     return entity
@@ -137,117 +153,263 @@ def _valid_uscc(code: str | None) -> str | None:
     return clean_code(code) if is_valid_uscc(code) else None
 
 
-def _groups(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], str]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        grouped.setdefault(key(row), []).append(row)
-    return grouped
+# -- what each department's records say ---------------------------------------------------------------
 
 
-def _newest(rows: list[dict[str, Any]], time_field: str) -> dict[str, Any]:
-    return max(rows, key=lambda r: (r.get(time_field) is not None, r.get(time_field) or 0, r["record_id"]))
+def _registration(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+    uscc = _valid_uscc(row["uscc"])
+    entity = Entity(
+        entity_id=entity_id,
+        feed="registration",
+        uscc=uscc,
+        org_code=org_code_of(uscc),
+        legal_rep_name=fold(row["legal_rep_name"]) or None,
+        legal_rep_token=row["legal_rep_id"],
+        entity_type=row["entity_type"],
+    )
+    hint = _district_hint(row["division_code"], uscc[2:8] if uscc else None)
+    return _fill(entity, row["name"], row["address"], row["phone"], hint, tokens)
 
 
-def registration_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
-    entities = []
-    for row in table.to_pylist():
-        uscc = _valid_uscc(row["uscc"])
-        hint = _district_hint(row["division_code"], uscc[2:8] if uscc else None)
-        entity = Entity(
-            entity_id=f"registration:{row['record_id']}",
-            feed="registration",
-            record_ids=[row["record_id"]],
-            uscc=uscc,
-            org_code=org_code_of(uscc),
-            legal_rep_name=fold(row["legal_rep_name"]) or None,
-            legal_rep_token=row["legal_rep_id"],
-            entity_type=row["entity_type"],
-        )
-        entities.append(_fill(entity, row["name"], row["address"], row["phone"], hint, tokens))
-    return entities
-
-
-def tax_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
-    """One entity per taxpayer id (or per name and address where the id is missing)."""
-
-    def key(row: dict[str, Any]) -> str:
-        return clean_code(row["taxpayer_id"]) or f"~{fold(row['taxpayer_name'])}|{fold(row['address'])}"
-
-    entities = []
-    for group_key, rows in _groups(table.to_pylist(), key).items():
-        row = _newest(rows, "updated_at")
-        taxpayer_id = clean_code(row["taxpayer_id"])
-        uscc = _valid_uscc(taxpayer_id)
-        office = match_region(fold(row["tax_office"]).removeprefix("国家税务总局")).division_code
-        hint = _district_hint(uscc[2:8] if uscc else None, taxpayer_id[:6] if not uscc else None, office)
-        entity = Entity(
-            entity_id=f"tax:{group_key}",
-            feed="tax",
-            record_ids=sorted(r["record_id"] for r in rows),
-            uscc=uscc,
-            org_code=org_code_of(taxpayer_id),
-            legal_rep_name=fold(row["legal_rep_name"]) or None,
-        )
-        entities.append(_fill(entity, row["taxpayer_name"], row["address"], row["phone"], hint, tokens))
-    return entities
+def _tax(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+    taxpayer_id = clean_code(row["taxpayer_id"])
+    uscc = _valid_uscc(taxpayer_id)
+    office = match_region(fold(row["tax_office"]).removeprefix("国家税务总局")).division_code
+    hint = _district_hint(uscc[2:8] if uscc else None, taxpayer_id[:6] if not uscc else None, office)
+    entity = Entity(
+        entity_id=entity_id,
+        feed="tax",
+        uscc=uscc,
+        org_code=org_code_of(taxpayer_id),
+        legal_rep_name=fold(row["legal_rep_name"]) or None,
+    )
+    return _fill(entity, row["taxpayer_name"], row["address"], row["phone"], hint, tokens)
 
 
 RESIDENTIAL = "居民"
 
 
-def utility_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
-    """One entity per power account (a unit with several meters has several accounts or meters)."""
-    entities = []
-    for group_key, rows in _groups(
-        table.to_pylist(), lambda r: r["account_no"] or f"~{r['record_id']}"
-    ).items():
-        row = _newest(rows, "updated_at")
-        uscc = next((u for u in (_valid_uscc(r["uscc"]) for r in rows) if u), None)
-        entity = Entity(
-            entity_id=f"utility:{group_key}",
-            feed="utility",
-            record_ids=sorted(r["record_id"] for r in rows),
-            uscc=uscc,
-            org_code=org_code_of(uscc),
-            is_person=(row["customer_class"] or "").startswith(RESIDENTIAL) and not uscc,
-        )
-        hint = _district_hint(uscc[2:8] if uscc else None)
-        entities.append(_fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens))
-    return entities
+def _utility(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+    uscc = _valid_uscc(row["uscc"])
+    entity = Entity(
+        entity_id=entity_id,
+        feed="utility",
+        uscc=uscc,
+        org_code=org_code_of(uscc),
+        is_person=(row["customer_class"] or "").startswith(RESIDENTIAL) and not uscc,
+    )
+    hint = _district_hint(uscc[2:8] if uscc else None)
+    return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens)
 
 
-def waybill_entities(table: pa.Table, tokens: Tokeniser) -> list[Entity]:
-    """One entity per sender: company (or name), address and phone token together."""
-
-    def key(row: dict[str, Any]) -> str:
-        who = fold(row["sender_company"]) or fold(row["sender_name"])
-        return f"{who}|{fold(row['sender_address'])}|{row['sender_phone'] or ''}"
-
-    entities = []
-    for index, (_, rows) in enumerate(sorted(_groups(table.to_pylist(), key).items())):
-        row = rows[0]
-        entity = Entity(
-            entity_id=f"waybill:{index:07d}:{min(r['record_id'] for r in rows)}",
-            feed="waybill",
-            record_ids=sorted(r["record_id"] for r in rows),
-            is_person=not row["sender_company"],
-        )
-        name = row["sender_company"] or row["sender_name"]
-        entities.append(_fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens))
-    return entities
+def _waybill(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+    entity = Entity(entity_id=entity_id, feed="waybill", is_person=not row["sender_company"])
+    name = row["sender_company"] or row["sender_name"]
+    return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens)
 
 
-BUILDERS: dict[str, Callable[[pa.Table, Tokeniser], list[Entity]]] = {
-    "registration": registration_entities,
-    "tax": tax_entities,
-    "utility": utility_entities,
-    "waybill": waybill_entities,
+def _tax_key(row: dict[str, Any]) -> str:
+    return clean_code(row["taxpayer_id"]) or f"~{fold(row['taxpayer_name'])}|{fold(row['address'])}"
+
+
+def _waybill_key(row: dict[str, Any]) -> str:
+    who = fold(row["sender_company"]) or fold(row["sender_name"])
+    key = f"{who}|{fold(row['sender_address'])}|{row['sender_phone'] or ''}"
+    return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True)
+class EntitySource:
+    """How one department's records become entities."""
+
+    feed: str
+    key_fields: tuple[str, ...]
+    key: Callable[[dict[str, Any]], str]  # the department's own key: records with one key are one entity
+    time_field: str  # the newest record (by this time, then record id) speaks for the entity
+    inputs: tuple[str, ...]  # the fields standardisation reads
+    build: Callable[[str, dict[str, Any], Tokeniser], Entity]
+    code_from_any_record: bool = False  # a valid USCC on any record (not only the newest) belongs to it
+
+    def entity_ids(self, table: pa.Table) -> pa.Array:
+        columns = {name: table[name].to_pylist() for name in self.key_fields}
+        rows = ({name: columns[name][i] for name in self.key_fields} for i in range(table.num_rows))
+        return pa.array([f"{self.feed}:{self.key(row)}" for row in rows], pa.string())
+
+    def source_hash(self, row: dict[str, Any]) -> str:
+        values = [row[name] for name in self.inputs]
+        return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode(), digest_size=12).hexdigest()
+
+
+SOURCES: dict[str, EntitySource] = {
+    "registration": EntitySource(
+        "registration",
+        ("record_id",),
+        lambda row: row["record_id"],
+        "updated_at",
+        (
+            "uscc",
+            "name",
+            "address",
+            "phone",
+            "legal_rep_name",
+            "legal_rep_id",
+            "entity_type",
+            "division_code",
+        ),
+        _registration,
+    ),
+    "tax": EntitySource(
+        "tax",
+        ("taxpayer_id", "taxpayer_name", "address"),
+        _tax_key,
+        "updated_at",
+        ("taxpayer_id", "taxpayer_name", "address", "phone", "legal_rep_name", "tax_office"),
+        _tax,
+    ),
+    "utility": EntitySource(
+        "utility",
+        ("account_no", "record_id"),
+        lambda row: row["account_no"] or f"~{row['record_id']}",
+        "updated_at",
+        ("uscc", "account_name", "address", "phone", "customer_class"),
+        _utility,
+        code_from_any_record=True,
+    ),
+    "waybill": EntitySource(
+        "waybill",
+        ("sender_company", "sender_name", "sender_address", "sender_phone"),
+        _waybill_key,
+        "shipped_at",
+        ("sender_company", "sender_name", "sender_address", "sender_phone"),
+        _waybill,
+    ),
 }
+ENTITY_FEEDS = tuple(SOURCES)
 
 
-def entity_frame(store: RunStore, tokens: Tokeniser) -> pd.DataFrame:
-    """All entities of a run store's committed staging, as the model's input frame."""
-    rows = [
-        e.as_row() for feed, build in BUILDERS.items() for e in build(latest_records(store, feed), tokens)
-    ]
-    return pd.DataFrame(rows)
+# -- keeping the entity table up to date ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityChanges:
+    """The entity table after a batch, and what the batch did to it."""
+
+    table: pa.Table
+    rescored: frozenset[str]  # new, or something the model or the codes read has changed
+    grown: frozenset[str]  # same attributes, but records came, went or changed
+    removed: frozenset[str]  # no records left
+
+
+def _representatives(
+    engine: Engine,
+    source: EntitySource,
+    previous: pa.Table,
+    records: pa.Table,
+    changed: pa.Table,
+    left: pa.Array,
+) -> pa.Table:
+    """entity_id, rep_record_id, rep_time of every entity the batch touched: the newest among its stored
+    representative and its changed records, or among all its records where the stored one was replaced."""
+    time = source.time_field
+    return engine.query(
+        f"""
+        WITH affected AS (SELECT DISTINCT entity_id FROM changed UNION SELECT entity_id FROM left_entities),
+        stored AS (
+            SELECT p.entity_id, p.rep_record_id, p.rep_time FROM previous p JOIN affected USING (entity_id)
+        ),
+        replaced AS (SELECT entity_id FROM stored WHERE rep_record_id IN (SELECT record_id FROM changed)),
+        candidates AS (
+            SELECT entity_id, record_id, {time} AS t FROM changed
+            UNION ALL
+            SELECT entity_id, rep_record_id, rep_time FROM stored
+            WHERE entity_id NOT IN (SELECT entity_id FROM replaced)
+            UNION ALL
+            SELECT r.entity_id, r.record_id, r.{time} FROM records r JOIN replaced USING (entity_id)
+        )
+        SELECT entity_id, record_id AS rep_record_id, t AS rep_time FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY entity_id ORDER BY t DESC NULLS LAST, record_id DESC) AS n
+            FROM candidates
+        ) WHERE n = 1
+        """,
+        previous=previous.select(["entity_id", "rep_record_id", "rep_time"]),
+        records=records.select(["entity_id", "record_id", time]),
+        changed=changed.select(["entity_id", "record_id", time]),
+        left_entities=pa.table({"entity_id": left}),
+    )
+
+
+def update_entities(
+    engine: Engine,
+    previous: pa.Table,
+    records: dict[str, pa.Table],
+    changed: dict[str, pa.Table],
+    left: dict[str, pa.Array],
+    tokens: Tokeniser,
+) -> EntityChanges:
+    """The entity table after a batch. ``records``: every current record per feed (with ``entity_id``);
+    ``changed``: the records the batch added or changed; ``left``: entities that lost a record to another.
+    Only entities whose newest record reads differently are standardised again."""
+    kept_previous = previous
+    updated: list[dict[str, Any]] = []
+    rescored: set[str] = set()
+    grown: set[str] = set()
+    removed: set[str] = set()
+    for feed, source in SOURCES.items():
+        touched = set(changed[feed]["entity_id"].to_pylist()) | set(left[feed].to_pylist())
+        if not touched:
+            continue
+        gone = pa.array(sorted(touched), pa.string())
+        previous_by_id = {row["entity_id"]: row for row in _rows_in(previous, "entity_id", gone)}
+        reps = _representatives(engine, source, previous, records[feed], changed[feed], left[feed])
+        removed |= touched - set(reps["entity_id"].to_pylist())
+        rep_rows = _rows_by_record(records[feed], reps["rep_record_id"])
+        first_codes = _first_valid_codes(changed[feed]) if source.code_from_any_record else {}
+        for rep in reps.to_pylist():
+            row = rep_rows[rep["rep_record_id"]]
+            before = previous_by_id.get(rep["entity_id"])
+            source_hash = source.source_hash(row)
+            if before is not None and before["source_hash"] == source_hash:
+                entity_row = {**before, **rep}  # reads the same: keep the standardised attributes
+            else:
+                entity = source.build(rep["entity_id"], row, tokens)
+                if source.code_from_any_record and entity.uscc is None:
+                    code = (before or {}).get("uscc") or first_codes.get(rep["entity_id"])
+                    entity.uscc, entity.org_code = code, org_code_of(code)
+                entity_row = {
+                    **asdict(entity),
+                    **rep,
+                    "source_hash": source_hash,
+                    "attributes_hash": entity.attributes_hash(),
+                }
+            updated.append(entity_row)
+            if before is None or before["attributes_hash"] != entity_row["attributes_hash"]:
+                rescored.add(rep["entity_id"])
+            else:
+                grown.add(rep["entity_id"])
+        kept_previous = kept_previous.filter(pc.invert(pc.is_in(kept_previous["entity_id"], gone)))
+    table = pa.concat_tables([kept_previous, pa.Table.from_pylist(updated, schema=ENTITY_SCHEMA)])
+    return EntityChanges(table, frozenset(rescored), frozenset(grown), frozenset(removed))
+
+
+def _rows_in(table: pa.Table, column: str, values: pa.Array) -> list[dict[str, Any]]:
+    """The rows whose ``column`` is one of ``values``, as Python values (only these few rows)."""
+    return table.filter(pc.is_in(table[column], values)).to_pylist()
+
+
+def _rows_by_record(table: pa.Table, record_ids: pa.Array) -> dict[str, dict[str, Any]]:
+    return {row["record_id"]: row for row in _rows_in(table, "record_id", record_ids)}
+
+
+def _first_valid_codes(changed: pa.Table) -> dict[str, str]:
+    """Per entity, the first valid USCC among its changed records, in record order."""
+    found: dict[str, str] = {}
+    ordered = changed.select(["entity_id", "record_id", "uscc"]).sort_by("record_id").to_pylist()
+    for row in ordered:
+        if row["entity_id"] not in found and (code := _valid_uscc(row["uscc"])):
+            found[row["entity_id"]] = code
+    return found
+
+
+def empty_entities() -> pa.Table:
+    return ENTITY_SCHEMA.empty_table()

@@ -1,8 +1,11 @@
-"""Training and scoring the linkage model with Splink (DuckDB in-process by default).
+"""Training and scoring the linkage model with Splink, on the resolver's engine.
 
 The trained model is a reviewed JSON file under version control (``MODEL_PATH``); runs score with it and
-record its version. ``unitfusion train`` re-estimates it: u by random sampling, m by EM over a few blocking
-rules.
+record its version. Scoring is incremental: a batch's new or changed entities are scored among themselves
+(``predict_within``) and against the entities already known (``predict_between``), so entities no batch
+touched are never compared again. Term frequencies (how common a trade name is) are frozen: computed over
+the whole entity table when the register is rebuilt and kept with it, so the same pair scores the same in
+every later run. ``unitfusion train`` re-estimates the model: u by random sampling, m by EM.
 """
 
 from __future__ import annotations
@@ -10,16 +13,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from functools import cache
 from pathlib import Path
 
-import duckdb
-import pandas as pd
+import pyarrow as pa
 
+from pipelines.resolve.engine import Engine
 from pipelines.resolve.settings import MODEL_COLUMNS, TRAINING_BLOCKING_RULES, UNIQUE_ID, unit_settings
-from pipelines.resolve.udfs import register_duckdb
 
 MODEL_PATH = Path(__file__).resolve().parent / "unit_model.json"
 log = logging.getLogger(__name__)
+EDGE_SCHEMA = pa.schema(
+    [
+        pa.field("a", pa.string()),
+        pa.field("b", pa.string()),
+        pa.field("probability", pa.float64()),
+        pa.field("matched_by", pa.string()),
+        pa.field("weights", pa.string()),  # JSON of per-comparison match weights (model edges)
+    ]
+)
 
 
 def model_version(path: Path = MODEL_PATH) -> str:
@@ -49,23 +61,114 @@ def model_settings_for(dialect: str, path: Path = MODEL_PATH) -> dict:
     return model
 
 
-def model_frame(entities: pd.DataFrame) -> pd.DataFrame:
-    frame = entities.copy()
-    frame["branch_key"] = frame["branch"].fillna("")
-    return frame[list(MODEL_COLUMNS)]
+@cache
+def tf_columns(path: Path = MODEL_PATH) -> tuple[str, ...]:
+    """The columns whose term frequencies the saved model adjusts for."""
+    model = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(
+        sorted(
+            {
+                level["tf_adjustment_column"]
+                for comparison in model["comparisons"]
+                for level in comparison["comparison_levels"]
+                if level.get("tf_adjustment_column")
+            }
+        )
+    )
 
 
-def _linker(frame: pd.DataFrame, settings, connection: duckdb.DuckDBPyConnection):  # type: ignore[no-untyped-def]
-    from splink import DuckDBAPI, Linker
+def model_frame(engine: Engine, entities: pa.Table) -> pa.Table:
+    """The columns the model reads. ``branch_key`` is '' for a head office, so that "head office vs branch"
+    is a disagreement rather than a missing value."""
+    columns = ", ".join(
+        "coalesce(branch, '') AS branch_key" if column == "branch_key" else column for column in MODEL_COLUMNS
+    )
+    return engine.query(f"SELECT {columns} FROM entities ORDER BY {UNIQUE_ID}", entities=entities)
 
-    register_duckdb(connection)
-    api = DuckDBAPI(connection=connection)
-    return Linker(api.register(frame), settings, log_level=logging.WARNING)
+
+def _linker(engine: Engine, frame: pa.Table, settings):  # type: ignore[no-untyped-def]
+    from splink import Linker
+
+    api = engine.splink_api()
+    return api, Linker(api.register(frame), settings, log_level=logging.WARNING)
 
 
-def train(entities: pd.DataFrame, out_path: Path = MODEL_PATH, max_pairs: float = 5e6, seed: int = 1) -> Path:
+def term_frequencies(
+    engine: Engine, entities: pa.Table, model_path: Path = MODEL_PATH
+) -> dict[str, pa.Table]:
+    """How common each value of the model's term-frequency columns is, over the whole entity table."""
+    _, linker = _linker(engine, model_frame(engine, entities), str(model_path))
+    return {
+        column: linker.table_management.compute_tf_table(column).as_pyarrow_table()
+        for column in tf_columns(model_path)
+    }
+
+
+def _edges(pairs: pa.Table) -> pa.Table:
+    """Splink's scored pairs as edges, with their per-comparison match weights as JSON."""
+    weight_columns = [c for c in pairs.column_names if c.startswith("mw_")]
+    names = [c[3:] for c in weight_columns]
+    rows = zip(*(pairs[c].to_pylist() for c in weight_columns), strict=True) if names else []
+    weights = [
+        json.dumps(
+            {n: round(float(v), 3) for n, v in zip(names, row, strict=True) if v is not None}, sort_keys=True
+        )
+        for row in rows
+    ] or [None] * pairs.num_rows
+    return pa.table(
+        {
+            "a": pairs[f"{UNIQUE_ID}_l"].cast(pa.string()),
+            "b": pairs[f"{UNIQUE_ID}_r"].cast(pa.string()),
+            "probability": pairs["match_probability"].cast(pa.float64()),
+            "matched_by": pa.array(["model"] * pairs.num_rows, pa.string()),
+            "weights": pa.array(weights, pa.string()),
+        },
+        schema=EDGE_SCHEMA,
+    )
+
+
+def score_new(
+    engine: Engine,
+    entities: pa.Table,
+    new_ids: pa.Array,
+    term_frequencies: dict[str, pa.Table],
+    threshold: float,
+    model_path: Path = MODEL_PATH,
+) -> pa.Table:
+    """Model edges at or above ``threshold`` of the entities ``new_ids``: among themselves and against every
+    other entity of ``entities``. Pairs of two other entities are not scored again."""
+    import pyarrow.compute as pc
+
+    frame = model_frame(engine, entities)
+    is_new = pc.is_in(frame[UNIQUE_ID], new_ids)
+    new, known = frame.filter(is_new), frame.filter(pc.invert(is_new))
+    if not new.num_rows:
+        return EDGE_SCHEMA.empty_table()
+    api, linker = _linker(engine, new, str(model_path))
+    for column, table in term_frequencies.items():
+        linker.table_management.register_term_frequency_lookup(api.register(table), column)
+    found = []
+    if new.num_rows > 1:
+        within = linker.inference.predict_within(
+            api.register(new), threshold_match_probability=threshold, warning_mode="never"
+        )
+        found.append(_edges(within.as_pyarrow_table()))
+    if known.num_rows:
+        between = linker.inference.predict_between(
+            api.register(new),
+            api.register(known),
+            threshold_match_probability=threshold,
+            warning_mode="never",
+        )
+        found.append(_edges(between.as_pyarrow_table()))
+    return pa.concat_tables(found) if found else EDGE_SCHEMA.empty_table()
+
+
+def train(
+    engine: Engine, entities: pa.Table, out_path: Path = MODEL_PATH, max_pairs: float = 5e6, seed: int = 1
+) -> Path:
     """Estimate the model on (unlabelled) entities and save it as JSON."""
-    linker = _linker(model_frame(entities), unit_settings(), duckdb.connect())
+    _, linker = _linker(engine, model_frame(engine, entities), unit_settings())
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     for rule in TRAINING_BLOCKING_RULES:
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
@@ -74,27 +177,12 @@ def train(entities: pd.DataFrame, out_path: Path = MODEL_PATH, max_pairs: float 
     return out_path
 
 
-def predict(
-    entities: pd.DataFrame, threshold: float, model_path: Path = MODEL_PATH
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Scored entity pairs at or above ``threshold``, with per-comparison match weights; and the pair count
-    of each blocking rule."""
-    connection = duckdb.connect()
-    frame = model_frame(entities)
-    linker = _linker(frame, str(model_path), connection)
-    pairs = linker.inference.predict(threshold_match_probability=threshold).as_pandas_dataframe()
-    return pairs, {}
-
-
-def blocking_pair_counts(entities: pd.DataFrame) -> dict[str, int]:
+def blocking_pair_counts(engine: Engine, entities: pa.Table) -> dict[str, int]:
     """Comparisons each prediction blocking rule adds (Splink's blocking analysis, exact counts)."""
-    from splink import DuckDBAPI
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-    connection = duckdb.connect()
-    register_duckdb(connection)
     records = count_comparisons_from_blocking_rules(
-        DuckDBAPI(connection=connection).register(model_frame(entities)),
+        engine.splink_api().register(model_frame(engine, entities)),
         blocking_rules=unit_settings().blocking_rules_to_generate_predictions,
         link_type="dedupe_only",
         unique_id_column_name=UNIQUE_ID,

@@ -1,0 +1,58 @@
+"""Where the resolver's set-based stages run: tables in, tables out.
+
+The shape follows Splink's ``DatabaseAPI``: one small abstract class, one implementation per backend. Stages
+write their joins and aggregates as SQL over named Arrow tables and never touch a connection themselves, so
+the same stages can run on another engine (Spark, where Splink scores the saved model identically) by adding
+an implementation of ``query`` and ``splink_api``. DuckDB in-process is the default.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import pyarrow as pa
+
+
+class Engine(ABC):
+    """Runs SQL over Arrow tables passed by name, and hands Splink the same database."""
+
+    @abstractmethod
+    def query(self, sql: str, **tables: pa.Table) -> pa.Table:
+        """The result of ``sql``, in which each keyword names a table (``FROM entities`` …)."""
+
+    @abstractmethod
+    def splink_api(self) -> Any:
+        """Splink's ``DatabaseAPI`` over this engine, with the project's string functions registered."""
+
+
+class DuckDBEngine(Engine):
+    """DuckDB in this process: Arrow tables are scanned in place, results come back as Arrow."""
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        from pipelines.resolve.udfs import register_duckdb
+
+        config = {}
+        if threads:
+            config["threads"] = threads
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        self.connection = duckdb.connect(config=config)
+        self.connection.execute("SET TimeZone = 'UTC'")  # timestamps print the same wherever it runs
+        register_duckdb(self.connection)
+
+    def query(self, sql: str, **tables: pa.Table) -> pa.Table:
+        for name, table in tables.items():
+            self.connection.register(name, table)
+        try:
+            return self.connection.sql(sql).to_arrow_table()
+        finally:
+            for name in tables:
+                self.connection.unregister(name)
+
+    def splink_api(self) -> Any:
+        from splink import DuckDBAPI
+
+        return DuckDBAPI(connection=self.connection)

@@ -1,0 +1,180 @@
+"""Evidence that entities are one unit, besides the model: codes, registered names and township verdicts.
+
+Deterministic edges come from joins over the whole entity table (cheap: a few hash joins), so every run sees
+exactly the edges the current entities imply; comparing them with the previous run's says which entities a
+batch touched. Verdicts are translated into entity-level constraints once, when first applied, and kept: a
+verdict about unit ids keeps meaning the same entities after those units merge or split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines import verdicts as vd
+from pipelines.resolve.clustering import Constraints
+from pipelines.resolve.engine import Engine
+from pipelines.resolve.model import EDGE_SCHEMA
+from pipelines.resolve.types import Edge
+
+DETERMINISTIC_SQL = """
+WITH coded AS (
+    -- per USCC, the registration first, then by entity id: the anchor the others join
+    SELECT entity_id, uscc, org_code,
+           row_number() OVER (PARTITION BY uscc ORDER BY feed <> 'registration', entity_id) AS rank
+    FROM entities WHERE uscc IS NOT NULL
+),
+org_holder AS (
+    SELECT org_code, min_by(entity_id, rank) AS entity_id FROM coded
+    WHERE org_code IS NOT NULL GROUP BY org_code
+),
+registered AS (
+    -- a full registered name (with its region) held by exactly one registered unit
+    SELECT name_key, min(entity_id) AS entity_id, min(district_code) AS district_code FROM entities
+    WHERE feed = 'registration' AND uscc IS NOT NULL AND name_key IS NOT NULL AND NOT is_person
+    GROUP BY name_key HAVING count(*) = 1
+)
+SELECT anchor.entity_id AS a, other.entity_id AS b, 1.0 AS probability, 'uscc' AS matched_by
+FROM coded anchor JOIN coded other ON anchor.uscc = other.uscc AND anchor.rank = 1 AND other.rank > 1
+UNION ALL
+-- a legacy 15-character taxpayer id whose organisation code is a USCC's (characters 9-17)
+SELECT holder.entity_id, e.entity_id, 1.0, 'org_code'
+FROM entities e JOIN org_holder holder ON e.org_code = holder.org_code
+WHERE e.uscc IS NULL
+UNION ALL
+-- a record with no code carrying that name, unless its own district says it is somewhere else
+SELECT holder.entity_id, e.entity_id, 1.0, 'registered_name'
+FROM entities e JOIN registered holder ON e.name_key = holder.name_key
+WHERE e.feed <> 'registration' AND e.uscc IS NULL AND e.org_code IS NULL AND NOT e.is_person
+  AND (e.district_code IS NULL OR e.district_code = holder.district_code)
+"""
+
+
+def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
+    """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name."""
+    columns = "a, b, probability, matched_by, NULL::VARCHAR AS weights"
+    found = engine.query(f"SELECT {columns} FROM ({DETERMINISTIC_SQL}) ORDER BY a, b", entities=entities)
+    return found.cast(EDGE_SCHEMA)
+
+
+def changed_endpoints(engine: Engine, before: pa.Table, after: pa.Table) -> set[str]:
+    """Entities with an edge in one table and not the other (by pair and kind)."""
+    found = engine.query(
+        """
+        SELECT a, b FROM (SELECT a, b, matched_by FROM before EXCEPT SELECT a, b, matched_by FROM after)
+        UNION ALL
+        SELECT a, b FROM (SELECT a, b, matched_by FROM after EXCEPT SELECT a, b, matched_by FROM before)
+        """,
+        before=before.select(["a", "b", "matched_by"]),
+        after=after.select(["a", "b", "matched_by"]),
+    )
+    return set(found["a"].to_pylist()) | set(found["b"].to_pylist())
+
+
+# -- township verdicts ----------------------------------------------------------------------------------
+
+CONSTRAINT_SCHEMA = pa.schema(
+    [
+        pa.field("verdict_id", pa.string()),
+        pa.field(
+            "verdict_hash", pa.string()
+        ),  # of the verdict as decided: a changed verdict is translated again
+        pa.field("kind", pa.string()),  # must / cannot / alone / not_business
+        pa.field("a", pa.string()),
+        pa.field("b", pa.string()),
+    ]
+)
+
+
+def _verdict_hash(verdict: vd.Verdict) -> str:
+    return hashlib.sha1(json.dumps(asdict(verdict), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class VerdictEffects:
+    constraints: Constraints
+    table: pa.Table  # CONSTRAINT_SCHEMA: what every verdict in force means, in entity ids
+    touched: set[str]  # entities whose constraints this run added or lifted
+    unknown: list[str]  # verdicts about records or units nobody knows
+
+
+def apply_verdicts(
+    verdicts: list[vd.Verdict],
+    previous: pa.Table,
+    entity_of_record: dict[tuple[str, str], str],
+    entities_of_unit: dict[str, list[str]],
+) -> VerdictEffects:
+    """Entity-level constraints of the verdicts in force. A verdict applied before keeps its translation;
+    a new (or changed) one is translated with the records and units as they are now."""
+    kept: dict[tuple[str, str], list[dict]] = {}
+    for row in previous.to_pylist():
+        kept.setdefault((row["verdict_id"], row["verdict_hash"]), []).append(row)
+    rows: list[dict] = []
+    unknown: list[str] = []
+    for verdict in verdicts:
+        key = (verdict.verdict_id, _verdict_hash(verdict))
+        if key in kept:
+            rows += kept[key]
+            continue
+        translated = _translate(verdict, entity_of_record, entities_of_unit)
+        if not translated:
+            unknown.append(verdict.verdict_id)
+        rows += [
+            {"verdict_id": key[0], "verdict_hash": key[1], "kind": k, "a": a, "b": b}
+            for k, a, b in translated
+        ]
+    table = pa.Table.from_pylist(rows, schema=CONSTRAINT_SCHEMA)
+    before = {(r["kind"], r["a"], r["b"]) for r in previous.to_pylist()}
+    after = {(r["kind"], r["a"], r["b"]) for r in rows}
+    touched = {e for _, a, b in before ^ after for e in (a, b) if e}
+    return VerdictEffects(_constraints(rows), table, touched, unknown)
+
+
+def _translate(
+    verdict: vd.Verdict,
+    entity_of_record: dict[tuple[str, str], str],
+    entities_of_unit: dict[str, list[str]],
+) -> list[tuple[str, str, str | None]]:
+    if verdict.record_id:
+        entity = entity_of_record.get((verdict.feed or "", verdict.record_id))
+        side_a = [entity] if entity else []
+    else:
+        side_a = sorted(entities_of_unit.get(verdict.unit_id_a or "", []))
+    side_b = sorted(entities_of_unit.get(verdict.unit_id_b or "", []))
+    if verdict.decision == vd.SAME_UNIT:
+        return [("must", a, b) for a in side_a[:1] for b in side_b[:1]]
+    if verdict.decision == vd.DIFFERENT_UNITS:
+        return [("cannot", a, b) for a in side_a for b in side_b]
+    if verdict.decision == vd.NEW_UNIT:
+        return [("alone", a, None) for a in side_a]
+    return [("not_business", a, None) for a in side_a]
+
+
+def _constraints(rows: list[dict]) -> Constraints:
+    return Constraints(
+        must=tuple(Edge(r["a"], r["b"], 1.0, "verdict") for r in rows if r["kind"] == "must"),
+        cannot=tuple((r["a"], r["b"]) for r in rows if r["kind"] == "cannot"),
+        alone=frozenset(r["a"] for r in rows if r["kind"] == "alone"),
+        not_business=frozenset(r["a"] for r in rows if r["kind"] == "not_business"),
+    )
+
+
+def entities_of(records: dict[str, pa.Table], keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(feed, record_id) → entity id, for the given records only."""
+    found: dict[tuple[str, str], str] = {}
+    for feed in {feed for feed, _ in keys}:
+        if feed not in records:
+            continue
+        wanted = pa.array([r for f, r in keys if f == feed], pa.string())
+        table = records[feed]
+        rows = table.filter(pc.is_in(table["record_id"], wanted)).select(["record_id", "entity_id"])
+        for record_id, entity_id in zip(
+            rows["record_id"].to_pylist(), rows["entity_id"].to_pylist(), strict=True
+        ):
+            if entity_id:
+                found[(feed, record_id)] = entity_id
+    return found

@@ -1,0 +1,322 @@
+"""Test records (persons) attached to units, through keys both sides share.
+
+A test record joins a unit when the person is its legal representative (same ID-number token, one unit
+only), or when the work unit it names is exactly one unit, or, failing both, when the person has the name of
+exactly one unit's legal representative and shares that unit's phone or street. Both sides are reduced to
+keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the persons a run can
+have changed are decided again: new test records, those attached to units the run touched, and those whose
+keys name one of those units.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.pii import Tokeniser
+from pipelines.resolve.engine import Engine
+from pipelines.standardise.addresses import parse_address
+from pipelines.standardise.names import CompanyName, parse_company_name
+from pipelines.standardise.regions import match_region
+from pipelines.standardise.text import fold
+
+PERSON_FEED = "nucleic_contact"
+KEY_SCHEMA = pa.schema(
+    [
+        pa.field("owner", pa.string()),  # unit id, or the test record's id
+        pa.field("kind", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("rank", pa.int32()),  # work-unit keys: most specific first
+    ]
+)
+UNIT_INFO_SCHEMA = pa.schema(
+    [pa.field("unit_id", pa.string()), pa.field("city", pa.string()), pa.field("founded", pa.date32())]
+)
+PERSON_LINK_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string()),
+        pa.field("unit_id", pa.string()),
+        pa.field("matched_by", pa.string()),
+        pa.field("moment", pa.timestamp("us", tz="UTC")),
+    ]
+)
+WORK_KINDS = ("full", "core", "trade+industry+branch", "trade+branch", "sound+industry", "operator")
+_SEP = "\x1f"
+
+
+def _key(*parts: str | None) -> str:
+    return _SEP.join(part or "" for part in parts)
+
+
+def _full_name_key(name: CompanyName) -> str:
+    """The name with its region, however the region is spelt (杭州 / 杭州市 / 浙江省杭州市 → one code)."""
+    return _key(match_region(name.region).division_code or name.region, name.core)
+
+
+def _known(trait: str) -> bool:
+    return bool(trait) and not trait.endswith("|None")
+
+
+# -- the units' side --------------------------------------------------------------------------------
+
+
+def _unit_keys_of(entity: dict[str, Any], tokens: Tokeniser) -> Iterator[tuple[str, str]]:
+    """Keys under which people know a unit through one of its entities."""
+    if entity["legal_rep_token"]:
+        yield "rep", entity["legal_rep_token"]
+    if entity["legal_rep_name"]:
+        yield "rep_name", tokens.token("person_name", entity["legal_rep_name"]) or ""
+    yield "phone", entity["phone"] or ""
+    yield "street", f"{entity['district_code']}|{entity['street_key']}"
+    if entity["is_person"] or not entity["trade_name"]:
+        return
+    trade, industry, branch = entity["trade_name"], entity["industry"] or "", entity["branch"] or ""
+    if entity["name"]:
+        yield "full", _full_name_key(parse_company_name(entity["name"]))
+    yield "core", entity["name_core"] or ""
+    yield "trade+industry+branch", _key(trade, industry, branch)
+    yield "trade+branch", _key(trade, branch)
+    yield "sound+industry", _key(entity["trade_pinyin"], industry)
+    if entity["legal_rep_name"] and entity["entity_type"] and "个体" in entity["entity_type"]:
+        yield "operator", entity["legal_rep_name"]  # 个体户 are known by their operator
+
+
+def unit_keys(
+    engine: Engine, members: pa.Table, entities: pa.Table, registrations: pa.Table, tokens: Tokeniser
+) -> tuple[pa.Table, pa.Table]:
+    """Keys (owner = unit id) and city and founding date of the units in ``members`` (entity_id, unit_id)."""
+    rows = engine.query(
+        """
+        SELECT m.unit_id, e.*, r.established_on FROM members m JOIN entities e USING (entity_id)
+        LEFT JOIN registrations r ON e.feed = 'registration' AND r.record_id = e.rep_record_id
+        ORDER BY m.unit_id, e.entity_id
+        """,
+        members=members.select(["entity_id", "unit_id"]),
+        entities=entities,
+        registrations=registrations.select(["record_id", "established_on"]),
+    ).to_pylist()
+    keys: set[tuple[str, str, str]] = set()
+    info: dict[str, dict[str, Any]] = {}
+    for entity in rows:
+        unit = entity["unit_id"]
+        about = info.setdefault(unit, {"unit_id": unit, "city": None, "founded": None})
+        if about["city"] is None and entity["district_code"]:
+            about["city"] = entity["district_code"][:4]
+        if entity["established_on"] and (
+            about["founded"] is None or entity["established_on"] < about["founded"]
+        ):
+            about["founded"] = entity["established_on"]  # nobody worked for a unit before it existed
+        keys |= {(unit, kind, key) for kind, key in _unit_keys_of(entity, tokens)}
+    key_rows = [{"owner": u, "kind": k, "key": v, "rank": 0} for u, k, v in sorted(keys)]
+    return (
+        pa.Table.from_pylist(key_rows, schema=KEY_SCHEMA),
+        pa.Table.from_pylist(list(info.values()), schema=UNIT_INFO_SCHEMA),
+    )
+
+
+# -- the persons' side --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    record_id: str
+    city: str | None
+    traits: tuple[tuple[str, str], ...]  # (phone, token) and (street, district|street), known ones only
+    tested_on: date | None
+    moment: Any
+
+
+def _work_keys(work_unit: str) -> list[tuple[str, str]]:
+    """The keys a work-unit name may name a unit by, most specific first."""
+    name = parse_company_name(work_unit)
+    keys = [("full", _full_name_key(name)), ("core", name.core)] if name.region else [("core", name.core)]
+    if name.trade_name:
+        keys.append(("trade+industry+branch", _key(name.trade_name, name.industry, name.branch)))
+        if name.industry:
+            keys.append(("sound+industry", _key(name.trade_name_phonetic, name.industry)))
+        else:  # a bare trade name (德胜): any unit of that name; with an industry, only it
+            keys.append(("trade+branch", _key(name.trade_name, name.branch)))
+    keys.append(("operator", fold(work_unit)))
+    return keys
+
+
+def person_keys(people: pa.Table) -> pa.Table:
+    """Keys (owner = record id) of test records: ID-number and name tokens, and their work-unit keys."""
+    rows = []
+    for person in people.select(["record_id", "id_number", "person_name", "work_unit"]).to_pylist():
+        owner = person["record_id"]
+        if person["id_number"]:
+            rows.append({"owner": owner, "kind": "rep", "key": person["id_number"], "rank": 0})
+        if person["person_name"]:
+            rows.append({"owner": owner, "kind": "rep_name", "key": person["person_name"], "rank": 0})
+        if person["work_unit"]:
+            rows += [
+                {"owner": owner, "kind": kind, "key": key, "rank": rank}
+                for rank, (kind, key) in enumerate(_work_keys(person["work_unit"]), start=1)
+            ]
+    return pa.Table.from_pylist(rows, schema=KEY_SCHEMA)
+
+
+def _person(row: dict[str, Any]) -> Person:
+    home = parse_address(row["address"])
+    site = match_region(fold(row["site"])).division_code
+    district = home.division_code or site
+    traits = (("phone", row["phone"] or ""), ("street", f"{home.division_code}|{home.street_key}"))
+    sampled = row["sampled_at"]
+    return Person(
+        row["record_id"],
+        district[:4] if district else None,
+        tuple(t for t in traits if _known(t[1])),
+        sampled.date() if sampled else None,
+        sampled,
+    )
+
+
+# -- deciding -----------------------------------------------------------------------------------------
+
+
+def _narrow(candidates: set[str], person: Person, traits: dict[str, set[tuple[str, str]]]) -> set[str]:
+    """Several candidate units: keep those that share the person's phone, then home street, as long as that
+    leaves any."""
+    for trait in person.traits:
+        if len(candidates) <= 1:
+            break
+        kept = {unit for unit in candidates if trait in traits[unit]}
+        candidates = kept or candidates
+    return candidates
+
+
+def _decide(
+    person: Person,
+    found: dict[str, dict[int, set[str]]],
+    city_of: dict[str, str | None],
+    founded: dict[str, date],
+    traits: dict[str, set[tuple[str, str]]],
+) -> tuple[str, str] | None:
+    """(unit, matched_by) for one person from the units its keys found, or None."""
+    via_rep = set(found.get("rep", {}).get(0, set()))
+    via_work: set[str] = set()
+    for rank in sorted(found.get("work", {})):
+        units = found["work"][rank]
+        if person.city:  # namesakes elsewhere: only the person's own city (or a unit whose city is unknown)
+            units = {u for u in units if (city_of.get(u) or person.city) == person.city}
+        if units:
+            via_work = set(units)
+            break
+    if len(via_rep) > 1 and via_rep & via_work:
+        via_rep &= via_work
+    if person.tested_on:  # of several candidates, only those that existed when the test was taken
+        day = person.tested_on
+        via_rep = {u for u in via_rep if founded.get(u, day) <= day} or via_rep
+        via_work = {u for u in via_work if founded.get(u, day) <= day} or via_work
+    via_rep, via_work = _narrow(via_rep, person, traits), _narrow(via_work, person, traits)
+    # no usable ID number (missing, mistyped, or not on the licence): the legal representative's name,
+    # backed by the unit's own phone or street, still identifies them
+    via_name = {
+        u for u in found.get("rep_name", {}).get(0, set()) if any(t in traits[u] for t in person.traits)
+    }
+    if len(via_rep) == 1:
+        return next(iter(via_rep)), "legal_rep"
+    if len(via_work) == 1:
+        return next(iter(via_work)), "work_unit"
+    if len(via_name) == 1 and not via_rep:
+        return next(iter(via_name)), "legal_rep_name"
+    return None
+
+
+def link_persons(
+    engine: Engine, people: pa.Table, keys_of_people: pa.Table, keys_of_units: pa.Table, unit_info: pa.Table
+) -> pa.Table:
+    """Links (PERSON_LINK_SCHEMA) of the test records ``people``, against every unit's keys."""
+    if not people.num_rows:
+        return PERSON_LINK_SCHEMA.empty_table()
+    matches = engine.query(
+        """
+        SELECT p.owner AS record_id, p.kind, p.rank, u.owner AS unit_id
+        FROM person_keys p JOIN unit_keys u ON p.kind = u.kind AND p.key = u.key
+        WHERE p.owner IN (SELECT record_id FROM people) AND p.key <> ''
+        """,
+        person_keys=keys_of_people,
+        unit_keys=keys_of_units.filter(
+            pc.is_in(keys_of_units["kind"], pa.array(["rep", "rep_name", *WORK_KINDS]))
+        ),
+        people=people.select(["record_id"]),
+    )
+    found: dict[str, dict[str, dict[int, set[str]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(set))
+    )
+    for row in matches.to_pylist():
+        group = row["kind"] if row["kind"] in ("rep", "rep_name") else "work"
+        found[row["record_id"]][group][row["rank"]].add(row["unit_id"])
+    candidates = pa.array(
+        sorted({u for r in found.values() for g in r.values() for s in g.values() for u in s})
+    )
+    about = engine.query(
+        """
+        SELECT owner, kind, key FROM unit_keys
+        WHERE kind IN ('phone', 'street') AND owner IN (SELECT unit_id FROM c)
+        """,
+        unit_keys=keys_of_units,
+        c=pa.table({"unit_id": pa.array(candidates, pa.string())}),
+    )
+    traits: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for owner, kind, key in zip(*(about[c].to_pylist() for c in ("owner", "kind", "key")), strict=True):
+        traits[owner].add((kind, key))
+    info = unit_info.filter(pc.is_in(unit_info["unit_id"], candidates)).to_pylist()
+    city_of = {row["unit_id"]: row["city"] for row in info}
+    founded = {row["unit_id"]: row["founded"] for row in info if row["founded"]}
+    links = []
+    for row in people.select(["record_id", "address", "site", "phone", "sampled_at"]).to_pylist():
+        if row["record_id"] not in found:
+            continue
+        person = _person(row)
+        decided = _decide(person, found[row["record_id"]], city_of, founded, traits)
+        if decided:
+            links.append(
+                {
+                    "record_id": person.record_id,
+                    "unit_id": decided[0],
+                    "matched_by": decided[1],
+                    "moment": person.moment,
+                }
+            )
+    return pa.Table.from_pylist(links, schema=PERSON_LINK_SCHEMA)
+
+
+def people_to_decide(
+    engine: Engine,
+    changed: pa.Table,
+    people: pa.Table,
+    keys_of_people: pa.Table,
+    previous_links: pa.Table,
+    unit_keys_before: pa.Table,
+    unit_keys_after: pa.Table,
+    units: pa.Array,
+) -> pa.Table:
+    """The test records a run must decide again: changed ones, those attached to ``units`` (the units the
+    run touched), and those whose keys name one of them, before or after the run."""
+    wanted = engine.query(
+        """
+        WITH touched_keys AS (
+            SELECT kind, key FROM before WHERE owner IN (SELECT unit_id FROM units)
+            UNION SELECT kind, key FROM after WHERE owner IN (SELECT unit_id FROM units)
+        )
+        SELECT record_id FROM changed
+        UNION SELECT record_id FROM previous_links WHERE unit_id IN (SELECT unit_id FROM units)
+        UNION SELECT p.owner FROM person_keys p JOIN touched_keys t ON p.kind = t.kind AND p.key = t.key
+        WHERE p.key <> ''
+        """,
+        changed=changed.select(["record_id"]),
+        previous_links=previous_links.select(["record_id", "unit_id"]),
+        person_keys=keys_of_people,
+        before=unit_keys_before,
+        after=unit_keys_after,
+        units=pa.table({"unit_id": pa.array(units, pa.string())}),
+    )
+    return people.filter(pc.is_in(people["record_id"], wanted["record_id"]))

@@ -1,0 +1,42 @@
+"""Values the resolver's stages pass to each other: its settings and the scored edges between entities."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+# Evidence, strongest first: clustering takes edges in this order (model edges by falling probability).
+EDGE_ORDER = {"verdict": 0, "uscc": 1, "org_code": 1, "model": 2, "registered_name": 3}
+DETERMINISTIC = ("uscc", "org_code", "registered_name")
+
+
+@dataclass(frozen=True)
+class ResolveSettings:
+    link_threshold: float = 0.99  # model links at or above join units (chosen on seed-2 benchmark data)
+    review_threshold: float = 0.3  # model links between this and link_threshold go to review
+    lookback_months: int = 12  # tax_active / power_active / zombie look-back
+    zombie_abnormal_years: int = 2
+    ecommerce_min_parcels: int = 60  # over all time, for a waybill-only sender to be a unit
+    ecommerce_min_months: int = 3
+    ecommerce_waybill_share: float = 0.5  # of a unit's records, for the e-commerce flag
+
+    def fingerprint(self) -> str:
+        """Changes whenever a setting does: a register kept under other settings is rebuilt, not updated."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Evidence that entities ``a`` and ``b`` are one unit: how strong and where it comes from."""
+
+    a: str
+    b: str
+    probability: float
+    matched_by: str
+    weights: str | None = None  # JSON of the model's per-comparison match weights
+
+    @property
+    def order(self) -> tuple:
+        """Strongest first; equal evidence in entity-id order, never in the order an engine returned it."""
+        return (EDGE_ORDER[self.matched_by], -self.probability, self.a, self.b)
