@@ -6,6 +6,11 @@ the look-back window, so a backfill of one period is a filter on ``period``; sta
 reference period, the latest period in the tax and electricity figures. A warning's id hashes its rule, unit
 and period, so a warning raised again by a later run is the same warning (``first_raised_run`` says since
 when). Evidence holds business figures and statuses only: never a person's name, phone or ID token.
+
+Each rule is a handful of table operations over all units at once (group, join, filter), so its cost grows
+with the rows of figures; only the warnings it raises are turned into messages one by one. Warnings can be
+computed for some units only (``compute_warnings(..., units=...)``): the facts about all the figures (the
+reference period, the periods that have tax figures) stay those of all the figures.
 """
 
 from __future__ import annotations
@@ -13,19 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 import tomllib
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.contracts import output_schema
+from pipelines.contracts import contract, output_schema
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
 
@@ -35,6 +41,14 @@ FIGURE_FEEDS = ("registration", "tax", "utility", "waybill")
 _LOCAL_TIME = pd.Timedelta(
     hours=8
 )  # China Standard Time, no daylight saving: months as the departments see them
+
+# The columns ``Figures.from_feeds`` reads from each feed's table, besides ``unit_id``.
+FEED_COLUMNS = {
+    "tax": ("period", "tax_paid", "sales", "taxpayer_status", "updated_at"),
+    "power": ("period", "kwh", "meter_no"),
+    "waybill": ("shipped_at", "parcel_count"),
+    "registration": ("status", "abnormal_since", "updated_at"),
+}
 
 Rules = dict[str, Any]
 
@@ -54,166 +68,269 @@ def load_rules(path: Path | str | None = None) -> Rules:
     return rules
 
 
+def _month_numbers(periods: pd.Series) -> pd.Series:
+    """YYYY-MM as a count of months, so that periods shift by arithmetic."""
+    return periods.str[:4].astype(int) * 12 + periods.str[5:7].astype(int) - 1
+
+
+def shift_periods(periods: pd.Series, months: int) -> pd.Series:
+    numbers = _month_numbers(periods) + months
+    return (numbers // 12).astype(str).str.zfill(4) + "-" + (numbers % 12 + 1).astype(str).str.zfill(2)
+
+
 def shift_period(period: str, months: int) -> str:
-    index = int(period[:4]) * 12 + int(period[5:7]) - 1 + months
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+    return shift_periods(pd.Series([period]), months).iloc[0]
 
 
 def warning_id(rule: str, unit_id: str, period: str) -> str:
     return "W" + hashlib.sha1(f"{rule}|{unit_id}|{period}".encode()).hexdigest()[:12]
 
 
-@dataclass
-class Raised:
-    """One rule firing: the unit, the period, the figures behind it and any words for the message."""
-
-    unit_id: str
-    period: str
-    evidence: dict[str, Any]
-    words: dict[str, str] | None = None
+def _local_month(moments: pd.Series) -> pd.Series:
+    return (moments + _LOCAL_TIME).dt.strftime("%Y-%m")
 
 
-@dataclass
+def _is_set(flags: pd.Series) -> pd.Series:
+    return flags.fillna(False).astype(bool)
+
+
+def _values(frame: pd.DataFrame, *columns: str) -> Iterator[tuple]:
+    """The rows of ``columns`` as Python values: the evidence is built from them one warning at a time, and
+    ``round`` of a Python float rounds as the figures have always been rounded (numpy's does not)."""
+    return zip(*(frame[column].tolist() for column in columns), strict=True)
+
+
+@dataclass(frozen=True)
 class Figures:
-    """The period figures joined to units through the links: what the rules look at."""
+    """The period figures of units, and the register: what the rules look at.
+
+    ``reference``, ``tax_periods``, ``any_power`` and ``licence_holders`` are facts about all the figures.
+    They stay as they are when the figures are narrowed to some units (``about``), so a unit's warnings do
+    not depend on which other units are asked about at the same time.
+    """
 
     tax: pd.DataFrame  # unit_id, period, tax_paid, sales, taxpayer_status, updated_at
     power: pd.DataFrame  # unit_id, period, kwh, meter_no
     parcels: pd.DataFrame  # unit_id, period, parcel_count
     registration: pd.DataFrame  # unit_id, status, abnormal_since, changed (YYYY-MM of the last change)
     register: pd.DataFrame  # the register, indexed by unit_id
-    reference: str | None
-    lookback_months: int
-
-    @property
-    def window_start(self) -> str:
-        assert self.reference is not None
-        return shift_period(self.reference, -(self.lookback_months - 1))
-
-    def in_window(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return frame[(frame["period"] >= self.window_start) & (frame["period"] <= self.reference)]
+    reference: str | None  # the latest period in the tax and electricity figures
+    tax_periods: frozenset[str]  # the periods that have tax figures at all
+    any_power: bool  # whether there are electricity figures at all
+    licence_holders: pd.DataFrame  # unit_id, legal_rep_name, division_code of the units flagged multi_licence
 
     @classmethod
-    def build(
-        cls, register: pa.Table, links: pa.Table, records: dict[str, pa.Table], lookback_months: int
+    def from_feeds(
+        cls,
+        register: pa.Table,
+        *,
+        tax: pa.Table,
+        power: pa.Table,
+        waybill: pa.Table,
+        registration: pa.Table,
     ) -> Figures:
-        link_frame = links.select(["feed", "record_id", "unit_id"]).to_pandas()
+        """Figures from per-feed tables whose records already carry their ``unit_id`` (the columns in
+        ``FEED_COLUMNS``), so the caller decides how records join units. Records with no unit are left out."""
 
-        def joined(feed: str, columns: list[str]) -> pd.DataFrame:
-            table = records.get(feed)
-            if table is None or not table.num_rows:
-                return pd.DataFrame(columns=["unit_id", *columns])
-            frame = table.select(["record_id", *columns]).to_pandas()
-            units = link_frame[link_frame["feed"] == feed][["record_id", "unit_id"]]
-            return frame.merge(units, on="record_id").dropna(subset=["unit_id"])
+        def frame(table: pa.Table, feed: str) -> pd.DataFrame:
+            return table.select(["unit_id", *FEED_COLUMNS[feed]]).to_pandas().dropna(subset=["unit_id"])
 
-        def month(moments: pd.Series) -> pd.Series:
-            return (moments + _LOCAL_TIME).dt.strftime("%Y-%m") if len(moments) else moments
-
-        tax = joined("tax", ["period", "tax_paid", "sales", "taxpayer_status", "updated_at"])
-        power = joined("utility", ["period", "kwh", "meter_no"])
-        waybill = joined("waybill", ["shipped_at", "parcel_count"]).dropna(subset=["shipped_at"])
-        waybill["period"] = month(waybill["shipped_at"])
-        registration = joined("registration", ["status", "abnormal_since", "updated_at"])
-        registration["changed"] = month(registration["updated_at"])
-        periods = pd.concat([tax["period"], power["period"]]).dropna()
+        tax_frame = frame(tax, "tax").dropna(subset=["period"])
+        power_frame = frame(power, "power").dropna(subset=["period"])
+        shipped = frame(waybill, "waybill").dropna(subset=["shipped_at"])
+        registered = frame(registration, "registration")
+        registered["changed"] = _local_month(registered["updated_at"])
+        register_frame = register.to_pandas().set_index("unit_id", drop=False)
+        licensed = register_frame[_is_set(register_frame["multi_licence"])]
+        periods = pd.concat([tax_frame["period"], power_frame["period"]])
         return cls(
-            tax=tax.dropna(subset=["period"]),
-            power=power.dropna(subset=["period"]),
-            parcels=waybill[["unit_id", "period", "parcel_count"]],
-            registration=registration,
-            register=register.to_pandas().set_index("unit_id", drop=False),
+            tax=tax_frame,
+            power=power_frame,
+            parcels=shipped.assign(period=_local_month(shipped["shipped_at"]))[
+                ["unit_id", "period", "parcel_count"]
+            ],
+            registration=registered,
+            register=register_frame,
             reference=str(periods.max()) if len(periods) else None,
-            lookback_months=lookback_months,
+            tax_periods=frozenset(tax_frame["period"]),
+            any_power=len(power_frame) > 0,
+            licence_holders=licensed[["unit_id", "legal_rep_name", "division_code"]].reset_index(drop=True),
+        )
+
+    @classmethod
+    def from_links(cls, register: pa.Table, links: pa.Table, records: dict[str, pa.Table]) -> Figures:
+        """Figures from the latest staged records per feed (``latest_records``), joined to units through
+        ``links``."""
+
+        def with_units(feed: str) -> pa.Table:
+            table = records.get(feed)
+            if table is None:
+                table = contract(feed).staging_schema().empty_table()
+            feed_links = links.filter(pc.equal(links["feed"], feed))
+            found = pc.index_in(table["record_id"], value_set=feed_links["record_id"])
+            return table.append_column("unit_id", pc.take(feed_links["unit_id"], found))
+
+        return cls.from_feeds(
+            register,
+            tax=with_units("tax"),
+            power=with_units("utility"),
+            waybill=with_units("waybill"),
+            registration=with_units("registration"),
+        )
+
+    def about(self, units: Collection[str]) -> Figures:
+        """The figures and register rows of these units only; the facts about all the figures are kept."""
+        wanted = list(units)
+
+        def rows(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["unit_id"].isin(wanted)]
+
+        return replace(
+            self,
+            tax=rows(self.tax),
+            power=rows(self.power),
+            parcels=rows(self.parcels),
+            registration=rows(self.registration),
+            register=rows(self.register),
         )
 
 
-# -- the rules: each yields what it raises ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Window:
+    """The look-back window: ``months`` periods ending at the reference period."""
+
+    reference: str
+    months: int
+
+    @cached_property
+    def start(self) -> str:
+        return shift_period(self.reference, -(self.months - 1))
+
+    def within(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame["period"] >= self.start) & (frame["period"] <= self.reference)]
 
 
-def _power_without_tax(figures: Figures, rule: Rules) -> Iterator[Raised]:
+def _raised(found: pd.DataFrame, evidence: list[dict], words: list[dict] | None = None) -> pd.DataFrame:
+    """What a rule raises, one row per warning: ``found``'s unit_id and period, the figures behind the
+    warning (Python numbers, rounded as they are shown) and any words for the message."""
+    return pd.DataFrame(
+        {
+            "unit_id": found["unit_id"].to_numpy(),
+            "period": found["period"].to_numpy(),
+            "evidence": evidence,
+            "words": words if words is not None else [{}] * len(found),
+        }
+    )
+
+
+# -- the rules: each returns what it raises (``_raised``) ------------------------------------------------
+
+
+def _power_without_tax(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     months = int(rule["tax_window_months"])
-    tax_periods = set(figures.tax["period"])
-    kwh = figures.in_window(figures.power).groupby(["unit_id", "period"])["kwh"].sum(min_count=1)
+    kwh = window.within(figures.power).groupby(["unit_id", "period"])["kwh"].sum(min_count=1)
+    heavy = kwh[kwh >= rule["min_kwh"]].reset_index()
     paid = figures.tax.groupby(["unit_id", "period"])["tax_paid"].sum()
-    for (unit_id, period), value in kwh[kwh >= rule["min_kwh"]].items():
-        window = [shift_period(period, -i) for i in range(months)]
-        if not tax_periods & set(window):
-            continue  # no tax figures for these months yet: nothing to compare with
-        tax_paid = float(sum(paid.get((unit_id, p), 0.0) for p in window))
-        if tax_paid <= rule["max_tax_paid"]:
-            evidence = {
-                "kwh": round(float(value)),
-                "tax_paid": round(tax_paid, 2),
-                "tax_periods": [window[-1], window[0]],
-                "tax_window_months": months,
-            }
-            yield Raised(unit_id, period, evidence)
+    heavy["tax_paid"] = 0.0
+    heavy["tax_filed"] = False
+    for back in range(months):  # the period itself, then each month before it
+        period = shift_periods(heavy["period"], -back)
+        keys = pd.MultiIndex.from_arrays([heavy["unit_id"], period])
+        heavy["tax_paid"] += paid.reindex(keys, fill_value=0.0).to_numpy()
+        heavy["tax_filed"] |= period.isin(figures.tax_periods)
+    # with no tax figures at all for these months (not filed yet), there is nothing to compare with
+    found = heavy[heavy["tax_filed"] & (heavy["tax_paid"] <= rule["max_tax_paid"])]
+    found = found.assign(first=shift_periods(found["period"], -(months - 1)))
+    evidence = [
+        {
+            "kwh": round(kwh),
+            "tax_paid": round(paid, 2),
+            "tax_periods": [start, end],
+            "tax_window_months": months,
+        }
+        for kwh, paid, start, end in _values(found, "kwh", "tax_paid", "first", "period")
+    ]
+    return _raised(found, evidence)
 
 
-def _changes(figures: Figures, series: pd.Series, rule: Rules, unit: str) -> Iterator[Raised]:
+def _changes(series: pd.Series, window: Window, rule: Rules, unit: str) -> pd.DataFrame:
     """Each period of the window against the median of the unit's own earlier periods (``series`` is
     indexed by unit_id and period, holding only the periods fit to compare)."""
-    by_unit: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for (unit_id, period), value in series.sort_index().items():
-        by_unit[unit_id].append((period, float(value)))
-    for unit_id, values in by_unit.items():
-        for period, value in values:
-            if period < figures.window_start or period > figures.reference:
-                continue
-            earliest = shift_period(period, -int(rule["history_months"]))
-            history = {p: v for p, v in values if earliest <= p < period}
-            if len(history) < rule["min_history"]:
-                continue
-            baseline = statistics.median(history.values())
-            if baseline < rule["min_baseline"]:
-                continue
-            ratio = value / baseline
-            if rule["drop_ratio"] < ratio < rule["jump_ratio"]:
-                continue
-            change = "jump" if ratio >= rule["jump_ratio"] else "drop"
-            evidence = {
-                "value": round(value, 2),
-                "baseline": round(baseline, 2),
-                "ratio": round(ratio, 3),
-                "change": change,
-                "unit": unit,
-                "history": {p: round(v, 2) for p, v in history.items()},
-            }
-            yield Raised(
-                str(unit_id), str(period), evidence, {"change": "骤增" if change == "jump" else "骤降"}
-            )
+    values = series.rename("value").reset_index()
+    values["month"] = _month_numbers(values["period"])
+    current = window.within(values)
+    earlier = values.rename(columns={"period": "earlier", "month": "earlier_month", "value": "earlier_value"})
+    months_back = range(1, int(rule["history_months"]) + 1)
+    history = pd.concat(
+        [current[["unit_id", "period"]].assign(earlier_month=current["month"] - back) for back in months_back]
+    ).merge(earlier, on=["unit_id", "earlier_month"])
+    baselines = (
+        history.groupby(["unit_id", "period"])["earlier_value"]
+        .agg(["size", "median"])
+        .rename(columns={"size": "history", "median": "baseline"})
+        .reset_index()
+    )
+    compared = current.merge(baselines, on=["unit_id", "period"])
+    compared = compared[
+        (compared["history"] >= rule["min_history"]) & (compared["baseline"] >= rule["min_baseline"])
+    ]
+    compared = compared.assign(ratio=compared["value"] / compared["baseline"])
+    found = compared[~((compared["ratio"] > rule["drop_ratio"]) & (compared["ratio"] < rule["jump_ratio"]))]
+    found = found.assign(change=np.where(found["ratio"] >= rule["jump_ratio"], "jump", "drop"))
+    histories: dict[tuple[str, str], dict[str, float]] = {}
+    found_history = history.merge(found[["unit_id", "period"]], on=["unit_id", "period"])
+    for unit_id, period, earlier_period, value in _values(
+        found_history, "unit_id", "period", "earlier", "earlier_value"
+    ):
+        histories.setdefault((unit_id, period), {})[earlier_period] = round(value, 2)
+    evidence = [
+        {
+            "value": round(value, 2),
+            "baseline": round(baseline, 2),
+            "ratio": round(ratio, 3),
+            "change": change,
+            "unit": unit,
+            "history": histories[(unit_id, period)],
+        }
+        for unit_id, period, value, baseline, ratio, change in _values(
+            found, "unit_id", "period", "value", "baseline", "ratio", "change"
+        )
+    ]
+    words = [{"change": "骤增" if change == "jump" else "骤降"} for change in found["change"].tolist()]
+    return _raised(found, evidence, words)
 
 
-def _kwh_change(figures: Figures, rule: Rules) -> Iterator[Raised]:
+def _kwh_change(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     power = figures.power.dropna(subset=["kwh"])
     by_period = power.groupby(["unit_id", "period"]).agg(kwh=("kwh", "sum"), meters=("meter_no", "nunique"))
     usual = by_period.groupby(level="unit_id")["meters"].transform("max")
-    yield from _changes(figures, by_period.loc[by_period["meters"] >= usual, "kwh"], rule, "kWh")
+    return _changes(by_period.loc[by_period["meters"] >= usual, "kwh"], window, rule, "kWh")
 
 
-def _tax_change(figures: Figures, rule: Rules) -> Iterator[Raised]:
+def _tax_change(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     figure = rule["figure"]
     values = figures.tax.dropna(subset=[figure]).groupby(["unit_id", "period"])[figure].sum()
-    yield from _changes(figures, values, rule, "yuan")
+    return _changes(values, window, rule, "yuan")
 
 
-def _tax_without_power(figures: Figures, rule: Rules) -> Iterator[Raised]:
-    if not len(figures.power):
-        return  # no electricity figures at all: nothing to say about accounts
-    with_power = set(figures.power["unit_id"])
-    tax = figures.in_window(figures.tax)
-    paid = tax.groupby("unit_id")["tax_paid"].sum()
-    filings = tax.groupby("unit_id").size()
-    for unit_id, value in paid[paid >= rule["min_tax_paid"]].items():
-        if unit_id not in with_power:
-            evidence = {
-                "tax_paid": round(float(value), 2),
-                "tax_filings": int(filings[unit_id]),
-                "utility_accounts": 0,
-                "lookback_months": figures.lookback_months,
-            }
-            yield Raised(unit_id, figures.reference, evidence)
+def _tax_without_power(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
+    if not figures.any_power:
+        return _raised(pd.DataFrame(columns=["unit_id", "period"]), [])  # nothing to say about accounts
+    tax = window.within(figures.tax)
+    by_unit = tax.groupby("unit_id").agg(tax_paid=("tax_paid", "sum"), filings=("tax_paid", "size"))
+    found = by_unit[
+        (by_unit["tax_paid"] >= rule["min_tax_paid"]) & ~by_unit.index.isin(figures.power["unit_id"])
+    ]
+    evidence = [
+        {
+            "tax_paid": round(paid, 2),
+            "tax_filings": filings,
+            "utility_accounts": 0,
+            "lookback_months": window.months,
+        }
+        for paid, filings in _values(found, "tax_paid", "filings")
+    ]
+    return _raised(found.reset_index().assign(period=window.reference), evidence)
 
 
 ACTIVITY_WORDS = (
@@ -223,117 +340,137 @@ ACTIVITY_WORDS = (
 )
 
 
-def _inactive_but_active(figures: Figures, rule: Rules) -> Iterator[Raised]:
+def _inactive_but_active(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     closed = tuple(rule["closed_statuses"])
-    abnormal = set(rule["abnormal_taxpayer_statuses"])
-    kwh = figures.in_window(figures.power).groupby(["unit_id", "period"])["kwh"].sum()
+    kwh = window.within(figures.power).groupby(["unit_id", "period"])["kwh"].sum()
     kwh = kwh[kwh >= rule["min_kwh"]]
-    parcels = figures.in_window(figures.parcels).groupby(["unit_id", "period"])["parcel_count"].sum()
-    tax = figures.in_window(figures.tax)
+    parcels = window.within(figures.parcels).groupby(["unit_id", "period"])["parcel_count"].sum()
+    tax = window.within(figures.tax)
     paying = tax[(tax["tax_paid"] > 0) & ~tax["taxpayer_status"].fillna("").str.startswith(closed)]
     paid = paying.groupby(["unit_id", "period"])["tax_paid"].sum()
-    latest_tax = tax.sort_values(["period", "updated_at"]).groupby("unit_id").last()
+    latest_tax_status = tax.sort_values(["period", "updated_at"]).groupby("unit_id")["taxpayer_status"].last()
     changed = figures.registration.groupby("unit_id")["changed"].max()
-    recent = shift_period(figures.reference, -int(rule["activity_months"]))
+    recent = shift_period(window.reference, -int(rule["activity_months"]))
 
-    def after(series: pd.Series, unit_id: str, since: str) -> float:
-        if unit_id not in series.index.get_level_values(0):
-            return 0.0
-        values = series.loc[unit_id]
-        return float(values[values.index > since].sum())
+    units = figures.register[["unit_id", "status"]].reset_index(drop=True)
+    units["status"] = units["status"].fillna("")
+    units["closed"] = units["status"].str.startswith(closed)
+    units["has_tax"] = units["unit_id"].isin(latest_tax_status.index)
+    units["tax_status"] = units["unit_id"].map(latest_tax_status)
+    abnormal = units["tax_status"].isin(rule["abnormal_taxpayer_statuses"])
+    units = units[units["closed"] | abnormal].reset_index(drop=True)
+    # closed: activity after the month of the registration's last change; 非正常: in the recent months
+    registration_changed = units["unit_id"].map(changed).where(units["unit_id"].isin(changed.index), recent)
+    units["since"] = registration_changed.where(units["closed"], recent)
 
-    status_of = figures.register["status"].fillna("")
-    tax_status_of = latest_tax["taxpayer_status"]
-    candidates = set(status_of.index[status_of.str.startswith(closed)])
-    candidates |= set(tax_status_of.index[tax_status_of.isin(abnormal)])
-    for unit_id in sorted(candidates & set(figures.register.index)):
-        status, tax_status = status_of[unit_id], tax_status_of.get(unit_id)
-        if status.startswith(closed):
-            since = changed.get(unit_id) or recent
-            activity = {
-                "kwh": after(kwh, unit_id, since),
-                "tax_paid": after(paid, unit_id, since),
-                "parcels": after(parcels, unit_id, since),
+    def after(series: pd.Series) -> pd.Series:
+        """Per unit, ``series`` (indexed by unit_id and period) summed over the periods after its since."""
+        values = series.rename("value").reset_index().merge(units[["unit_id", "since"]], on="unit_id")
+        later = values[values["period"] > values["since"]]
+        return later.groupby("unit_id")["value"].sum().reindex(units["unit_id"], fill_value=0).to_numpy()
+
+    units["kwh"] = after(kwh).astype(float)
+    units["tax_paid"] = after(paid).astype(float)
+    units["parcels"] = after(parcels).astype(float)
+    active = (
+        (units["kwh"] > 0)
+        | (units["closed"] & (units["tax_paid"] > 0))
+        | (units["parcels"] >= rule["min_parcels"])
+    )
+    found = units[active].assign(period=window.reference)
+    evidence, words = [], []
+    for status, closed_now, has_tax, tax_status, since, kwh_after, paid_after, parcels_after in _values(
+        found, "status", "closed", "has_tax", "tax_status", "since", "kwh", "tax_paid", "parcels"
+    ):
+        activity = {"kwh": kwh_after, "tax_paid": paid_after, "parcels": parcels_after}
+        if not closed_now:
+            del activity["tax_paid"]  # a 非正常 taxpayer's own tax is no sign of activity
+        done = "、".join(text.format(activity[key]) for key, text in ACTIVITY_WORDS if activity.get(key))
+        evidence.append(
+            {
+                "registration_status": status or None,
+                "taxpayer_status": tax_status if has_tax else None,
+                "since": since,
+                **{f"{key}_after": round(value, 2) for key, value in activity.items()},
             }
-            words = {"status": f"登记状态为{status}（{since}）", "since_words": "此后仍"}
-            active = activity["kwh"] > 0 or activity["tax_paid"] > 0
-        elif tax_status in abnormal:
-            since = recent
-            activity = {"kwh": after(kwh, unit_id, since), "parcels": after(parcels, unit_id, since)}
-            words = {
-                "status": f"纳税人状态为{tax_status}",
-                "since_words": f"近 {rule['activity_months']} 个月仍",
-            }
-            active = activity["kwh"] > 0
+        )
+        if closed_now:
+            words.append({"status": f"登记状态为{status}（{since}）", "activity": "此后仍" + done})
         else:
-            continue
-        active = active or activity["parcels"] >= rule["min_parcels"]
-        if not active:
-            continue
-        done = [text.format(activity[key]) for key, text in ACTIVITY_WORDS if activity.get(key)]
-        evidence = {
-            "registration_status": status or None,
-            "taxpayer_status": tax_status,
-            "since": since,
-            **{f"{key}_after": round(value, 2) for key, value in activity.items()},
-        }
-        words["activity"] = words.pop("since_words") + "、".join(done)
-        yield Raised(unit_id, figures.reference, evidence, words)
+            words.append(
+                {
+                    "status": f"纳税人状态为{tax_status}",
+                    "activity": f"近 {rule['activity_months']} 个月仍" + done,
+                }
+            )
+    return _raised(found, evidence, words)
 
 
-def _zombie(figures: Figures, rule: Rules) -> Iterator[Raised]:
+def _zombie(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     listed = figures.registration.dropna(subset=["abnormal_since"]).groupby("unit_id")["abnormal_since"].min()
-    kwh = figures.in_window(figures.power).groupby("unit_id")["kwh"].sum()
-    for unit_id in figures.register.index[figures.register["zombie_candidate"].fillna(False).astype(bool)]:
-        since = listed.get(unit_id)
-        evidence = {
-            "abnormal_since": since.isoformat() if since is not None else None,
+    kwh = window.within(figures.power).groupby("unit_id")["kwh"].sum()
+    zombies = figures.register.loc[_is_set(figures.register["zombie_candidate"]), ["unit_id"]]
+    zombies = zombies.assign(
+        since=listed.reindex(zombies.index),
+        kwh=kwh.reindex(zombies.index, fill_value=0.0),
+        period=window.reference,
+    )
+    evidence = [
+        {
+            "abnormal_since": since.isoformat() if pd.notna(since) else None,
             "tax_paid": 0.0,
-            "kwh": round(float(kwh.get(unit_id, 0.0))),
-            "lookback_months": figures.lookback_months,
+            "kwh": round(power),
+            "lookback_months": window.months,
         }
-        yield Raised(unit_id, figures.reference, evidence)
+        for since, power in _values(zombies, "since", "kwh")
+    ]
+    return _raised(zombies, evidence)
 
 
-def _multi_licence(figures: Figures, rule: Rules) -> Iterator[Raised]:
-    flagged = figures.register[figures.register["multi_licence"].fillna(False).astype(bool)]
+def _multi_licence(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     # the resolver groups by operator and site; the operator is not written into the evidence
-    for _, group in flagged.groupby(["legal_rep_name", "division_code"], dropna=False):
-        for unit_id in group.index:
-            others = sorted(u for u in group.index if u != unit_id)
-            yield Raised(unit_id, figures.reference, {"licences": len(group), "other_units": others})
+    site = ["legal_rep_name", "division_code"]
+    flagged = figures.register.loc[_is_set(figures.register["multi_licence"]), ["unit_id", *site]]
+    holders = figures.licence_holders.rename(columns={"unit_id": "holder"})
+    groups = (
+        flagged.reset_index(drop=True)
+        .merge(holders, on=site)
+        .sort_values(["unit_id", "holder"])
+        .groupby("unit_id")["holder"]
+        .agg(list)
+    )
+    evidence = [
+        {"licences": len(members), "other_units": [member for member in members if member != unit_id]}
+        for unit_id, members in groups.items()
+    ]
+    return _raised(groups.reset_index().assign(period=window.reference), evidence)
 
 
-def _multi_meter(figures: Figures, rule: Rules) -> Iterator[Raised]:
-    power = figures.in_window(figures.power)
-    meters = power.groupby("unit_id")["meter_no"].nunique()
-    kwh = power.groupby("unit_id")["kwh"].sum()
-    for unit_id, count in meters[meters >= rule["min_meters"]].items():
-        evidence = {
-            "meters": int(count),
-            "kwh": round(float(kwh[unit_id])),
-            "lookback_months": figures.lookback_months,
-        }
-        yield Raised(unit_id, figures.reference, evidence)
+def _multi_meter(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
+    power = window.within(figures.power)
+    by_unit = power.groupby("unit_id").agg(meters=("meter_no", "nunique"), kwh=("kwh", "sum"))
+    found = by_unit[by_unit["meters"] >= rule["min_meters"]]
+    evidence = [
+        {"meters": meters, "kwh": round(kwh), "lookback_months": window.months}
+        for meters, kwh in _values(found, "meters", "kwh")
+    ]
+    return _raised(found.reset_index().assign(period=window.reference), evidence)
 
 
-def _unregistered_ecommerce(figures: Figures, rule: Rules) -> Iterator[Raised]:
-    unregistered = set(figures.register.index[figures.register["unregistered"].fillna(False).astype(bool)])
-    parcels = figures.in_window(figures.parcels)
+def _unregistered_ecommerce(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
+    unregistered = figures.register.index[_is_set(figures.register["unregistered"])]
+    parcels = window.within(figures.parcels)
     parcels = parcels[parcels["unit_id"].isin(unregistered)]
-    total = parcels.groupby("unit_id")["parcel_count"].sum()
-    months = parcels.groupby("unit_id")["period"].nunique()
-    for unit_id, count in total[total >= rule["min_parcels"]].items():
-        if months[unit_id] >= rule["min_months"]:
-            evidence = {
-                "parcels": int(count),
-                "months": int(months[unit_id]),
-                "lookback_months": figures.lookback_months,
-            }
-            yield Raised(unit_id, figures.reference, evidence)
+    by_unit = parcels.groupby("unit_id").agg(parcels=("parcel_count", "sum"), months=("period", "nunique"))
+    found = by_unit[(by_unit["parcels"] >= rule["min_parcels"]) & (by_unit["months"] >= rule["min_months"])]
+    evidence = [
+        {"parcels": int(count), "months": months, "lookback_months": window.months}
+        for count, months in _values(found, "parcels", "months")
+    ]
+    return _raised(found.reset_index().assign(period=window.reference), evidence)
 
 
-RULES: dict[str, Callable[[Figures, Rules], Iterator[Raised]]] = {
+RULES: dict[str, Callable[[Figures, Window, Rules], pd.DataFrame]] = {
     "power_without_tax": _power_without_tax,
     "kwh_change": _kwh_change,
     "tax_change": _tax_change,
@@ -349,58 +486,83 @@ RULES: dict[str, Callable[[Figures, Rules], Iterator[Raised]]] = {
 # -- assembling the table --------------------------------------------------------------------------------
 
 
+def _warning_rows(name: str, rule: Rules, raised: pd.DataFrame, register: pd.DataFrame) -> pd.DataFrame:
+    """The table rows of what one rule raised: id, routing from the register, message and evidence."""
+    units = register.loc[raised["unit_id"]]  # a unit missing from the register is an error
+    unit_names = units["name"].to_numpy(dtype=object, na_value=None)
+    messages = [
+        # words in Chinese over the evidence's codes
+        rule["message"].format_map({"name": unit_name, "period": period, **evidence, **words})
+        for unit_name, period, evidence, words in zip(
+            unit_names, raised["period"].tolist(), raised["evidence"], raised["words"], strict=True
+        )
+    ]
+    return pd.DataFrame(
+        {
+            "warning_id": [
+                warning_id(name, unit_id, period) for unit_id, period in _values(raised, "unit_id", "period")
+            ],
+            "rule": name,
+            "severity": rule["severity"],
+            "unit_id": raised["unit_id"].to_numpy(),
+            "unit_name": unit_names,
+            "uscc": units["uscc"].to_numpy(),
+            "period": raised["period"].to_numpy(),
+            "message": messages,
+            "evidence": [
+                json.dumps(evidence, ensure_ascii=False, sort_keys=True, default=str)
+                for evidence in raised["evidence"]
+            ],
+            "division_code": units["division_code"].to_numpy(),
+            "township": units["township"].to_numpy(),
+        }
+    )
+
+
 def compute_warnings(
-    register: pa.Table,
-    links: pa.Table,
-    records: dict[str, pa.Table],
+    figures: Figures,
     run_id: str,
     rules: Rules | None = None,
     previous: pa.Table | None = None,
+    units: Collection[str] | None = None,
 ) -> pa.Table:
-    """All warnings of a register run, as a table with exactly ``output_schema("warnings")``.
+    """The warnings of a register run, as a table with exactly ``output_schema("warnings")``.
 
-    ``records`` holds the latest staged records per feed (``latest_records``); ``previous`` the warnings of
-    the previous published register, whose ``first_raised_run`` carries over to warnings raised again.
+    ``previous`` holds the warnings of the previous published register, whose ``first_raised_run`` carries
+    over to warnings raised again. With ``units``, only the warnings about those units: the same rows as
+    the warnings of all units that are about them, at a cost that follows those units' figures.
     """
     rules = rules or load_rules()
     schema = output_schema("warnings")
-    figures = Figures.build(register, links, records, int(rules["lookback_months"]))
-    if figures.reference is None or not register.num_rows:
+    if units is not None:
+        figures = figures.about(units)
+    if figures.reference is None or figures.register.empty:
+        return schema.empty_table()
+    window = Window(figures.reference, int(rules["lookback_months"]))
+    found = [
+        _warning_rows(name, rule, RULES[name](figures, window, rule), figures.register).assign(
+            priority=int(rules["priority"][rule["severity"]])
+        )
+        for name, rule in rules["rules"].items()
+        if rule.get("enabled", True)
+    ]
+    warnings = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+    if warnings.empty:
         return schema.empty_table()
     first_raised = {}
     if previous is not None and previous.num_rows:
         ids, runs = previous["warning_id"].to_pylist(), previous["first_raised_run"].to_pylist()
         first_raised = dict(zip(ids, runs, strict=True))
-    units = {row["unit_id"]: row for row in register.to_pylist()}
-    rows = []
-    for name, rule in rules["rules"].items():
-        if not rule.get("enabled", True):
-            continue
-        for raised in RULES[name](figures, rule):
-            unit = units[raised.unit_id]
-            fields = {**raised.evidence, **(raised.words or {})}  # words in Chinese over the evidence's codes
-            message = rule["message"].format_map({"name": unit["name"], "period": raised.period, **fields})
-            identifier = warning_id(name, raised.unit_id, raised.period)
-            rows.append(
-                {
-                    "warning_id": identifier,
-                    "rule": name,
-                    "severity": rule["severity"],
-                    "unit_id": raised.unit_id,
-                    "unit_name": unit["name"],
-                    "uscc": unit["uscc"],
-                    "period": raised.period,
-                    "message": message,
-                    "evidence": json.dumps(raised.evidence, ensure_ascii=False, sort_keys=True, default=str),
-                    "division_code": unit["division_code"],
-                    "township": unit["township"],
-                    "priority": int(rules["priority"][rule["severity"]]),
-                    "first_raised_run": first_raised.get(identifier, run_id),
-                    "run_id": run_id,
-                }
-            )
-    rows.sort(key=lambda r: (r["priority"], r["division_code"] or "", r["township"] or "", r["warning_id"]))
-    return pa.Table.from_pylist(rows, schema=schema)
+    warnings["first_raised_run"] = [
+        first_raised.get(identifier, run_id) for identifier in warnings["warning_id"]
+    ]
+    warnings["run_id"] = run_id
+    # most urgent first, then by where the warning goes
+    order = warnings.assign(
+        division=warnings["division_code"].fillna(""), town=warnings["township"].fillna("")
+    ).sort_values(["priority", "division", "town", "warning_id"], kind="stable")
+    table = pa.Table.from_pandas(warnings.loc[order.index, schema.names], schema=schema, preserve_index=False)
+    return table.replace_schema_metadata(schema.metadata)
 
 
 def previous_warnings(store: RunStore) -> pa.Table | None:
@@ -421,6 +583,5 @@ def warnings_for_register(
     when the caller has read them for the resolver), ids carried over from the published register."""
     if records is None:
         records = {feed: latest_records(store, feed) for feed in FIGURE_FEEDS}
-    return compute_warnings(
-        tables["register"], tables["links"], records, run_id, rules, previous_warnings(store)
-    )
+    figures = Figures.from_links(tables["register"], tables["links"], records)
+    return compute_warnings(figures, run_id, rules, previous_warnings(store))
