@@ -191,20 +191,26 @@ def id_churn(
 
     Untouched by truth: true units with no record in the batch; this count also takes in corrections (a
     record that sat by mistake in a register unit the batch did touch, and moved to its own). Untouched in
-    the register: units that held no record of the batch, before it or after."""
+    the register: units that held no record of the batch, before it or after. Of the records counted, those
+    now in no unit (``unlinked``) lost a link the batch made ambiguous, e.g. a test record whose work-unit
+    name now names two units in its city."""
     touched_true = {truth[key] for key in batch if truth.get(key)}
-    touched_register = {previous.get(key) for key in batch} | {current.get(key) for key in batch}
-    by_truth = by_register = 0
+    touched_register = ({previous.get(key) for key in batch} | {current.get(key) for key in batch}) - {None}
+    by_truth = by_register = unlinked = 0
     for key, before in previous.items():
         after = current.get(key)
         if after == before:
             continue
-        by_truth += bool(truth.get(key)) and truth[key] not in touched_true
-        by_register += before not in touched_register and after not in touched_register
+        of_untouched_true_unit = bool(truth.get(key)) and truth[key] not in touched_true
+        of_untouched_register_unit = before not in touched_register and after not in touched_register
+        by_truth += of_untouched_true_unit
+        by_register += of_untouched_register_unit
+        unlinked += (of_untouched_true_unit or of_untouched_register_unit) and after is None
     return {
         "untouched_true_units": len({u for u in truth.values() if u} - touched_true),
         "id_churn_untouched_true_units": by_truth,
         "id_churn_untouched_register_units": by_register,
+        "id_churn_unlinked": unlinked,
     }
 
 
