@@ -1,13 +1,14 @@
-"""Parsing one message: typed rows, every quarantine reason, and no clear personal data in either."""
+"""Parsing messages: typed rows, every quarantine reason, and no clear personal data in either; a batch
+parses to Arrow tables holding what each message parses to alone."""
 
 import json
 from datetime import UTC, date, datetime
 
 import pytest
 
-from pipelines.contracts import contract, load_contracts
+from pipelines.contracts import QUARANTINE_SCHEMA, contract, load_contracts
 from pipelines.ingest import parse
-from pipelines.ingest.parse import parse_message
+from pipelines.ingest.parse import FeedParser, parse_message
 from pipelines.kafka import RawMessage
 from pipelines.malformed import malformed_messages
 from pipelines.pii import Tokeniser
@@ -144,3 +145,71 @@ def test_every_contract_names_its_department_in_chinese_for_staff_facing_files()
     departments = {feed: c.department for feed, c in load_contracts().items()}
     assert departments["tax"] == "税务"
     assert all(name != feed and not name.isascii() for feed, name in departments.items()), departments
+
+
+def _batch(feed: str) -> list[RawMessage]:
+    """Good, bad, unknown-field and timestamp-less messages of one feed, as one read batch."""
+    payloads = [
+        {
+            "record_id": "R1",
+            "uscc": "91110000100006485K",
+            "name": " 北京\u200b测试 ",
+            "updated_at": "2026-10-31T09:12:00+08:00",
+        },
+        {
+            "record_id": "R2",
+            "legal_rep_id": "11010519491231002X",
+            "established_on": "2015-03-09",
+            "note": "138 1234 5678",
+        },
+        {"record_id": "R3", "established_on": "yesterday"},
+        {"record_id": "R4", "registered_capital": 12},
+    ]
+    messages = [
+        RawMessage(
+            feed,
+            f"feeds.{feed}",
+            1,
+            10 + i,
+            timestamp,
+            p["record_id"].encode(),
+            json.dumps(p, ensure_ascii=False).encode(),
+        )
+        for i, (p, timestamp) in enumerate(zip(payloads, [1_700_000_000_123, -1, None, 0], strict=True))
+    ]
+    return [*messages, RawMessage(feed, f"feeds.{feed}", 1, 20, 5, b"R5", b"not json")]
+
+
+def test_a_batch_parses_into_arrow_tables_holding_the_rows_of_single_messages():
+    messages = _batch("registration")
+    staged, quarantined = FeedParser(contract("registration"), TOKENISER, "run-000001").parse_batch(messages)
+    assert staged.schema.equals(contract("registration").staging_schema())
+    assert quarantined.schema.equals(QUARANTINE_SCHEMA)
+    one_by_one = [parse_message(contract("registration"), m, TOKENISER, "run-000001") for m in messages]
+    assert staged.to_pylist() == [row for ok, row in one_by_one if ok]
+    assert quarantined.to_pylist() == [row for ok, row in one_by_one if not ok]
+    assert staged.num_rows == 3 and [r["reason"] for r in quarantined.to_pylist()] == [
+        parse.CONTRACT_VIOLATION,
+        parse.INVALID_JSON,
+    ]
+    assert staged["_kafka_timestamp"].to_pylist()[:2] == [
+        datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC),
+        None,
+    ]
+
+
+def test_a_batch_of_another_feed_is_refused():
+    with pytest.raises(ValueError, match="another feed"):
+        FeedParser(contract("tax"), TOKENISER, "run-000001").parse_batch(_batch("registration"))
+
+
+def test_a_bug_in_parsing_quarantines_the_message_and_the_batch_goes_on(monkeypatch: pytest.MonkeyPatch):
+    def broken_check(code: str) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(parse._CHECKS, "uscc", broken_check)
+    parser = FeedParser(contract("registration"), TOKENISER, "run-000001")
+    staged, quarantined = parser.parse_batch(_batch("registration"))
+    assert staged["record_id"].to_pylist() == ["R2", "R4"]
+    internal = [r for r in quarantined.to_pylist() if r["reason"] == parse.INTERNAL_ERROR]
+    assert [(r["offset"], r["detail"]) for r in internal] == [(10, "RuntimeError")]

@@ -1,20 +1,29 @@
-"""Turn one Kafka message into a typed staging row, or into a quarantine row with a reason.
+"""Turn Kafka messages into typed staging rows, or into quarantine rows with a reason.
 
 Pure functions, no IO: the Beam stage in ``transforms.py`` only wires them up. Bad input is data: every
-message ends as exactly one staged or one quarantined row, never an exception.
+message ends as exactly one staged or one quarantined row, never an exception. ``FeedParser`` prepares a
+feed's contract once; ``parse_batch`` turns a batch of one feed's messages into two Arrow tables (staged,
+quarantined), which is what the job writes; ``parse_message`` gives one message's row as a dict.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import logging
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
-from pipelines.contracts import FeedContract, FieldSpec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.contracts import QUARANTINE_SCHEMA, FeedContract, FieldSpec
 from pipelines.kafka import RawMessage
 from pipelines.pii import Tokeniser
 from pipelines.standardise import codes
@@ -33,6 +42,10 @@ REASONS = (
     EMPTY_PAYLOAD, OVERSIZE, NOT_UTF8, INVALID_JSON, NOT_OBJECT,
     MISSING_RECORD_ID, KEY_MISMATCH, WRONG_TYPE, CONTRACT_VIOLATION,
 )  # fmt: skip
+# Not a check: parsing itself failed (a bug). The message is quarantined rather than lost.
+INTERNAL_ERROR = "internal_error"
+
+log = logging.getLogger(__name__)
 
 _PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 # Zero-width and bidi marks that copy-paste leaves in names; control characters other than whitespace.
@@ -44,6 +57,9 @@ _CHECKS = {
     "taxpayer_id": codes.is_valid_taxpayer_id,
 }
 
+# Staging columns that come from where the message was read and from the run, not from its payload.
+_NOT_PARSED = frozenset({"_topic", "_partition", "_offset", "_kafka_timestamp", "_run_id"})
+
 
 @dataclass
 class _Problem(Exception):
@@ -53,48 +69,77 @@ class _Problem(Exception):
 
 def normalise_text(value: str) -> str | None:
     """NFC, no invisible or control characters, trimmed; empty becomes None."""
-    value = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
-    value = "".join(ch if ch.isprintable() else " " for ch in value).strip()
-    return value or None
+    value = unicodedata.normalize("NFC", value)
+    if not value.isprintable():  # the invisible marks are not printable either: most values skip this
+        value = "".join(ch if ch.isprintable() else " " for ch in value.translate(_INVISIBLE))
+    return value.strip() or None
 
 
-def _convert(spec: FieldSpec, value: Any) -> Any:
-    """Check one present, non-null value against its field spec and return it typed."""
-    if spec.type in ("string", "date", "timestamp", "period"):
-        if not isinstance(value, str):
-            raise _Problem(WRONG_TYPE, f"{spec.name}: expected a string, got {type(value).__name__}")
-        text = normalise_text(value)
-        if text is None:
-            return None
-        if spec.max_length and len(text) > spec.max_length:
-            raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: longer than {spec.max_length} characters")
-        if spec.type == "string":
-            return text
-        if spec.type == "period":
-            if not _PERIOD_RE.match(text):
-                raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not a YYYY-MM period")
-            return text
-        if spec.type == "date":
-            try:
-                return date.fromisoformat(text)
-            except ValueError:
-                raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not an ISO date YYYY-MM-DD") from None
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not an ISO 8601 timestamp") from None
-        if moment.tzinfo is None:
-            raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: timestamp has no UTC offset")
-        return moment.astimezone(UTC)
+# One check-and-convert function per field type; each takes a present, non-null value.
+
+
+def _string(spec: FieldSpec, value: Any) -> str | None:
+    if not isinstance(value, str):
+        raise _Problem(WRONG_TYPE, f"{spec.name}: expected a string, got {type(value).__name__}")
+    text = normalise_text(value)
+    if text is not None and spec.max_length and len(text) > spec.max_length:
+        raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: longer than {spec.max_length} characters")
+    return text
+
+
+def _period(spec: FieldSpec, value: Any) -> str | None:
+    text = _string(spec, value)
+    if text is not None and not _PERIOD_RE.match(text):
+        raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not a YYYY-MM period")
+    return text
+
+
+def _date(spec: FieldSpec, value: Any) -> date | None:
+    text = _string(spec, value)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not an ISO date YYYY-MM-DD") from None
+
+
+def _timestamp(spec: FieldSpec, value: Any) -> datetime | None:
+    text = _string(spec, value)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: timestamp has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def _number(spec: FieldSpec, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Problem(WRONG_TYPE, f"{spec.name}: expected a number, got {type(value).__name__}")
     if not math.isfinite(value):
         raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not a finite number")
-    if spec.type == "integer":
-        if isinstance(value, float) and not value.is_integer():
-            raise _Problem(WRONG_TYPE, f"{spec.name}: expected an integer")
-        return int(value)
     return float(value)
+
+
+def _integer(spec: FieldSpec, value: Any) -> int:
+    _number(spec, value)
+    if isinstance(value, float) and not value.is_integer():
+        raise _Problem(WRONG_TYPE, f"{spec.name}: expected an integer")
+    return int(value)
+
+
+_CONVERTERS: dict[str, Callable[[FieldSpec, Any], Any]] = {
+    "string": _string,
+    "period": _period,
+    "date": _date,
+    "timestamp": _timestamp,
+    "number": _number,
+    "integer": _integer,
+}
 
 
 def _tokenise_personal(contract: FeedContract, obj: dict[str, Any], tokeniser: Tokeniser) -> None:
@@ -112,7 +157,8 @@ def _decode(contract: FeedContract, message: RawMessage) -> dict[str, Any]:
     if len(payload) > contract.max_message_bytes:
         raise _Problem(OVERSIZE, f"{len(payload)} bytes > limit {contract.max_message_bytes}")
     try:
-        text = payload.decode("utf-8-sig")
+        # What decode("utf-8-sig") does (error positions after the BOM too), without its Python-level codec.
+        text = payload.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as err:
         raise _Problem(NOT_UTF8, f"invalid UTF-8 at byte {err.start}") from None
     try:
@@ -124,54 +170,125 @@ def _decode(contract: FeedContract, message: RawMessage) -> dict[str, Any]:
     return obj
 
 
-def _typed_row(contract: FeedContract, obj: dict[str, Any], message: RawMessage) -> dict[str, Any]:
-    record_id = obj.get(contract.key_field)
-    if record_id is None or (isinstance(record_id, str) and not record_id.strip()):
-        raise _Problem(MISSING_RECORD_ID, f"no {contract.key_field}")
-    if message.key is not None and message.key.decode("utf-8", "replace") != str(record_id):
-        raise _Problem(KEY_MISMATCH, f"message key differs from {contract.key_field}")
-    row: dict[str, Any] = {}
-    problems: list[_Problem] = []
-    for spec in contract.fields:
-        value = obj.get(spec.name)
+class FeedParser:
+    """One feed's contract prepared once (field checks, codes to verify, personal fields), to parse many of
+    its messages."""
+
+    def __init__(self, contract: FeedContract, tokeniser: Tokeniser, run_id: str) -> None:
+        self.contract = contract
+        self._tokeniser = tokeniser
+        self._run_id = run_id
+        self._schema = contract.staging_schema()
+        self._known = frozenset(contract.field_names)
+        self._converters = [(spec.name, partial(_CONVERTERS[spec.type], spec)) for spec in contract.fields]
+        self._checked = [
+            (i, _CHECKS[spec.kind]) for i, spec in enumerate(contract.fields) if spec.validity_column
+        ]
+        self._personal = [
+            (i, spec.kind or spec.name) for i, spec in enumerate(contract.fields) if spec.personal
+        ]
+        # Fields, validity flags and ``_extra``: the staged columns parsing fills, in schema order.
+        self._parsed_fields = [f for f in self._schema if f.name not in _NOT_PARSED]
+
+    def parse(self, message: RawMessage) -> tuple[bool, dict[str, Any]]:
+        """``(True, staging_row)`` or ``(False, quarantine_row)``."""
+        values, quarantined = self._parse(message)
+        if values is None:
+            return False, quarantined  # type: ignore[return-value]
+        row = dict(zip((f.name for f in self._parsed_fields), values, strict=True))
+        row.update(
+            _topic=message.topic,
+            _partition=message.partition,
+            _offset=message.offset,
+            _kafka_timestamp=_kafka_time(message),
+            _run_id=self._run_id,
+        )
+        return True, row
+
+    def parse_batch(self, messages: Sequence[RawMessage]) -> tuple[pa.Table, pa.Table]:
+        """The staged table (staging schema) and the quarantine table of messages of this feed."""
+        if any(message.feed != self.contract.feed for message in messages):
+            raise ValueError(f"a batch for {self.contract.feed} holds messages of another feed")
+        rows, staged, quarantined = [], [], []
+        for message in messages:
+            values, quarantine = self._parse(message)
+            if values is None:
+                quarantined.append(quarantine)
+            else:
+                rows.append(values)
+                staged.append(message)
+        return self._staged_table(rows, staged), pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA)
+
+    def _parse(self, message: RawMessage) -> tuple[list[Any] | None, dict[str, Any] | None]:
+        """The parsed column values of a message, or its quarantine row."""
+        obj: dict[str, Any] | None = None
         try:
-            row[spec.name] = None if value is None else _convert(spec, value)
+            obj = _decode(self.contract, message)
+            return self._values(obj, message), None
         except _Problem as problem:
-            problems.append(problem)
-    if problems:
-        raise _Problem(problems[0].reason, "; ".join(p.detail for p in problems))
-    return row
+            reason, detail = problem.reason, problem.detail
+        except Exception as error:  # a bug in parsing must not lose the message either
+            log.exception("parsing %s[%d]@%d failed", message.topic, message.partition, message.offset)
+            reason, detail, obj = INTERNAL_ERROR, type(error).__name__, None
+        return None, quarantine_row(
+            self.contract, message, reason, detail, self._tokeniser, self._run_id, obj
+        )
+
+    def _values(self, obj: dict[str, Any], message: RawMessage) -> list[Any]:
+        """Contract fields (typed, personal ones tokenised), validity of checked codes, then ``_extra``."""
+        contract = self.contract
+        record_id = obj.get(contract.key_field)
+        if record_id is None or (isinstance(record_id, str) and not record_id.strip()):
+            raise _Problem(MISSING_RECORD_ID, f"no {contract.key_field}")
+        if message.key is not None and message.key.decode("utf-8", "replace") != str(record_id):
+            raise _Problem(KEY_MISMATCH, f"message key differs from {contract.key_field}")
+        values: list[Any] = []
+        problems: list[_Problem] = []
+        for name, convert in self._converters:
+            value = obj.get(name)
+            try:
+                values.append(None if value is None else convert(value))
+            except _Problem as problem:
+                problems.append(problem)
+        if problems:
+            raise _Problem(problems[0].reason, "; ".join(p.detail for p in problems))
+
+        validity = [None if values[i] is None else check(values[i]) for i, check in self._checked]
+        for i, kind in self._personal:
+            if values[i] is not None:
+                values[i] = self._tokeniser.token(kind, values[i])
+        extra = None
+        if not self._known.issuperset(obj):
+            extra = _scrubbed_json({k: v for k, v in obj.items() if k not in self._known}, self._tokeniser)
+        return [*values, *validity, extra]
+
+    def _staged_table(self, rows: list[list[Any]], messages: list[RawMessage]) -> pa.Table:
+        if not rows:
+            return self._schema.empty_table()
+        parsed = [
+            pa.array(column, f.type)
+            for column, f in zip(zip(*rows, strict=True), self._parsed_fields, strict=True)
+        ]
+        _, topics, partitions, offsets, timestamps_ms, _, _ = zip(*messages, strict=True)
+        timestamps = pa.array(timestamps_ms, pa.int64())
+        not_parsed = {
+            "_topic": pa.array(topics, pa.string()),
+            "_partition": pa.array(partitions, pa.int32()),
+            "_offset": pa.array(offsets, pa.int64()),
+            "_kafka_timestamp": pc.if_else(pc.less(timestamps, 0), None, timestamps).cast(  # -1: none
+                self._schema.field("_kafka_timestamp").type
+            ),
+            "_run_id": pa.array([self._run_id] * len(rows), pa.string()),
+        }
+        columns = dict(zip((f.name for f in self._parsed_fields), parsed, strict=True)) | not_parsed
+        return pa.Table.from_arrays([columns[name] for name in self._schema.names], schema=self._schema)
 
 
 def parse_message(
     contract: FeedContract, message: RawMessage, tokeniser: Tokeniser, run_id: str
 ) -> tuple[bool, dict[str, Any]]:
     """Return ``(True, staging_row)`` or ``(False, quarantine_row)`` for one message."""
-    obj: dict[str, Any] | None = None
-    try:
-        obj = _decode(contract, message)
-        row = _typed_row(contract, obj, message)
-    except _Problem as problem:
-        return False, quarantine_row(
-            contract, message, problem.reason, problem.detail, tokeniser, run_id, obj
-        )
-
-    for spec in contract.fields:
-        if spec.validity_column:
-            value = row[spec.name]
-            row[spec.validity_column] = None if value is None else _CHECKS[spec.kind](value)  # type: ignore[index]
-        if spec.personal and row[spec.name] is not None:
-            row[spec.name] = tokeniser.token(spec.kind or spec.name, row[spec.name])
-    extra = {k: v for k, v in obj.items() if k not in contract.field_names}
-    row.update(
-        _topic=message.topic,
-        _partition=message.partition,
-        _offset=message.offset,
-        _kafka_timestamp=_kafka_time(message),
-        _run_id=run_id,
-        _extra=_scrubbed_json(extra, tokeniser) if extra else None,
-    )
-    return True, row
+    return FeedParser(contract, tokeniser, run_id).parse(message)
 
 
 def quarantine_row(
