@@ -16,12 +16,14 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.contracts import contract, feed_names
 from pipelines.quality import (
     BlockingQualityError,
     FeedQuality,
+    QualityWorker,
     check_suite,
     load_suite,
     raise_if_blocking,
@@ -314,3 +316,35 @@ def test_reports_are_written_self_contained_and_without_personal_values(
     assert ge["suite_name"] == "nucleic_contact" and ge["success"] is False
     for outcome in broken["nucleic_contact"].outcomes:
         json.dumps(outcome.to_dict(), allow_nan=False)  # alerts get strict JSON
+
+
+# -- validation in a child process --------------------------------------------------------------------
+
+
+def _essence(quality: FeedQuality) -> list[tuple[Any, ...]]:
+    """What a validation found, without the run-time parameters (the clock) it was held to."""
+    return [(o.expectation_type, o.column, o.success, o.unexpected_count) for o in quality.outcomes]
+
+
+def test_a_quality_worker_validates_staged_files_as_validate_feed_does(tmp_path: Path) -> None:
+    broken_tax = staged("tax", _with(healthy_rows("tax"), 4, tax_paid=-5.0))
+    pq.write_table(broken_tax.slice(0, 600), tmp_path / "part-0.parquet")
+    pq.write_table(broken_tax.slice(600), tmp_path / "part-1.parquet")
+    with QualityWorker(["tax"]) as worker:
+        remote = worker.validate("tax", [tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"], ROWS)
+    local = validate_feed("tax", broken_tax, ROWS)
+    assert remote.rows == ROWS and _essence(remote) == _essence(local)
+    assert remote.failures
+
+
+def test_without_a_child_process_the_worker_validates_in_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, healthy: dict[str, FeedQuality]
+) -> None:
+    def no_children(method: str) -> None:
+        raise RuntimeError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr("pipelines.quality.worker.multiprocessing.get_context", no_children)
+    pq.write_table(staged("waybill", healthy_rows("waybill")), tmp_path / "part-0.parquet")
+    with QualityWorker(["waybill"]) as worker:
+        quality = worker.validate("waybill", [tmp_path / "part-0.parquet"], ROWS)
+    assert _essence(quality) == _essence(healthy["waybill"])

@@ -24,6 +24,7 @@ from pipelines.config import IngestSettings
 from pipelines.contracts import load_contracts
 from pipelines.kafka.client import OffsetRange, plan_ranges
 from pipelines.pii import load_key
+from pipelines.quality import QualityWorker, raise_if_blocking, write_quality_reports
 from pipelines.store import RunStore, utc_now
 
 log = logging.getLogger(__name__)
@@ -126,9 +127,7 @@ def _tally(result: IngestResult, store: RunStore, run_id: str, ranges: list[Offs
     return quarantine_files
 
 
-def _check_quality(result: IngestResult, store: RunStore, run_id: str) -> None:
-    from pipelines.quality import raise_if_blocking, validate_feed, write_quality_reports
-
+def _check_quality(result: IngestResult, store: RunStore, run_id: str, worker: QualityWorker) -> None:
     previous = {
         feed: stats["staged"]
         for manifest in store.manifests()
@@ -139,8 +138,7 @@ def _check_quality(result: IngestResult, store: RunStore, run_id: str) -> None:
     for feed, stats in result.feeds.items():
         if not stats.staged:
             continue
-        table = pq.ParquetDataset([store.root / f for f in stats.files]).read()
-        outcomes.append(validate_feed(feed, table, previous.get(feed)))
+        outcomes.append(worker.validate(feed, [store.root / f for f in stats.files], previous.get(feed)))
     if not outcomes:
         return
     _, html = write_quality_reports(outcomes, store.quality_dir(run_id), run_id)
@@ -179,12 +177,14 @@ def run_ingest(settings: IngestSettings) -> IngestResult:
         started_at = utc_now()
         result.timings["plan"] = time.monotonic() - started
         log.info("%s: reading %d messages", run_id, sum(r.size for r in ranges))
-        with _timed(result, "beam"):
-            _beam_pipeline(settings, [r for r in ranges if r.size], store, run_id)
-        with _timed(result, "tally"):
-            quarantine_files = _tally(result, store, run_id, ranges)
-        with _timed(result, "quality"):
-            _check_quality(result, store, run_id)
+        read = [r for r in ranges if r.size]
+        with QualityWorker(sorted({r.feed for r in read})) as quality:  # loads GE while Beam runs
+            with _timed(result, "beam"):
+                _beam_pipeline(settings, read, store, run_id)
+            with _timed(result, "tally"):
+                quarantine_files = _tally(result, store, run_id, ranges)
+            with _timed(result, "quality"):
+                _check_quality(result, store, run_id, quality)
         result.manifest = store.commit(
             {
                 "run_id": run_id,

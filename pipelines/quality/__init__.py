@@ -1,7 +1,7 @@
 """Data quality of staged feeds: GE suites from ``expectations/``, block/warn outcomes, run reports.
 
 Importing this package does not import Great Expectations (15 s); the first ``validate_feed`` or
-``preload`` call does, once per process.
+``preload`` call does, once per process, and a ``QualityWorker`` does it in a child process ahead of time.
 """
 
 from pipelines.quality.outcomes import (
@@ -13,11 +13,13 @@ from pipelines.quality.outcomes import (
 from pipelines.quality.report import write_quality_reports
 from pipelines.quality.suites import check_suite, load_suite
 from pipelines.quality.validate import SuiteError, preload, validate_feed
+from pipelines.quality.worker import QualityWorker
 
 __all__ = [
     "BlockingQualityError",
     "ExpectationOutcome",
     "FeedQuality",
+    "QualityWorker",
     "SuiteError",
     "check_suite",
     "load_suite",

@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from pipelines.contracts import contract
 from pipelines.quality.outcomes import ExpectationOutcome, FeedQuality, json_safe
@@ -129,6 +131,8 @@ def validate_feed(
 
 
 def _to_pandas(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: the job imports this package before pandas (4 s) is needed
+
     if isinstance(table, pd.DataFrame):
         return table
     if isinstance(table, pa.Table | pa.RecordBatch):
