@@ -26,7 +26,7 @@ from pipelines.pii import Tokeniser, load_key
 from pipelines.resolve import (
     MODEL_PATH,
     DuckDBEngine,
-    Identity,
+    History,
     Resolution,
     ResolutionState,
     ResolveInputs,
@@ -133,18 +133,18 @@ def prepare_register(
         reason = "asked to" if rebuild else _why_rebuild(previous, fingerprint, kept is not None)
         if reason is None:
             assert previous is not None and kept is not None and published is not None
-            state = ResolutionState.from_tables(kept, published, previous["state"]["reference"])
+            state = ResolutionState.from_tables(kept, previous["state"]["reference"])
             batch = all_latest_records(store, after_run=previous["inputs"]["ingest_run"])
         else:
             log.info("%s: rebuilding the register (%s)", run_id, reason)
             state = ResolutionState.empty()
             batch = all_latest_records(store)
-        identity = _identity(kept, published)
+        history = _history(kept, published)
         read_s = time.monotonic() - begun
         inputs = ResolveInputs(
             batch=batch,
             state=state,
-            identity=identity,
+            history=history,
             verdicts=load_verdicts(store.verdicts_dir),
             tokens=Tokeniser(load_key()),
             run_id=run_id,
@@ -179,7 +179,11 @@ def prepare_register(
             "state": {"reference": resolution.state.reference, "tax_periods": tax_periods},
         }
         begun = time.monotonic()
-        state_tables = {**resolution.state.tables(), "issued": resolution.issued}
+        state_tables = {
+            **resolution.state.tables(),
+            "issued": resolution.history.issued,
+            "constraints": resolution.history.constraints,
+        }
         store.write_register(run_id, resolution.tables, meta, state_tables)
         meta["timings_s"]["write"] = round(time.monotonic() - begun, 3)
         meta["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -187,15 +191,17 @@ def prepare_register(
         return Prepared(run_id, resolution, meta)
 
 
-def _identity(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | None) -> Identity:
-    """Ids issued, each record's last unit, and the verdicts as first applied: from the last register."""
+def _history(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | None) -> History:
+    """What the last register said: its tables, the ids it issued, the verdicts as first applied."""
     if not published:
-        return Identity.empty()
-    empty = Identity.empty()
-    return Identity(
-        issued=(kept or {}).get("issued", _issued_from(published["register"])),
+        return History.empty()
+    kept = kept or {}
+    return History(
+        issued=kept.get("issued", _issued_from(published["register"])),
+        register=published["register"],
         links=published["links"],
-        constraints=(kept or {}).get("constraints", empty.constraints),
+        review=published["review"],
+        constraints=kept.get("constraints", History.empty().constraints),
     )
 
 
@@ -223,7 +229,10 @@ def _warnings(
     kept = previous.filter(
         pc.and_(pc.invert(pc.is_in(previous["unit_id"], units)), pc.is_in(previous["unit_id"], current))
     )
-    merged = pa.concat_tables([kept, fresh.cast(kept.schema)])
+    kept = kept.set_column(
+        kept.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * kept.num_rows)
+    )
+    merged = pa.concat_tables([kept, fresh.cast(kept.schema)])  # every warning in force is raised by this run
     order = pc.sort_indices(
         pa.table(
             {

@@ -37,6 +37,15 @@ def test_split_keeps_the_id_with_the_larger_part_and_gives_the_rest_a_new_one():
     assert events == [LineageEvent("split", "UA", new_unit_id("w1"), 1)]
 
 
+def test_the_part_with_the_units_uscc_keeps_its_id_even_if_a_split_off_part_has_more_records():
+    """A township says a meter (12 bills) is not the registered shop's: the shop keeps its id."""
+    held = {"shop": {"UA": 2}, "meter": {"UA": 12}}
+    anchors = {"shop": "uscc:91330106MA2H00001X", "meter": "utility/E1"}
+    ids, events = assign_unit_ids(held, anchors, {"UA"}, {"UA"}, {"UA": "uscc:91330106MA2H00001X"})
+    assert ids["shop"] == "UA" and ids["meter"] != "UA"
+    assert events == [LineageEvent("split", "UA", ids["meter"], 12)]
+
+
 def test_a_minted_id_never_equals_one_another_cluster_inherits():
     """The collision a batch once caused: unit U was minted from record r's key; a later batch splits it, the
     part keeping most records inherits U, and the part now anchored on r would mint U again."""

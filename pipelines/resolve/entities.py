@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +43,7 @@ class Entity:
     organisation_form: str | None = None
     branch: str | None = None
     name_key: str | None = None  # the name with its region: a registration authority registers it once
+    full_name_key: str | None = None  # region (however spelt) and core: how people name their employer
     district_code: str | None = None
     township: str | None = None
     road: str | None = None
@@ -56,10 +57,13 @@ class Entity:
     entity_type: str | None = None
     is_person: bool = False  # a private sender or residential account rather than a business
 
+    def as_row(self) -> dict[str, Any]:
+        return dict(vars(self))
+
     def attributes_hash(self) -> str:
         """Changes exactly when something the model, the codes or the unit's row read has changed."""
-        values = asdict(self)
-        return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode(), digest_size=12).hexdigest()
+        values = json.dumps(list(vars(self).values()), ensure_ascii=False)
+        return hashlib.blake2b(values.encode(), digest_size=12).hexdigest()
 
 
 _STRING = pa.string()
@@ -102,6 +106,11 @@ def region_hint(name: str | None) -> str:
     return (match_region(region).division_code or "") if region else ""
 
 
+def full_name_key(name: CompanyName) -> str:
+    """The name with its region, however the region is spelt (杭州 / 杭州市 / 浙江省杭州市 → one code)."""
+    return "|".join((match_region(name.region).division_code or name.region, name.core))
+
+
 def _name_key(name: str | None) -> str | None:
     """A name with its region spelt out (北京… / 杭州市西湖区…) and any organisation form."""
     if not name:
@@ -128,6 +137,7 @@ def _fill(
         entity.organisation_form = parsed.organisation_form or None
         entity.branch = parsed.branch or None
         entity.name_key = _name_key(name)
+        entity.full_name_key = full_name_key(_name(name, ""))
     if address:
         city_hint = "" if hint or entity.is_person else region_hint(entity.name)
         parsed_address = _address(address, hint or city_hint)
@@ -377,7 +387,7 @@ def update_entities(
                     code = (before or {}).get("uscc") or first_codes.get(rep["entity_id"])
                     entity.uscc, entity.org_code = code, org_code_of(code)
                 entity_row = {
-                    **asdict(entity),
+                    **entity.as_row(),
                     **rep,
                     "source_hash": source_hash,
                     "attributes_hash": entity.attributes_hash(),

@@ -3,7 +3,8 @@
 The rule (documented in README, pinned by tests):
 1. A cluster whose records carried unit ids in the previous run inherits one of them: the previous id that
    most of its records carried (ties: the smaller id). Each previous id goes to one cluster only: the one
-   that holds most of its records (ties: the cluster with the smaller anchor).
+   with the unit's valid USCC, if one has it (a registered business keeps its id when a meter is split off
+   it); else the one that holds most of its records (ties: the cluster with the smaller anchor).
 2. Any other cluster gets a new id: ``U`` + 12 hex characters of SHA-1 over the cluster's *anchor* (its valid
    USCC if it has one, else its smallest record key). If that id is or ever was in use (the register keeps
    every id it issued, retired ones too), the anchor is salted (``anchor#1``, ``anchor#2`` …) until the id is
@@ -45,17 +46,27 @@ def assign_unit_ids(
     anchors: Mapping[Hashable, str],
     issued: Collection[str],
     previous_ids: Collection[str] = (),
+    previous_anchors: Mapping[str, str] | None = None,
 ) -> tuple[dict[Hashable, str], list[LineageEvent]]:
     """Unit ids for ``anchors``' clusters. ``held[cluster][old_id]``: how many of the cluster's records had
     ``old_id`` in the previous run; ``issued``: every id the register ever issued; ``previous_ids``: the ids
-    the clusters' records were in before (those that no cluster holds any more are retired).
+    the clusters' records were in before (those that no cluster holds any more are retired);
+    ``previous_anchors``: the USCC anchor (``uscc:…``) of previous ids that had one.
     Returns cluster → unit id, and the lineage events."""
+    previous_anchors = previous_anchors or {}
     holders: dict[str, list[Hashable]] = {}
     for cluster in anchors:
         for old_id in held.get(cluster, {}):
             holders.setdefault(old_id, []).append(cluster)
     heir_of = {
-        old_id: min(candidates, key=lambda c, old_id=old_id: (-held[c][old_id], anchors[c]))
+        old_id: min(
+            candidates,
+            key=lambda c, old_id=old_id: (
+                anchors[c] != previous_anchors.get(old_id),
+                -held[c][old_id],
+                anchors[c],
+            ),
+        )
         for old_id, candidates in holders.items()
     }
     taken = set(issued) | set(holders) | set(previous_ids)

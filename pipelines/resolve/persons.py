@@ -21,8 +21,9 @@ import pyarrow.compute as pc
 
 from pipelines.pii import Tokeniser
 from pipelines.resolve.engine import Engine
+from pipelines.resolve.entities import full_name_key
 from pipelines.standardise.addresses import parse_address
-from pipelines.standardise.names import CompanyName, parse_company_name
+from pipelines.standardise.names import parse_company_name
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
 
@@ -54,11 +55,6 @@ def _key(*parts: str | None) -> str:
     return _SEP.join(part or "" for part in parts)
 
 
-def _full_name_key(name: CompanyName) -> str:
-    """The name with its region, however the region is spelt (杭州 / 杭州市 / 浙江省杭州市 → one code)."""
-    return _key(match_region(name.region).division_code or name.region, name.core)
-
-
 def _known(trait: str) -> bool:
     return bool(trait) and not trait.endswith("|None")
 
@@ -77,8 +73,8 @@ def _unit_keys_of(entity: dict[str, Any], tokens: Tokeniser) -> Iterator[tuple[s
     if entity["is_person"] or not entity["trade_name"]:
         return
     trade, industry, branch = entity["trade_name"], entity["industry"] or "", entity["branch"] or ""
-    if entity["name"]:
-        yield "full", _full_name_key(parse_company_name(entity["name"]))
+    if entity["full_name_key"]:
+        yield "full", entity["full_name_key"]
     yield "core", entity["name_core"] or ""
     yield "trade+industry+branch", _key(trade, industry, branch)
     yield "trade+branch", _key(trade, branch)
@@ -135,7 +131,7 @@ class Person:
 def _work_keys(work_unit: str) -> list[tuple[str, str]]:
     """The keys a work-unit name may name a unit by, most specific first."""
     name = parse_company_name(work_unit)
-    keys = [("full", _full_name_key(name)), ("core", name.core)] if name.region else [("core", name.core)]
+    keys = [("full", full_name_key(name)), ("core", name.core)] if name.region else [("core", name.core)]
     if name.trade_name:
         keys.append(("trade+industry+branch", _key(name.trade_name, name.industry, name.branch)))
         if name.industry:

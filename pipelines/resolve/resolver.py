@@ -32,7 +32,7 @@ from pipelines.resolve.entities import empty_entities, update_entities
 from pipelines.resolve.identity import assign_unit_ids
 from pipelines.resolve.model import MODEL_PATH, score_new, term_frequencies
 from pipelines.resolve.records import empty_records, merge_records
-from pipelines.resolve.state import ISSUED_SCHEMA, Identity, ResolutionState
+from pipelines.resolve.state import ISSUED_SCHEMA, History, ResolutionState
 from pipelines.resolve.types import DETERMINISTIC, Edge, ResolveSettings
 from pipelines.verdicts import Verdict
 
@@ -41,7 +41,7 @@ from pipelines.verdicts import Verdict
 class ResolveInputs:
     batch: dict[str, pa.Table]  # per feed, the latest version of each record staged since the last register
     state: ResolutionState  # what the last register run kept; ResolutionState.empty() rebuilds everything
-    identity: Identity  # ids issued so far and each record's last unit (kept across rebuilds)
+    history: History  # ids issued so far, the last register's tables, verdicts as first applied
     verdicts: list[Verdict]  # the verdicts in force
     tokens: Tokeniser  # business phones are compared as tokens, like the persons' ones
     run_id: str
@@ -55,7 +55,7 @@ class Resolution:
     run_id: str
     tables: dict[str, pa.Table]  # register, links, review, lineage
     state: ResolutionState
-    issued: pa.Table
+    history: History  # what the next run continues
     touched_units: pa.Array  # units whose rows were computed again (warnings follow them)
     reference_changed: bool
     stats: dict[str, int] = field(default_factory=dict)
@@ -88,7 +88,8 @@ def _only(table: pa.Table, column: str, values: pa.Array) -> pa.Table:
 def resolve(inputs: ResolveInputs) -> Resolution:
     """The next register from ``inputs`` (values in, values out)."""
     laps = _Laps()
-    state, engine, settings, run_id = inputs.state, inputs.engine, inputs.settings, inputs.run_id
+    state, history, engine = inputs.state, inputs.history, inputs.engine
+    settings, run_id = inputs.settings, inputs.run_id
 
     changes = merge_records(engine, state.records, inputs.batch)
     entities = update_entities(
@@ -116,7 +117,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     touched |= evidence.changed_endpoints(engine, before, deterministic)
     laps("predict")
 
-    effects = _verdicts(inputs.verdicts, inputs.identity, changes.records)
+    effects = _verdicts(inputs.verdicts, inputs.history, changes.records)
     touched |= effects.touched
     region = clustering.region(
         engine, _strings(touched), state.members, edges, effects.table, settings.link_threshold
@@ -140,11 +141,11 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         engine, decided, entities.table, changes.records, effects.constraints.not_business, settings
     )
     decided_entities = _strings({e for c in decided for e in c})
-    held, previous_ids = _previous_units(engine, decided, drafts, changes.records, inputs.identity.links)
-    issued_ids = inputs.identity.issued["unit_id"].to_pylist()
-    unit_ids, events = assign_unit_ids(
-        held, {i: d.anchor for i, d in enumerate(drafts)}, issued_ids, previous_ids
-    )
+    held, previous_ids = _previous_units(engine, decided, drafts, changes.records, inputs.history.links)
+    issued_ids = inputs.history.issued["unit_id"].to_pylist()
+    anchors = {i: d.anchor for i, d in enumerate(drafts)}
+    anchors_before = _uscc_anchors(history.register, previous_ids)
+    unit_ids, events = assign_unit_ids(held, anchors, issued_ids, previous_ids, anchors_before)
     new_members = _members(decided, drafts, unit_ids, clustered.joined_by, state.members, kept_clusters)
     members = pa.concat_tables(
         [
@@ -174,7 +175,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
             persons.person_keys(changed_people),
         ]
     )
-    previous_person_links = _person_links(engine, state.links, people)
+    previous_person_links = _person_links(engine, history.links, people)
     deciding = persons.people_to_decide(
         engine,
         changed_people,
@@ -214,34 +215,28 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         settings,
         run_id,
     )
+    rows = _unchanged_keep_their_run(engine, rows, history.register, ["unit_id"])
     register = pa.concat_tables(
-        [_without(_without(state.register, "unit_id", row_scope), "unit_id", gone), rows]
+        [_without(_without(history.register, "unit_id", row_scope), "unit_id", gone), rows]
     )
     register = register.sort_by("unit_id")
     laps("register")
 
     links = _links(
-        engine, state.links, members, member_scope, gone, changes.records, person_links, deciding, run_id
+        engine, history.links, members, member_scope, gone, changes.records, person_links, deciding, run_id
     )
     review_scope = _review_scope(engine, members, edges, member_scope)
     registered = pc.unique(
         pc.drop_null(_only(members, "entity_id", _registration_entities(entities.table))["unit_id"])
     )
-    review = pa.concat_tables(
-        [
-            _without(_without(state.review, "current_unit_id", review_scope), "current_unit_id", gone),
-            tables.review_rows(
-                engine,
-                members,
-                review_scope,
-                entities.table,
-                edges,
-                changes.records,
-                registered,
-                settings,
-                run_id,
-            ),
-        ]
+    items = tables.review_rows(
+        engine, members, review_scope, entities.table, edges, changes.records, registered, settings, run_id
+    )
+    kept_items = _without(_without(history.review, "current_unit_id", review_scope), "current_unit_id", gone)
+    review = tables.sort_review(
+        pa.concat_tables(
+            [kept_items, _unchanged_keep_their_run(engine, items, history.review, ["review_id"])]
+        )
     )
     laps("assemble")
 
@@ -250,14 +245,10 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         entities=entities.table,
         edges=edges,
         members=members,
-        constraints=effects.table,
         unit_keys=unit_keys,
         unit_info=unit_info,
         person_keys=person_keys,
         licences=licences,
-        register=register,
-        links=links,
-        review=tables.sort_review(review),
         term_frequencies=frequencies,
         reference=reference,
     )
@@ -266,11 +257,17 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         tables={
             "register": register,
             "links": links,
-            "review": new_state.review,
+            "review": review,
             "lineage": tables.lineage_rows(events, run_id),
         },
         state=new_state,
-        issued=_issued(inputs.identity.issued, decided_units, gone, run_id),
+        history=History(
+            issued=_issued(history.issued, decided_units, gone, run_id),
+            register=register,
+            links=links,
+            review=review,
+            constraints=effects.table,
+        ),
         touched_units=row_scope,
         reference_changed=reference_changed,
         stats={
@@ -303,13 +300,35 @@ def entity_table(engine: Engine, records: dict[str, pa.Table], tokens: Tokeniser
 # -- the steps' small parts ------------------------------------------------------------------------------
 
 
+def _unchanged_keep_their_run(
+    engine: Engine, fresh: pa.Table, previous: pa.Table, key: list[str]
+) -> pa.Table:
+    """``fresh`` rows, where one equals its previous version in everything but ``run_id``, with the previous
+    ``run_id``: a row's run is the run that last changed it, so a row recomputed to the same values is the
+    same row."""
+    if not fresh.num_rows or not previous.num_rows:
+        return fresh
+    values = [name for name in fresh.column_names if name != "run_id"]
+    same = " AND ".join(f"f.{name} IS NOT DISTINCT FROM p.{name}" for name in values)
+    columns = ", ".join(f"f.{name}" for name in values)
+    joined = engine.query(
+        f"""
+        SELECT {columns}, CASE WHEN p.run_id IS NOT NULL AND {same} THEN p.run_id ELSE f.run_id END AS run_id
+        FROM fresh f LEFT JOIN previous p USING ({", ".join(key)})
+        """,
+        fresh=fresh,
+        previous=previous.filter(pc.is_in(previous[key[-1]], fresh[key[-1]])),
+    )
+    return joined.select(fresh.column_names).cast(fresh.schema)
+
+
 def _verdicts(
-    verdicts: list[Verdict], identity: Identity, records: dict[str, pa.Table]
+    verdicts: list[Verdict], history: History, records: dict[str, pa.Table]
 ) -> evidence.VerdictEffects:
     """The verdicts in force in entity ids: records through the records, units through the last register."""
     record_keys = [(v.feed or "", v.record_id) for v in verdicts if v.record_id]
     unit_ids = {u for v in verdicts for u in (v.unit_id_a, v.unit_id_b) if u}
-    unit_records = _only(identity.links, "unit_id", _strings(unit_ids)).select(
+    unit_records = _only(history.links, "unit_id", _strings(unit_ids)).select(
         ["feed", "record_id", "unit_id"]
     )
     rows = unit_records.to_pylist()
@@ -319,7 +338,7 @@ def _verdicts(
         entity = entity_of.get((row["feed"], row["record_id"]))
         if entity and entity not in entities_of_unit[row["unit_id"]]:
             entities_of_unit[row["unit_id"]].append(entity)
-    return evidence.apply_verdicts(verdicts, identity.constraints, entity_of, entities_of_unit)
+    return evidence.apply_verdicts(verdicts, history.constraints, entity_of, entities_of_unit)
 
 
 def _edges_within(edges: pa.Table, nodes: pa.Array) -> list[Edge]:
@@ -383,6 +402,12 @@ def _previous_units(
         if row["draft"] is not None:
             held[row["draft"]][row["unit_id"]] = row["n"]
     return dict(held), previous
+
+
+def _uscc_anchors(register: pa.Table, unit_ids: set[str]) -> dict[str, str]:
+    """The USCC anchor (``uscc:…``) of the given units of the last register that had a valid USCC."""
+    rows = _only(register, "unit_id", _strings(unit_ids)).select(["unit_id", "uscc"]).to_pylist()
+    return {row["unit_id"]: f"uscc:{row['uscc']}" for row in rows if row["uscc"]}
 
 
 def _members(
@@ -497,7 +522,9 @@ def _links(
     kept = previous.filter(pc.if_else(is_person, pc.invert(dropped_person), pc.invert(dropped_unit)))
     new_people = _only(person_links, "record_id", decided_people["record_id"])
     fresh = tables.link_rows(engine, _only(members, "unit_id", scope), records, new_people, run_id)
-    links = pa.concat_tables([kept, fresh])
+    links = pa.concat_tables(
+        [kept, _unchanged_keep_their_run(engine, fresh, previous, ["feed", "record_id"])]
+    )
     return links.sort_by([("unit_id", "ascending"), ("feed", "ascending"), ("record_id", "ascending")])
 
 

@@ -1,10 +1,11 @@
 """What a register run keeps for the next one, so that the next run costs what its batch costs.
 
-Kept with each register run (immutable, published with it): the current version of every record with its
-entity, the standardised entity table, the scored edges, every entity's cluster and unit, the verdicts in
-entity ids, the frozen term frequencies, the keys test records are attached by, and the published tables
-themselves (carried over row by row). ``Identity`` is what outlives even a rebuild: every unit id ever issued,
-which unit each record was in, and what the verdicts in force mean in entity ids.
+``ResolutionState`` is kept with each register run (immutable, published with it): the current version of
+every record with its entity, the standardised entity table, the scored edges, every entity's cluster and
+unit, the frozen term frequencies, the keys test records are attached by and each unit's licence key. A
+rebuild starts from an empty one. ``History`` is what the register has said, which even a rebuild continues:
+every unit id ever issued, the last register's tables (so a row nobody changed keeps its run, and records keep
+their units' ids) and what each verdict in force meant in entity ids when it was first applied.
 """
 
 from __future__ import annotations
@@ -40,14 +41,10 @@ class ResolutionState:
     entities: pa.Table
     edges: pa.Table
     members: pa.Table
-    constraints: pa.Table
     unit_keys: pa.Table
     unit_info: pa.Table
     person_keys: pa.Table
     licences: pa.Table
-    register: pa.Table
-    links: pa.Table
-    review: pa.Table
     term_frequencies: dict[str, pa.Table] = field(default_factory=dict)
     reference: str | None = None  # the latest period of the tax and electricity figures
 
@@ -58,32 +55,24 @@ class ResolutionState:
             entities=ENTITY_SCHEMA.empty_table(),
             edges=EDGE_SCHEMA.empty_table(),
             members=MEMBER_SCHEMA.empty_table(),
-            constraints=CONSTRAINT_SCHEMA.empty_table(),
             unit_keys=KEY_SCHEMA.empty_table(),
             unit_info=UNIT_INFO_SCHEMA.empty_table(),
             person_keys=KEY_SCHEMA.empty_table(),
             licences=LICENCE_SCHEMA.empty_table(),
-            register=output_schema("register").empty_table(),
-            links=output_schema("links").empty_table(),
-            review=output_schema("review").empty_table(),
         )
 
     def tables(self) -> dict[str, pa.Table]:
         """Every table by the name it is kept under (records and term frequencies under folders)."""
         named = {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), pa.Table) and f.name not in ("register", "links", "review")
+            f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), pa.Table)
         }
         named |= {f"records/{feed}": table for feed, table in self.records.items()}
         named |= {f"term_frequencies/{column}": table for column, table in self.term_frequencies.items()}
         return named
 
     @classmethod
-    def from_tables(
-        cls, tables: dict[str, pa.Table], published: dict[str, pa.Table], reference: str | None
-    ) -> ResolutionState:
-        """The state from what ``tables`` wrote (and the published register, links and review)."""
+    def from_tables(cls, tables: dict[str, pa.Table], reference: str | None) -> ResolutionState:
+        """The state from what ``tables`` wrote."""
         records = {name.split("/", 1)[1]: t for name, t in tables.items() if name.startswith("records/")}
         frequencies = {
             name.split("/", 1)[1]: t for name, t in tables.items() if name.startswith("term_frequencies/")
@@ -94,23 +83,26 @@ class ResolutionState:
             records=records,
             term_frequencies=frequencies,
             reference=reference,
-            register=published["register"],
-            links=published["links"],
-            review=published["review"],
             **plain,
         )
 
 
 @dataclass(frozen=True)
-class Identity:
-    """What outlives a rebuild: the ids issued so far, and each record's unit in the last register."""
+class History:
+    """What the register has said so far, which every run (a rebuild too) continues."""
 
-    issued: pa.Table  # ISSUED_SCHEMA
-    links: pa.Table  # the last register's links (feed, record_id, unit_id …)
+    issued: pa.Table  # ISSUED_SCHEMA: every unit id ever issued, retired ones too
+    register: pa.Table  # the last register's tables
+    links: pa.Table
+    review: pa.Table
     constraints: pa.Table  # the verdicts in force, in entity ids, as first applied
 
     @classmethod
-    def empty(cls) -> Identity:
+    def empty(cls) -> History:
         return cls(
-            ISSUED_SCHEMA.empty_table(), output_schema("links").empty_table(), CONSTRAINT_SCHEMA.empty_table()
+            issued=ISSUED_SCHEMA.empty_table(),
+            register=output_schema("register").empty_table(),
+            links=output_schema("links").empty_table(),
+            review=output_schema("review").empty_table(),
+            constraints=CONSTRAINT_SCHEMA.empty_table(),
         )
