@@ -229,9 +229,8 @@ def _warnings(
     kept = previous.filter(
         pc.and_(pc.invert(pc.is_in(previous["unit_id"], units)), pc.is_in(previous["unit_id"], current))
     )
-    kept = kept.set_column(
-        kept.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * kept.num_rows)
-    )
+    raised_now = pa.array([run_id] * kept.num_rows, pa.string())
+    kept = kept.set_column(kept.schema.get_field_index("run_id"), "run_id", raised_now)
     merged = pa.concat_tables([kept, fresh.cast(kept.schema)])  # every warning in force is raised by this run
     order = pc.sort_indices(
         pa.table(

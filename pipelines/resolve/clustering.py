@@ -13,7 +13,7 @@ entities it changed, with their one-hop neighbourhood, so that everything else k
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -36,48 +36,45 @@ class Constraints:
         return found | self.alone | self.not_business
 
 
-@dataclass
-class _Cluster:
-    members: list[str]
-    uscc: str | None
-    forbidden: set[str] = field(default_factory=set)  # entities this cluster may never join
-
-
 class ConstrainedClusters:
-    """Union-find whose joins can be refused."""
+    """Union-find whose joins can be refused. A node that never joined anything costs nothing."""
 
     def __init__(self, nodes: Iterable[str], uscc_of: Mapping[str, str]) -> None:
+        self._nodes = list(nodes)
         self._parent: dict[str, str] = {}
-        self._clusters: dict[str, _Cluster] = {}
-        for node in nodes:
-            self._parent[node] = node
-            self._clusters[node] = _Cluster([node], uscc_of.get(node))
+        self._members: dict[str, list[str]] = {}  # of roots that took others in
+        self._uscc = dict(uscc_of)  # of roots
+        self._forbidden: dict[str, set[str]] = {}  # of roots: entities they may never join
         self.refused = 0
 
     def find(self, node: str) -> str:
         root = node
-        while self._parent[root] != root:
-            root = self._parent[root]
-        while self._parent[node] != root:  # path compression
-            self._parent[node], node = root, self._parent[node]
+        while (parent := self._parent.get(root, root)) != root:
+            root = parent
+        while (parent := self._parent.get(node, node)) != root:  # path compression
+            self._parent[node], node = root, parent
         return root
 
     def forbid(self, a: str, b: str) -> None:
         """A verdict says ``a`` and ``b`` are different units."""
-        self._clusters[self.find(a)].forbidden.add(b)
-        self._clusters[self.find(b)].forbidden.add(a)
+        self._forbidden.setdefault(self.find(a), set()).add(b)
+        self._forbidden.setdefault(self.find(b), set()).add(a)
 
     def can_join(self, a: str, b: str) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
-        first, second = self._clusters[ra], self._clusters[rb]
-        if first.uscc and second.uscc and first.uscc != second.uscc:
+        first, second = self._uscc.get(ra), self._uscc.get(rb)
+        if first and second and first != second:
             return False
         # Verdicts are recorded on both sides, so looking through the smaller set is enough.
-        if len(first.forbidden) > len(second.forbidden):
-            first, rb = second, ra
-        return not any(self.find(x) == rb for x in first.forbidden)
+        forbidden_a, forbidden_b = self._forbidden.get(ra, set()), self._forbidden.get(rb, set())
+        if len(forbidden_a) > len(forbidden_b):
+            forbidden_a, rb = forbidden_b, ra
+        return not any(self.find(x) == rb for x in forbidden_a)
+
+    def _size(self, root: str) -> int:
+        return len(self._members.get(root, (root,)))
 
     def join(self, a: str, b: str) -> bool:
         """Join the clusters of ``a`` and ``b`` unless a constraint forbids it; True if they are one now."""
@@ -87,18 +84,21 @@ class ConstrainedClusters:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
-        if len(self._clusters[ra].members) < len(self._clusters[rb].members):
+        if self._size(ra) < self._size(rb):
             ra, rb = rb, ra
-        kept, gone = self._clusters[ra], self._clusters.pop(rb)
         self._parent[rb] = ra
-        kept.members += gone.members
-        kept.uscc = kept.uscc or gone.uscc
-        kept.forbidden |= gone.forbidden
+        self._members.setdefault(ra, [ra]).extend(self._members.pop(rb, [rb]))
+        if ra not in self._uscc and rb in self._uscc:
+            self._uscc[ra] = self._uscc[rb]
+        if rb in self._forbidden:
+            self._forbidden.setdefault(ra, set()).update(self._forbidden.pop(rb))
         return True
 
     def clusters(self) -> list[list[str]]:
         """Members of each cluster, sorted, in the order of their first member."""
-        return sorted(sorted(cluster.members) for cluster in self._clusters.values())
+        found = [sorted(members) for members in self._members.values()]
+        found += [[node] for node in self._nodes if node not in self._parent and node not in self._members]
+        return sorted(found)
 
 
 @dataclass(frozen=True)
