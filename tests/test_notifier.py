@@ -2,7 +2,8 @@
 
 from types import SimpleNamespace
 
-from pipelines.ops.notifier import FailureNotifier, mask_personal
+from pipelines.ops.delivery import mask_personal
+from pipelines.ops.notifier import FailureNotifier
 
 
 def test_masks_id_numbers_and_mobiles_but_not_other_numbers():

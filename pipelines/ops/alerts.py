@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from pipelines.ops.notifier import WEBHOOK_ENV, mask_personal, post_json
+from pipelines.ops.delivery import WEBHOOK_ENV, failure_alert, mask_personal, post_json
 from pipelines.store import RunStore, utc_now
 
 SMTP_ENV = "UNITFUSION_ALERT_SMTP"  # smtp://user:password@host:port?from=a@x&to=b@y,c@z&starttls=1
@@ -161,7 +161,6 @@ def alert_for_blocked(error: Exception, run_id: str | None) -> Alert:
 
 def alert_for_failure(context: dict[str, Any]) -> Alert:
     """A failed Airflow task (blocking data quality gets its own, more telling alert)."""
-    from pipelines.ops.notifier import failure_alert
 
     error = context.get("exception")
     if error is not None and type(error).__name__ == "BlockingQualityError":

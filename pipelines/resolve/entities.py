@@ -10,8 +10,7 @@ from the department's key, so the same entity has the same id in every run.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -62,8 +61,13 @@ class Entity:
 
     def attributes_hash(self) -> str:
         """Changes exactly when something the model, the codes or the unit's row read has changed."""
-        values = json.dumps(list(vars(self).values()), ensure_ascii=False)
-        return hashlib.blake2b(values.encode(), digest_size=12).hexdigest()
+        return digest(vars(self).values())
+
+
+def digest(values: Iterable[Any]) -> str:
+    """A short hash of a sequence of plain values (strings, numbers, dates, None), in order."""
+    text = "\x1f".join("\x00" if value is None else str(value) for value in values)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 _STRING = pa.string()
@@ -246,8 +250,7 @@ class EntitySource:
         return pa.array([f"{self.feed}:{self.key(row)}" for row in rows], pa.string())
 
     def source_hash(self, row: dict[str, Any]) -> str:
-        values = [row[name] for name in self.inputs]
-        return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode(), digest_size=12).hexdigest()
+        return digest(row[name] for name in self.inputs)
 
 
 SOURCES: dict[str, EntitySource] = {
