@@ -24,7 +24,6 @@ from pipelines.rules.warnings import (
     Figures,
     compute_warnings,
     load_rules,
-    warnings_for_register,
 )
 from pipelines.staging import all_latest_records
 from tests.conftest import TEST_KEY
@@ -326,7 +325,10 @@ def test_warnings_land_with_the_register_and_keep_their_ids(sample_run):
     )
     assert set(landed["first_raised_run"].to_pylist()) == {first.result.run_id}
     assert set(landed["run_id"].to_pylist()) == {second.result.run_id}
-    again = warnings_for_register(store, second.result.tables, "reg-000099")
+    figures = Figures.from_links(
+        second.result.tables["register"], second.result.tables["links"], all_latest_records(store)
+    )
+    again = compute_warnings(figures, "reg-000099", previous=landed)
     assert set(again["first_raised_run"].to_pylist()) == {first.result.run_id}
 
 

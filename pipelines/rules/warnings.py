@@ -29,11 +29,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines.contracts import contract, output_schema
-from pipelines.staging import latest_records
-from pipelines.store import RunStore
 
 RULES_PATH = Path(__file__).with_name("warning_rules.toml")
 RULES_ENV = "UNITFUSION_WARNING_RULES"
@@ -563,25 +560,3 @@ def compute_warnings(
     ).sort_values(["priority", "division", "town", "warning_id"], kind="stable")
     table = pa.Table.from_pandas(warnings.loc[order.index, schema.names], schema=schema, preserve_index=False)
     return table.replace_schema_metadata(schema.metadata)
-
-
-def previous_warnings(store: RunStore) -> pa.Table | None:
-    """The warnings of the published register, if it has any."""
-    latest = store.register_latest()
-    path = latest / "warnings.parquet" if latest else None
-    return pq.read_table(path) if path and path.exists() else None
-
-
-def warnings_for_register(
-    store: RunStore,
-    tables: dict[str, pa.Table],
-    run_id: str,
-    rules: Rules | None = None,
-    records: dict[str, pa.Table] | None = None,
-) -> pa.Table:
-    """Warnings of a register run about to be written: figures from the committed staging (``records``,
-    when the caller has read them for the resolver), ids carried over from the published register."""
-    if records is None:
-        records = {feed: latest_records(store, feed) for feed in FIGURE_FEEDS}
-    figures = Figures.from_links(tables["register"], tables["links"], records)
-    return compute_warnings(figures, run_id, rules, previous_warnings(store))
