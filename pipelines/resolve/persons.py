@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -87,33 +88,45 @@ def unit_keys(
     engine: Engine, members: pa.Table, entities: pa.Table, registrations: pa.Table, tokens: Tokeniser
 ) -> tuple[pa.Table, pa.Table]:
     """Keys (owner = unit id) and city and founding date of the units in ``members`` (entity_id, unit_id)."""
-    rows = engine.query(
+    tables = {
+        "members": members.select(["entity_id", "unit_id"]),
+        "entities": entities,
+        "registrations": registrations.select(["record_id", "established_on"]),
+    }
+    info = engine.query(
         """
-        SELECT m.unit_id, e.*, r.established_on FROM members m JOIN entities e USING (entity_id)
+        -- a unit's city: its first entity's (by id) with a district; founded: its earliest registration
+        SELECT m.unit_id,
+               substr(min_by(e.district_code, e.entity_id) FILTER (WHERE e.district_code IS NOT NULL), 1, 4)
+                   AS city,
+               min(r.established_on) AS founded
+        FROM members m JOIN entities e USING (entity_id)
         LEFT JOIN registrations r ON e.feed = 'registration' AND r.record_id = e.rep_record_id
-        ORDER BY m.unit_id, e.entity_id
+        GROUP BY m.unit_id ORDER BY m.unit_id
         """,
-        members=members.select(["entity_id", "unit_id"]),
-        entities=entities,
-        registrations=registrations.select(["record_id", "established_on"]),
+        **tables,
+    ).cast(UNIT_INFO_SCHEMA)
+    columns = ["legal_rep_token", "legal_rep_name", "phone", "district_code", "street_key", "is_person"]
+    columns += [
+        "trade_name",
+        "industry",
+        "branch",
+        "full_name_key",
+        "name_core",
+        "trade_pinyin",
+        "entity_type",
+    ]
+    selected = ", ".join(f"e.{column}" for column in columns)
+    rows = engine.query(
+        f"SELECT m.unit_id, {selected} FROM members m JOIN entities e USING (entity_id)", **tables
     ).to_pylist()
-    keys: set[tuple[str, str, str]] = set()
-    info: dict[str, dict[str, Any]] = {}
-    for entity in rows:
-        unit = entity["unit_id"]
-        about = info.setdefault(unit, {"unit_id": unit, "city": None, "founded": None})
-        if about["city"] is None and entity["district_code"]:
-            about["city"] = entity["district_code"][:4]
-        if entity["established_on"] and (
-            about["founded"] is None or entity["established_on"] < about["founded"]
-        ):
-            about["founded"] = entity["established_on"]  # nobody worked for a unit before it existed
-        keys |= {(unit, kind, key) for kind, key in _unit_keys_of(entity, tokens)}
-    key_rows = [{"owner": u, "kind": k, "key": v, "rank": 0} for u, k, v in sorted(keys)]
-    return (
-        pa.Table.from_pylist(key_rows, schema=KEY_SCHEMA),
-        pa.Table.from_pylist(list(info.values()), schema=UNIT_INFO_SCHEMA),
+    keys = sorted({(row["unit_id"], kind, key) for row in rows for kind, key in _unit_keys_of(row, tokens)})
+    owners, kinds, values = zip(*keys, strict=True) if keys else ((), (), ())
+    key_table = pa.table(
+        {"owner": owners, "kind": kinds, "key": values, "rank": pa.array([0] * len(keys), pa.int32())},
+        schema=KEY_SCHEMA,
     )
+    return key_table, info
 
 
 # -- the persons' side --------------------------------------------------------------------------------
@@ -128,7 +141,8 @@ class Person:
     moment: Any
 
 
-def _work_keys(work_unit: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=100_000)
+def _work_keys(work_unit: str) -> tuple[tuple[str, str], ...]:
     """The keys a work-unit name may name a unit by, most specific first."""
     name = parse_company_name(work_unit)
     keys = [("full", full_name_key(name)), ("core", name.core)] if name.region else [("core", name.core)]
@@ -139,7 +153,7 @@ def _work_keys(work_unit: str) -> list[tuple[str, str]]:
         else:  # a bare trade name (德胜): any unit of that name; with an industry, only it
             keys.append(("trade+branch", _key(name.trade_name, name.branch)))
     keys.append(("operator", fold(work_unit)))
-    return keys
+    return tuple(keys)
 
 
 def person_keys(people: pa.Table) -> pa.Table:
@@ -159,11 +173,23 @@ def person_keys(people: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=KEY_SCHEMA)
 
 
+@lru_cache(maxsize=100_000)
+def _home(address: str | None) -> tuple[str | None, str | None]:
+    """District code and street key of a home address (many people share a housing estate)."""
+    home = parse_address(address)
+    return home.division_code, home.street_key
+
+
+@lru_cache(maxsize=10_000)
+def _site_district(site: str | None) -> str | None:
+    return match_region(fold(site)).division_code
+
+
 def _person(row: dict[str, Any]) -> Person:
-    home = parse_address(row["address"])
-    site = match_region(fold(row["site"])).division_code
-    district = home.division_code or site
-    traits = (("phone", row["phone"] or ""), ("street", f"{home.division_code}|{home.street_key}"))
+    home_district, home_street = _home(row["address"])
+    site = _site_district(row["site"])
+    district = home_district or site
+    traits = (("phone", row["phone"] or ""), ("street", f"{home_district}|{home_street}"))
     sampled = row["sampled_at"]
     return Person(
         row["record_id"],
