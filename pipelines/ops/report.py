@@ -47,6 +47,9 @@ FLAG_LABELS = {
     "power_active": "近期用电 power_active",
 }
 SEVERITIES = ("high", "medium", "low")
+REGISTER_TREND_RUNS = 30  # register runs in the timings trend (chart and table)
+MODE_UNRECORDED = "mode not recorded"  # register runs from before runs were incremental
+MODE_COLOURS = {"incremental": PALETTE[0], "rebuild": PALETTE[3], MODE_UNRECORDED: PALETTE[7]}
 
 
 # -- formatting for people ---------------------------------------------------------------------------------
@@ -163,34 +166,64 @@ def bar_chart(
 
 
 def column_chart(
-    items: Sequence[tuple[str, float]], label: str, x_title: str, y_title: str, width: int = 720
+    items: Sequence[tuple[str, float]],
+    label: str,
+    x_title: str,
+    y_title: str,
+    width: int = 720,
+    fmt: Callable[[float], str] = fmt_num,
+    colours: Sequence[str] | None = None,
+    legend: dict[str, str] | None = None,
 ) -> Markup:
-    """Vertical columns over ordered bins (histograms), with a round-numbered y axis."""
-    height, left, bottom, top_pad = 240, 60, 50, 16
+    """Vertical columns over ordered bins or runs, with a round-numbered y axis. ``colours`` (one per column)
+    and a ``legend`` (name → colour) set columns apart; with many columns, every few get an x label and the
+    values move into the tooltips, so labels never overlap."""
+    height, left, bottom, top_pad = 240, 60, 50 + (18 if legend else 0), 16
     plot_w, plot_h = width - left - 10, height - bottom - top_pad
     ticks = _axis_ticks(max((value for _, value in items), default=0))
     top = ticks[-1]
     body = _y_axis(left, top_pad, plot_w, plot_h, ticks, y_title)
     slot = plot_w / max(len(items), 1)
+    every = max(1, math.ceil(len(items) / 15))
     for i, (name, value) in enumerate(items):
         x = left + i * slot
         bar = plot_h * value / top
-        tip = f"{name}: {fmt_num(value)}"
-        body += [
+        tip = f"{name}: {fmt(value)}"
+        colour = colours[i] if colours else PALETTE[0]
+        body.append(
             f'<rect x="{x + slot * 0.1:.1f}" y="{top_pad + plot_h - bar:.1f}" width="{slot * 0.8:.1f}" '
-            f'height="{bar:.1f}" fill="{PALETTE[0]}"><title>{escape(tip)}</title></rect>',
-            f'<text x="{x + slot / 2:.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
-            f'class="tick">{escape(name)}</text>',
-        ]
-        if value:
+            f'height="{bar:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
+        )
+        if i % every == 0 or i == len(items) - 1:
+            body.append(
+                f'<text x="{x + slot / 2:.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
+                f'class="tick">{escape(name)}</text>'
+            )
+        if value and slot >= 40:
             body.append(
                 f'<text x="{x + slot / 2:.1f}" y="{top_pad + plot_h - bar - 4:.1f}" text-anchor="middle" '
-                f'class="tick">{escape(fmt_num(value))}</text>'
+                f'class="tick">{escape(fmt(value))}</text>'
             )
     body.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle">{escape(x_title)}</text>'
+        f'<text x="{left + plot_w / 2:.1f}" y="{top_pad + plot_h + 42}" text-anchor="middle">'
+        f"{escape(x_title)}</text>"
     )
+    if legend:
+        body += _legend(legend, left, plot_w, height - 4)
     return _svg(width, height, label, body)
+
+
+def _legend(colours: dict[str, str], left: int, plot_w: float, baseline: float) -> list[str]:
+    """A key below a chart, five entries to a row: a short coloured bar and the name."""
+    body = []
+    for n, (name, colour) in enumerate(colours.items()):
+        x = left + (n % 5) * (plot_w / 5)
+        y = baseline + (n // 5) * 16
+        body += [
+            f'<rect x="{x:.1f}" y="{y - 9}" width="12" height="4" fill="{colour}"/>',
+            f'<text x="{x + 16:.1f}" y="{y - 4}" class="tick">{escape(name)}</text>',
+        ]
+    return body
 
 
 def _y_axis(
@@ -229,8 +262,9 @@ def line_chart(
                 f'<text x="{left + i * step:.1f}" y="{top_pad + plot_h + 16}" text-anchor="middle" '
                 f'class="tick">{escape(name)}</text>'
             )
-    for n, (name, values) in enumerate(series.items()):
-        colour = PALETTE[n % len(PALETTE)]
+    colours = {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(series)}
+    for name, values in series.items():
+        colour = colours[name]
         points = [(left + i * step, top_pad + plot_h - plot_h * v / top) for i, v in enumerate(values)]
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
@@ -239,12 +273,7 @@ def line_chart(
             tip = f"{name} {run}: {fmt_num(value)}"
             circle = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
             body.append(f"{circle}<title>{escape(tip)}</title></circle>")
-        lx = left + (n % 5) * (plot_w / 5)
-        ly = height - 28 + (n // 5) * 16
-        body += [
-            f'<rect x="{lx:.1f}" y="{ly - 9}" width="12" height="4" fill="{colour}"/>',
-            f'<text x="{lx + 16:.1f}" y="{ly - 4}" class="tick">{escape(name)}</text>',
-        ]
+    body += _legend(colours, left, plot_w, height - 28)
     return _svg(width, height, label, body)
 
 
@@ -546,17 +575,97 @@ def _flags_section(run_dir: Path) -> dict[str, Any]:
     return {"units": units, "grid": grid, "chart": chart}
 
 
-def _timings_section(manifest: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any]:
+def _total_seconds(timings: dict[str, float] | None) -> float | None:
+    return sum(timings.values()) if timings else None
+
+
+def _mode(meta: dict[str, Any]) -> str:
+    """``incremental``, ``rebuild (model version changed)``; – for runs from before runs had modes."""
+    mode = meta.get("mode")
+    reason = meta.get("rebuild_reason")
+    if mode is None:
+        return "–"
+    return f"{mode} ({reason})" if mode == "rebuild" and reason else mode
+
+
+def _part_of(part: int | None, whole: int | None) -> str:
+    """``12 of 80``: how much of the register a run had to redo."""
+    return f"{fmt_num(part)} of {fmt_num(whole)}" if part is not None and whole is not None else fmt_num(part)
+
+
+def _mib(value: float | None) -> str:
+    return "–" if value is None else f"{fmt_num(value)} MiB"
+
+
+def _register_metas(store: RunStore, register_run: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``_meta.json`` of every register run up to this one, oldest first."""
+    runs = [run for run in store.register_runs() if run <= register_run]
+    return [(run, store.register_meta(store.register_run_dir(run))) for run in runs]
+
+
+def _register_trend(metas: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Total seconds per register run, rebuilds coloured apart: a rebuild resolves every record again, so it
+    is expected to be slow, while a slow incremental run is the one to look into."""
+    shown = metas[-REGISTER_TREND_RUNS:]
+    modes = [meta.get("mode") or MODE_UNRECORDED for _, meta in shown]
+    totals = [_total_seconds(meta.get("timings_s")) for _, meta in shown]
+    legend = {mode: MODE_COLOURS.get(mode, PALETTE[7]) for mode in (*MODE_COLOURS, *modes) if mode in modes}
+    chart = column_chart(
+        [(f"#{int(run.split('-')[1])}", total or 0) for (run, _), total in zip(shown, totals, strict=True)],
+        "Register time per run",
+        "register run",
+        "seconds",
+        fmt=fmt_seconds,
+        colours=[legend[mode] for mode in modes],
+        legend=legend,
+    )
+    headers = ["run", "mode", "records changed", "units touched", "total time", "peak MiB"]
+    grid = Grid(headers, numeric=_numeric_from(2, headers), css="register-runs")
+    for (run, meta), total in reversed(list(zip(shown, totals, strict=True))):
+        stats = meta.get("stats") or {}
+        grid.rows.append(
+            [
+                run,
+                _mode(meta),
+                fmt_num(stats.get("records_changed")),
+                fmt_num(stats.get("units_touched")),
+                fmt_seconds(total),
+                fmt_num(meta.get("peak_rss_mib")),
+            ]
+        )
+    return {"chart": chart, "grid": grid, "shown": len(shown), "runs": len(metas)}
+
+
+def _timings_section(
+    manifest: dict[str, Any] | None, meta: dict[str, Any], metas: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """What the register run had to redo and what it cost (stage seconds, peak memory), then the same over
+    the register runs so far: an incremental run should touch, and take, a small part of a rebuild."""
+    stats = meta.get("stats") or {}
+    register_s = _total_seconds(meta.get("timings_s"))
+    work = [
+        ("mode", _mode(meta)),
+        ("records read", fmt_num(stats.get("records_in"))),
+        ("records changed", fmt_num(stats.get("records_changed"))),
+        ("entities standardised again", _part_of(stats.get("entities_rescored"), stats.get("entities"))),
+        ("entities reclustered", _part_of(stats.get("entities_reclustered"), stats.get("entities"))),
+        ("units touched", _part_of(stats.get("units_touched"), stats.get("units"))),
+        ("register rows recomputed", fmt_num(stats.get("rows_recomputed"))),
+        ("register time", fmt_seconds(register_s)),
+        ("peak memory", _mib(meta.get("peak_rss_mib"))),
+    ]
     stages = [("ingest", k, v) for k, v in ((manifest or {}).get("timings_s") or {}).items()]
     stages += [("register", k, v) for k, v in (meta.get("timings_s") or {}).items()]
-    grid = Grid(["part", "stage", "time"], numeric=frozenset({2}), css="timings")
+    totals: dict[str, float] = {}  # per part that recorded timings
+    for part, _, seconds in stages:
+        totals[part] = totals.get(part, 0) + seconds
+    grid = Grid(["part", "stage", "time", "share of part"], numeric=frozenset({2, 3}), css="timings")
     for part, stage, seconds in stages:
-        grid.rows.append([part, stage, fmt_seconds(seconds)])
-    for part in ("ingest", "register"):
-        total = sum(s for p, _, s in stages if p == part)
-        grid.rows.append([part, "total", fmt_seconds(total)])
+        grid.rows.append([part, stage, fmt_seconds(seconds), fmt_pct(seconds, totals[part])])
+    for part, total in totals.items():
+        grid.rows.append([part, "total", fmt_seconds(total), ""])
     chart = bar_chart([(f"{p} · {s}", v) for p, s, v in stages], "Time per stage", fmt=fmt_seconds)
-    return {"grid": grid, "chart": chart if stages else None}
+    return {"work": work, "grid": grid, "chart": chart if stages else None, "trend": _register_trend(metas)}
 
 
 def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
@@ -569,6 +678,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
     manifests = _manifests_up_to(store, ingest_run)
     manifest = manifests[-1] if manifests else None
     counts = meta.get("counts") or {}
+    stats = meta.get("stats") or {}  # older register runs kept predicted pairs and refused joins at the top
     linkage = _linkage_section(store, run_dir, manifests)
     divisions = _divisions_section(run_dir)
     overview = [
@@ -584,8 +694,8 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
             "warnings",
             "no warnings table" if divisions["warnings"] is None else fmt_num(divisions["warnings"]),
         ),
-        ("predicted pairs", fmt_num(meta.get("predicted_pairs"))),
-        ("refused joins", fmt_num(meta.get("refused_joins"))),
+        ("predicted pairs", fmt_num(stats.get("predicted_pairs", meta.get("predicted_pairs")))),
+        ("refused joins", fmt_num(stats.get("refused_joins", meta.get("refused_joins")))),
     ]
     return {
         "register_run": register_run,
@@ -597,7 +707,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
         "linkage": linkage,
         "divisions": divisions,
         "flags": _flags_section(run_dir),
-        "timings": _timings_section(manifest, meta),
+        "timings": _timings_section(manifest, meta, _register_metas(store, register_run)),
     }
 
 
