@@ -261,3 +261,31 @@ def test_a_pass_killed_with_sigkill_is_finished_by_the_next(parts, tmp_path_fact
     for table in ("register", "links", "review", "lineage", "warnings"):
         assert _table(latest, table) == _table(uninterrupted.path, table), table
     assert not killed.pending_registers()
+
+
+def test_a_new_month_of_known_taxpayers_costs_no_standardisation_and_no_scoring(parts, tmp_path):
+    """Filings that read like the taxpayer's earlier ones (same name, address, phone, office) only add
+    records: no entity is standardised or scored again and no cluster is formed again."""
+    from tests.staging import commit_rows
+
+    store = RunStore(tmp_path / "store")
+    stage_sample(store, parts.first_load, TEST_KEY.encode())
+    first = _land(store)
+    entities = _table(first.path / "state", "entities")
+    speaking = {e["rep_record_id"] for e in entities if e["feed"] == "tax"}  # each taxpayer's newest filing
+    tax = [row for row in _table(first.path / "state" / "records", "tax") if row["record_id"] in speaking]
+    again = [  # filed again, for its month, under a new record id
+        {**{k: v for k, v in row.items() if not k.startswith("_") and k not in ("entity_id", "content_hash")},
+         "record_id": f"AGAIN-{row['record_id']}"}
+        for row in sorted(tax, key=lambda r: r["record_id"])[:50]
+    ]  # fmt: skip
+    commit_rows(store, {"tax": again})
+    second = _land(store)
+    stats = second.meta["stats"]
+    assert stats["records_changed"] == 50
+    assert stats["entities_rescored"] == 0 and stats["predicted_pairs"] == 0
+    assert stats["entities_grown"] > 0 and stats["entities_reclustered"] == 0
+    links = {(r["feed"], r["record_id"]): r["unit_id"] for r in _table(second.path, "links")}
+    for row in again:  # each new filing joined its taxpayer's unit
+        original = row["record_id"].removeprefix("AGAIN-")
+        assert links.get(("tax", row["record_id"])) == links.get(("tax", original))
