@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import pyarrow as pa
@@ -181,8 +181,11 @@ class FeedParser:
         self._schema = contract.staging_schema()
         self._known = frozenset(contract.field_names)
         self._converters = [(spec.name, partial(_CONVERTERS[spec.type], spec)) for spec in contract.fields]
+        # A code repeats across a feed (a taxpayer files every month): check each distinct one once.
         self._checked = [
-            (i, _CHECKS[spec.kind]) for i, spec in enumerate(contract.fields) if spec.validity_column
+            (i, lru_cache(maxsize=1 << 16)(_CHECKS[spec.kind]))
+            for i, spec in enumerate(contract.fields)
+            if spec.validity_column
         ]
         self._personal = [
             (i, spec.kind or spec.name) for i, spec in enumerate(contract.fields) if spec.personal
