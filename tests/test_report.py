@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html as htmllib
 import json
 import re
 import shutil
@@ -22,7 +23,16 @@ from pipelines.ingest.job import run_ingest
 from pipelines.kafka import produce_messages
 from pipelines.landing import resolve_and_land
 from pipelines.malformed import malformed_messages
-from pipelines.ops.report import bar_chart, column_chart, fmt_change, fmt_num, fmt_seconds, write_report
+from pipelines.ops.report import (
+    bar_chart,
+    build_context,
+    column_chart,
+    fmt_change,
+    fmt_num,
+    fmt_seconds,
+    render_report,
+    write_report,
+)
 from pipelines.pii import HMAC_KEY_ENV
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
@@ -66,6 +76,23 @@ def test_figures_are_formatted_for_people_and_charts_scale_to_the_largest_value(
     assert max(ticks) >= 44 and 0 in ticks
 
 
+def test_columns_can_be_coloured_apart_and_many_columns_keep_their_labels_apart():
+    colours = ["#aaaaaa" if i % 7 else "#bbbbbb" for i in range(30)]
+    items = [(f"#{i}", 2.5 + i) for i in range(30)]
+    chart = column_chart(
+        items, "t", "run", "seconds", fmt=fmt_seconds, colours=colours, legend={"marked": "#bbbbbb"}
+    )
+    columns = re.findall(r'<rect [^>]*fill="(#\w+)"><title>(.*?)</title>', chart)
+    assert columns == [
+        (colour, f"{name}: {fmt_seconds(value)}")
+        for colour, (name, value) in zip(colours, items, strict=True)
+    ]
+    assert ">marked</text>" in chart  # the legend
+    x_labels = re.findall(r'class="tick">(#\d+)</text>', chart)
+    assert x_labels[0] == "#0" and x_labels[-1] == "#29" and len(x_labels) <= 16
+    assert " s</text>" not in chart  # values only in the tooltips: too narrow to print them on the columns
+
+
 def _send(bootstrap: str, topic: str, lines: list[bytes], extra: list[tuple[bytes, bytes]]) -> None:
     produce_messages(
         bootstrap, topic, [(json.loads(line)["record_id"].encode(), line) for line in lines] + extra
@@ -81,7 +108,8 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def store(broker, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
-    """Two ingest runs through the real broker (the second with malformed messages), then a register."""
+    """Two ingest runs through the real broker (the second with malformed messages), a register after each
+    (the first a rebuild, the second incremental), then a rebuild when asked: three register runs."""
     store = RunStore(tmp_path_factory.mktemp("report-store"))
     topics = default_topics("report.")
     settings = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
@@ -91,11 +119,14 @@ def store(broker, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Run
         for feed, feed_lines in lines.items():
             _send(broker.bootstrap, topics[feed], feed_lines[: len(feed_lines) // 2], [])
         assert run_ingest(settings).committed
+        assert resolve_and_land(store) is not None
         for feed, feed_lines in lines.items():
             bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="report")]
             _send(broker.bootstrap, topics[feed], feed_lines[len(feed_lines) // 2 :], bad)
         assert run_ingest(settings).committed
         assert resolve_and_land(store) is not None
+        assert resolve_and_land(store, rebuild=True) is not None
+    assert store.register_runs() == ["reg-000001", "reg-000002", "reg-000003"]
     return store
 
 
@@ -276,11 +307,125 @@ def test_the_report_shows_the_runs_figures_in_headless_chromium(store, served, s
                 assert flag in row[0]
                 assert row[1] == f"{sum(1 for v in register[flag].to_pylist() if v):,}"
 
-            # timings of both parts
+            # timings of both parts: what the run redid, seconds per stage, every register run so far
             timings = page.locator("section#timings").inner_text()
             meta = json.loads((register_dir / "_meta.json").read_text(encoding="utf-8"))
             for stage in [*manifest["timings_s"], *meta["timings_s"]]:
                 assert stage in timings
+            labels = page.eval_on_selector_all(
+                "section#timings dl dt", "cells => cells.map(c => c.innerText)"
+            )
+            values = page.eval_on_selector_all(
+                "section#timings dl dd", "cells => cells.map(c => c.innerText)"
+            )
+            work = dict(zip(labels, values, strict=True))
+            stats = meta["stats"]
+            assert work["mode"] == "rebuild (asked to)"
+            assert work["units touched"] == f"{stats['units_touched']:,} of {stats['units']:,}"
+            assert work["peak memory"] == f"{meta['peak_rss_mib']:,} MiB"
+            stages = {(row[0], row[1]): row[2] for row in _cells(page, "section#timings table.timings")}
+            for stage, seconds in meta["timings_s"].items():
+                assert stages["register", stage] == fmt_seconds(seconds)
+            runs = _cells(page, "section#timings table.register-runs")
+            assert [row[:2] for row in runs] == [
+                ["reg-000003", "rebuild (asked to)"],
+                ["reg-000002", "incremental"],
+                ["reg-000001", "rebuild (first register)"],
+            ]
+            columns = page.eval_on_selector_all(
+                'section#timings svg[aria-label="Register time per run"] rect',
+                "rects => rects.filter(r => r.querySelector('title'))"
+                ".map(r => [r.textContent, r.getAttribute('fill')])",
+            )
+            metas = [store.register_meta(store.register_run_dir(run)) for run in store.register_runs()]
+            assert [tip for tip, _ in columns] == [
+                f"#{n}: {fmt_seconds(sum(m['timings_s'].values()))}" for n, m in enumerate(metas, 1)
+            ]
+            rebuild, incremental, rebuild_again = (fill for _, fill in columns)
+            assert rebuild == rebuild_again != incremental
         finally:
             browser.close()
     assert requests and all(urlparse(url).hostname == "127.0.0.1" for url in requests), requests
+
+
+def _section(page: str, section: str) -> str:
+    return page.split(f'<section id="{section}">')[1].split("</section>")[0]
+
+
+def _listed(page: str, section: str) -> dict[str, str]:
+    """The labelled figures of a section (its ``<dl>``), as text."""
+    pairs = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", _section(page, section))
+    return {htmllib.unescape(label): htmllib.unescape(value) for label, value in pairs}
+
+
+def _table(page: str, css: str) -> list[list[str]]:
+    """The body rows of the table with this class, as the text of their cells."""
+    body = page.split(f'<table class="{css}">')[1].split("<tbody>")[1].split("</tbody>")[0]
+    return [
+        [htmllib.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body)
+    ]
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_the_timings_of_an_incremental_run_show_what_it_redid_and_the_runs_before_it(store):
+    meta = store.register_meta(store.register_run_dir("reg-000002"))
+    stats = meta["stats"]
+    page = render_report(build_context(store, "reg-000002"))
+    work = _listed(page, "timings")
+    assert work["mode"] == "incremental"
+    assert work["records read"] == fmt_num(stats["records_in"])
+    assert work["records changed"] == fmt_num(stats["records_changed"])
+    assert work["entities standardised again"] == f"{stats['entities_rescored']:,} of {stats['entities']:,}"
+    assert work["entities reclustered"] == f"{stats['entities_reclustered']:,} of {stats['entities']:,}"
+    assert work["units touched"] == f"{stats['units_touched']:,} of {stats['units']:,}"
+    assert work["register rows recomputed"] == fmt_num(stats["rows_recomputed"])
+    assert work["register time"] == fmt_seconds(sum(meta["timings_s"].values()))
+    stages = [row[1:3] for row in _table(page, "timings") if row[0] == "register" and row[1] != "total"]
+    assert stages == [[stage, fmt_seconds(seconds)] for stage, seconds in meta["timings_s"].items()]
+    # the runs so far: this one and the one before, not the rebuild that came after
+    first = store.register_meta(store.register_run_dir("reg-000001"))
+    assert _table(page, "register-runs") == [
+        [
+            run,
+            mode,
+            fmt_num(m["stats"]["records_changed"]),
+            fmt_num(m["stats"]["units_touched"]),
+            fmt_seconds(sum(m["timings_s"].values())),
+            fmt_num(m["peak_rss_mib"]),
+        ]
+        for run, mode, m in [
+            ("reg-000002", "incremental", meta),
+            ("reg-000001", "rebuild (first register)", first),
+        ]
+    ]
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_register_runs_from_before_modes_and_stats_still_render(store, tmp_path):
+    """Runs written before register runs were incremental lack mode, stats and peak memory (and kept
+    predicted pairs and refused joins at the top); the earliest kept no timings either."""
+    copy = RunStore(tmp_path / "store")
+    shutil.copytree(store.root, copy.root, symlinks=True)
+    for run in ("reg-000001", "reg-000003"):
+        path = copy.register_run_dir(run) / "_meta.json"
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        for new in ("mode", "rebuild_reason", "peak_rss_mib"):
+            del meta[new]
+        stats = meta.pop("stats")
+        meta |= {"predicted_pairs": stats["predicted_pairs"], "refused_joins": stats["refused_joins"]}
+        if run == "reg-000001":
+            del meta["timings_s"]
+        path.write_text(json.dumps(meta), encoding="utf-8")
+    page = write_report(copy, "reg-000003").read_text(encoding="utf-8")
+    assert all(f'<section id="{section}">' in page for section in SECTIONS)
+    work = _listed(page, "timings")
+    for figure in ("mode", "records changed", "entities reclustered", "units touched", "peak memory"):
+        assert work[figure] == "–", figure
+    assert work["register time"] == fmt_seconds(sum(meta["timings_s"].values()))  # meta: reg-000003's
+    assert _listed(page, "overview")["predicted pairs"] == fmt_num(meta["predicted_pairs"])
+    runs = {row[0]: row for row in _table(page, "register-runs")}
+    assert list(runs) == ["reg-000003", "reg-000002", "reg-000001"]
+    assert runs["reg-000001"][1:] == ["–"] * 5
+    assert runs["reg-000002"][1] == "incremental"
+    assert "mode not recorded" in _section(page, "timings")  # in the trend chart's legend
