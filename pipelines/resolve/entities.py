@@ -52,6 +52,7 @@ class Entity:
     phone: str | None = None  # keyed token of the normalised number: comparable with tokenised feeds
     phone_kind: str | None = None
     legal_rep_name: str | None = None
+    legal_rep_name_token: str | None = None  # the name as test records carry it (a keyed token)
     legal_rep_token: str | None = None
     entity_type: str | None = None
     is_person: bool = False  # a private sender or residential account rather than a business
@@ -160,6 +161,8 @@ def _fill(
             entity.phone_kind = parsed_phone.kind
     elif phone:
         entity.phone, entity.phone_kind = phone, "token"
+    if entity.legal_rep_name:
+        entity.legal_rep_name_token = tokens.token("person_name", entity.legal_rep_name)
     return entity
 
 

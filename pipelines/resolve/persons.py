@@ -11,7 +11,6 @@ keys name one of those units.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -20,7 +19,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.pii import Tokeniser
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.entities import full_name_key
 from pipelines.standardise.addresses import parse_address
@@ -63,29 +61,39 @@ def _known(trait: str) -> bool:
 # -- the units' side --------------------------------------------------------------------------------
 
 
-def _unit_keys_of(entity: dict[str, Any], tokens: Tokeniser) -> Iterator[tuple[str, str]]:
-    """Keys under which people know a unit through one of its entities."""
-    if entity["legal_rep_token"]:
-        yield "rep", entity["legal_rep_token"]
-    if entity["legal_rep_name"]:
-        yield "rep_name", tokens.token("person_name", entity["legal_rep_name"]) or ""
-    yield "phone", entity["phone"] or ""
-    yield "street", f"{entity['district_code']}|{entity['street_key']}"
-    if entity["is_person"] or not entity["trade_name"]:
-        return
-    trade, industry, branch = entity["trade_name"], entity["industry"] or "", entity["branch"] or ""
-    if entity["full_name_key"]:
-        yield "full", entity["full_name_key"]
-    yield "core", entity["name_core"] or ""
-    yield "trade+industry+branch", _key(trade, industry, branch)
-    yield "trade+branch", _key(trade, branch)
-    yield "sound+industry", _key(entity["trade_pinyin"], industry)
-    if entity["legal_rep_name"] and entity["entity_type"] and "个体" in entity["entity_type"]:
-        yield "operator", entity["legal_rep_name"]  # 个体户 are known by their operator
+UNIT_KEYS_SQL = """
+-- the keys under which people know a unit, through each of its entities
+WITH e AS (
+    SELECT m.unit_id, e.*, NOT e.is_person AND e.trade_name IS NOT NULL AS named
+    FROM members m JOIN entities e USING (entity_id)
+),
+found AS (
+    SELECT unit_id, 'rep' AS kind, legal_rep_token AS key FROM e WHERE legal_rep_token IS NOT NULL
+    UNION ALL SELECT unit_id, 'rep_name', coalesce(legal_rep_name_token, '') FROM e
+    WHERE legal_rep_name IS NOT NULL
+    -- traits a person may share with the unit
+    UNION ALL SELECT unit_id, 'phone', coalesce(phone, '') FROM e
+    UNION ALL SELECT unit_id, 'street', coalesce(district_code, 'None') || '|' || coalesce(street_key, 'None')
+    FROM e
+    -- how people name their employer, from the most to the least specific
+    UNION ALL SELECT unit_id, 'full', full_name_key FROM e WHERE named AND full_name_key IS NOT NULL
+    UNION ALL SELECT unit_id, 'core', coalesce(name_core, '') FROM e WHERE named
+    UNION ALL SELECT unit_id, 'trade+industry+branch',
+        concat_ws(chr(31), trade_name, coalesce(industry, ''), coalesce(branch, '')) FROM e WHERE named
+    UNION ALL SELECT unit_id, 'trade+branch', concat_ws(chr(31), trade_name, coalesce(branch, ''))
+    FROM e WHERE named
+    UNION ALL SELECT unit_id, 'sound+industry',
+        concat_ws(chr(31), coalesce(trade_pinyin, ''), coalesce(industry, '')) FROM e WHERE named
+    -- 个体户 are known by their operator
+    UNION ALL SELECT unit_id, 'operator', legal_rep_name FROM e
+    WHERE named AND legal_rep_name IS NOT NULL AND entity_type LIKE '%个体%'
+)
+SELECT DISTINCT unit_id AS owner, kind, key, 0 AS rank FROM found ORDER BY owner, kind, key
+"""
 
 
 def unit_keys(
-    engine: Engine, members: pa.Table, entities: pa.Table, registrations: pa.Table, tokens: Tokeniser
+    engine: Engine, members: pa.Table, entities: pa.Table, registrations: pa.Table
 ) -> tuple[pa.Table, pa.Table]:
     """Keys (owner = unit id) and city and founding date of the units in ``members`` (entity_id, unit_id)."""
     tables = {
@@ -106,27 +114,8 @@ def unit_keys(
         """,
         **tables,
     ).cast(UNIT_INFO_SCHEMA)
-    columns = ["legal_rep_token", "legal_rep_name", "phone", "district_code", "street_key", "is_person"]
-    columns += [
-        "trade_name",
-        "industry",
-        "branch",
-        "full_name_key",
-        "name_core",
-        "trade_pinyin",
-        "entity_type",
-    ]
-    selected = ", ".join(f"e.{column}" for column in columns)
-    rows = engine.query(
-        f"SELECT m.unit_id, {selected} FROM members m JOIN entities e USING (entity_id)", **tables
-    ).to_pylist()
-    keys = sorted({(row["unit_id"], kind, key) for row in rows for kind, key in _unit_keys_of(row, tokens)})
-    owners, kinds, values = zip(*keys, strict=True) if keys else ((), (), ())
-    key_table = pa.table(
-        {"owner": owners, "kind": kinds, "key": values, "rank": pa.array([0] * len(keys), pa.int32())},
-        schema=KEY_SCHEMA,
-    )
-    return key_table, info
+    keys = engine.query(UNIT_KEYS_SQL, **tables).cast(KEY_SCHEMA)
+    return keys, info
 
 
 # -- the persons' side --------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     scope_units = _strings(decided_units)
     scope_members = _only(members, "unit_id", scope_units)
     keys_new, info_new = persons.unit_keys(
-        engine, scope_members, entities.table, changes.records["registration"], inputs.tokens
+        engine, scope_members, entities.table, changes.records["registration"]
     )
     dropped = _strings(decided_units | set(gone.to_pylist()))
     unit_keys = pa.concat_tables([_without(state.unit_keys, "owner", dropped), keys_new])
