@@ -343,7 +343,8 @@ def _verdicts(
 
 def _edges_within(edges: pa.Table, nodes: pa.Array) -> list[Edge]:
     inside = edges.filter(pc.and_(pc.is_in(edges["a"], nodes), pc.is_in(edges["b"], nodes)))
-    return [Edge(**row) for row in inside.to_pylist()]
+    columns = (inside[name].to_pylist() for name in Edge._fields)
+    return [Edge(*values) for values in zip(*columns, strict=True)]
 
 
 def _usccs(entities: pa.Table, nodes: pa.Array) -> dict[str, str]:

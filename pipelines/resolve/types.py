@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 # Evidence, strongest first: clustering takes edges in this order (model edges by falling probability).
 EDGE_ORDER = {"verdict": 0, "uscc": 1, "org_code": 1, "model": 2, "registered_name": 3}
@@ -26,9 +27,9 @@ class ResolveSettings:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class Edge:
-    """Evidence that entities ``a`` and ``b`` are one unit: how strong and where it comes from."""
+class Edge(NamedTuple):
+    """Evidence that entities ``a`` and ``b`` are one unit: how strong and where it comes from. (A named
+    tuple: a first load makes hundreds of thousands of them.)"""
 
     a: str
     b: str
