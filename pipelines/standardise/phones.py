@@ -9,11 +9,13 @@ from dataclasses import dataclass
 _MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 # Area codes: 010 and 02x are three digits, the others four.
 _LANDLINE_RE = re.compile(r"^(?P<area>0(?:10|2\d|[3-9]\d{2}))(?P<local>[2-9]\d{6,7})$")
+_LOCAL_NUMBER_RE = re.compile(r"[2-9]\d{6,7}")
+_SEPARATORS_RE = re.compile(r"[/,;，；、]")
 
 
 def normalise_phone(value: str) -> str:
     """Digits of a phone number without the +86/0086 country prefix."""
-    digits = "".join(ch for ch in unicodedata.normalize("NFKC", value) if ch.isdigit())
+    digits = "".join(filter(str.isdigit, unicodedata.normalize("NFKC", value)))
     for prefix in ("0086", "86"):
         if digits.startswith(prefix) and len(digits) - len(prefix) in (11, 10, 12):
             digits = digits[len(prefix) :]
@@ -49,7 +51,8 @@ def parse_phone(text: str | None, default_area_code: str | None = None) -> Phone
     """``default_area_code`` completes a landline written without its area code."""
     if not text:
         return None
-    first = re.split(r"[/,;，；、]", text)[0]  # "0571-88889999/13812345678": the first is the main one
+    # "0571-88889999/13812345678": the first is the main one
+    first = _SEPARATORS_RE.split(text, maxsplit=1)[0]
     digits = normalise_phone(first)
     if not digits:
         return None
@@ -57,6 +60,6 @@ def parse_phone(text: str | None, default_area_code: str | None = None) -> Phone
         return Phone("mobile", digits)
     if found := _LANDLINE_RE.match(digits):
         return Phone("landline", digits, found["area"])
-    if default_area_code and re.fullmatch(r"[2-9]\d{6,7}", digits):
+    if default_area_code and _LOCAL_NUMBER_RE.fullmatch(digits):
         return Phone("landline", default_area_code + digits, default_area_code)
     return Phone("unknown", digits)
