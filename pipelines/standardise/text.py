@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
 # Characters that registration clerks, taxpayers and couriers swap for one another; folded to one form.
 LOOKALIKES = str.maketrans(
@@ -15,6 +15,10 @@ LOOKALIKES = str.maketrans(
     }
 )  # fmt: skip
 _SPACES_RE = re.compile(r"\s+")
+# Few texts have spaces or look-alikes: one search finds those that need translating and removing spaces.
+_SPACE_OR_LOOKALIKE_RE = re.compile(r"\s|[" + re.escape("".join(map(chr, LOOKALIKES))) + "]")
+# A register run folds the same names and addresses many times (grouping keys, then parsing).
+_CACHE_SIZE = 1 << 16
 
 
 @cache
@@ -24,23 +28,37 @@ def _t2s():
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def fold(text: str | None) -> str:
     """NFKC (full-width → half-width, compatibility forms), traditional → simplified, look-alikes folded,
     spaces removed. The result is for comparing, not for showing."""
     if not text:
         return ""
-    text = unicodedata.normalize("NFKC", text)
-    text = _t2s().convert(text).translate(LOOKALIKES)
-    return _SPACES_RE.sub("", text).upper()
+    text = _t2s().convert(unicodedata.normalize("NFKC", text))
+    if _SPACE_OR_LOOKALIKE_RE.search(text):
+        text = _SPACES_RE.sub("", text.translate(LOOKALIKES))
+    return text.upper()
 
 
 @cache
-def _pinyin():
+def _pinyin_words():
+    """pypinyin's own segmentation into words: a phrase whose reading differs from its characters' usual
+    ones is one word (重庆 chongqing, 银行 yinhang), every other character a word of its own."""
+    from pypinyin.core import Pinyin
+
+    return Pinyin().seg
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _word_key(word: str) -> str:
+    """Toneless pinyin of one word (a few thousand words make up most names, so each is converted once)."""
     from pypinyin import Style, lazy_pinyin
 
-    return lambda text: lazy_pinyin(text, style=Style.NORMAL, errors="ignore")
+    return "".join(lazy_pinyin(word, style=Style.NORMAL, errors="ignore"))
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def phonetic_key(text: str | None) -> str:
-    """Toneless pinyin syllables joined: sound-alike trade names (鑫/新, 汇/惠) share a key."""
-    return "".join(_pinyin()(fold(text))) if text else ""
+    """Toneless pinyin syllables joined: sound-alike trade names (鑫/新, 汇/惠) share a key. The same as
+    pypinyin's lazy_pinyin of the folded text, whose words are converted one by one."""
+    return "".join(map(_word_key, _pinyin_words()(fold(text)))) if text else ""
