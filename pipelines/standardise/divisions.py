@@ -67,8 +67,3 @@ def names_index() -> dict[str, tuple[Division, ...]]:
         for name in {division.name, short_name(division.name)}:
             index.setdefault(name, []).append(division)
     return {name: tuple(found) for name, found in index.items()}
-
-
-@cache
-def max_name_length() -> int:
-    return max(len(name) for name in names_index())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, lru_cache
 
-from pipelines.standardise.divisions import Division, by_code, max_name_length, names_index
+from pipelines.standardise.divisions import Division, by_code, names_index
 
 MUNICIPALITIES = frozenset({"11", "12", "31", "50"})  # 北京, 天津, 上海, 重庆: province and city at once
 
@@ -38,7 +39,9 @@ def _pick(candidates: tuple[Division, ...], found: dict[str, Division], hint: st
         fitting = [d for d in fitting if d.code.startswith(hint[:4])] or [
             d for d in fitting if d.code.startswith(hint[:2])
         ]
-    if len(fitting) == 1 or (fitting and len({d.level for d in fitting}) == len(fitting)):
+    if len(fitting) == 1:
+        return fitting[0]
+    if fitting and len({d.level for d in fitting}) == len(fitting):  # 吉林: the province before the city
         return min(fitting, key=lambda d: ("province", "city", "district").index(d.level))
     return None  # ambiguous (鼓楼区 of which city?) or nothing fits
 
@@ -49,17 +52,32 @@ def _full_or_city_short(name: str, candidates: tuple[Division, ...]) -> tuple[Di
     return tuple(d for d in candidates if d.name == name or d.name.endswith(("省", "市")))
 
 
+@cache
+def _prefix_index(strict_short: bool) -> tuple[dict[str, tuple[Division, ...]], dict[str, tuple[int, ...]]]:
+    """Division names a text can start with (with ``strict_short`` only the forms _full_or_city_short
+    keeps), and the lengths of those names by their first two characters, longest first: the scan
+    looks up only lengths that can match there."""
+    index: dict[str, tuple[Division, ...]] = {}
+    lengths: dict[str, set[int]] = {}
+    for name, candidates in names_index().items():
+        if strict_short:
+            candidates = _full_or_city_short(name, candidates)
+        if candidates and len(name) >= 2:
+            index[name] = candidates
+            lengths.setdefault(name[:2], set()).add(len(name))
+    return index, {head: tuple(sorted(found, reverse=True)) for head, found in lengths.items()}
+
+
+@lru_cache(maxsize=1 << 16)  # tax offices, sites and name regions come back again and again
 def match_region(text: str, hint: str | None = None, *, strict_short: bool = False) -> RegionMatch:
     """Longest division names at the start of folded ``text``. ``hint`` (a division code the record
     carries elsewhere) decides between same-named districts; ``strict_short`` is for company names."""
-    index, longest = names_index(), max_name_length()
+    index, lengths_by_head = _prefix_index(strict_short)
     found: dict[str, Division] = {}
     pos = 0
     while pos < len(text):
-        for length in range(min(longest, len(text) - pos), 1, -1):
-            candidates = index.get(text[pos : pos + length])
-            if candidates and strict_short:
-                candidates = _full_or_city_short(text[pos : pos + length], candidates)
+        for length in lengths_by_head.get(text[pos : pos + 2], ()):
+            candidates = index.get(text[pos : pos + length]) if pos + length <= len(text) else None
             division = _pick(candidates, found, hint) if candidates else None
             if division:
                 found[division.level] = division
