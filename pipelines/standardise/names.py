@@ -41,6 +41,9 @@ INDUSTRY_WORDS = tuple(
         reverse=True,
     )
 )  # fmt: skip
+# The first industry word from the left, the longest where several start at one place.
+_INDUSTRY_RE = re.compile("|".join(map(re.escape, INDUSTRY_WORDS)))
+_BRACKETED_RE = re.compile(r"\(([^()]{2,10})\)")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class CompanyName:
 
 def _strip_bracketed_region(text: str) -> tuple[str, str]:
     """Names like 某某(杭州)科技有限公司 carry their region in brackets."""
-    found = re.search(r"\(([^()]{2,10})\)", text)
+    found = _BRACKETED_RE.search(text)
     if found and (found.group(1) == "中国" or match_region(found.group(1)).end == len(found.group(1))):
         return text[: found.start()] + text[found.end() :], found.group(1)
     return text, ""
@@ -74,9 +77,9 @@ def _strip_bracketed_region(text: str) -> tuple[str, str]:
 def _split_branch(text: str) -> tuple[str, str]:
     """``…有限公司余杭分公司`` → (``…有限公司``, ``余杭分公司``): the marker and the place before it, which is
     a division name where one fits, else two characters (滨江, 武林)."""
-    marker = next((m for m in BRANCH_MARKERS if text.endswith(m)), None)
-    if marker is None:
+    if not text.endswith(BRANCH_MARKERS):  # most names: one test instead of one per marker
         return text, ""
+    marker = next(m for m in BRANCH_MARKERS if text.endswith(m))
     head = text[: -len(marker)]
     if head.endswith("公司"):  # 某某有限公司分公司: no place name
         return head, marker
@@ -110,12 +113,8 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
     if end and len(text) - end >= 2:
         region, text = text[:end], text[end:]
     industry = ""
-    for start in range(min(2, len(text)), len(text)):  # a trade name has at least two characters
-        word = next((w for w in INDUSTRY_WORDS if text.startswith(w, start)), None)
-        if word:
-            industry = text[start:]
-            text = text[:start]
-            break
+    if found := _INDUSTRY_RE.search(text, min(2, len(text))):  # a trade name has at least two characters
+        text, industry = text[: found.start()], text[found.start() :]
     return CompanyName(
         folded=folded,
         region=region or bracket_region,
