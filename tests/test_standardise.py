@@ -1,18 +1,99 @@
 """Standardisation on real-looking examples: names, addresses, phones, code parts."""
 
+import string
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pypinyin import Style, lazy_pinyin
+from pypinyin.constants import PHRASES_DICT
 
 from pipelines.standardise.addresses import parse_address
 from pipelines.standardise.codes import org_code_of, uscc_parts
-from pipelines.standardise.names import parse_company_name
-from pipelines.standardise.phones import parse_phone
-from pipelines.standardise.text import fold, phonetic_key
+from pipelines.standardise.divisions import by_code, divisions, names_index
+from pipelines.standardise.names import BRANCH_MARKERS, INDUSTRY_WORDS, ORGANISATION_FORMS, parse_company_name
+from pipelines.standardise.phones import Phone, parse_phone
+from pipelines.standardise.regions import MUNICIPALITIES, match_region
+from pipelines.standardise.text import LOOKALIKES, fold, phonetic_key
 
 
 def test_fold_width_script_and_lookalikes():
     assert fold("杭州滙豐華僑（杭州）貿易有限公司 ") == "杭州汇丰华侨(杭州)贸易有限公司"
     assert fold("ＡＢＣ１２３") == "ABC123"
     assert phonetic_key("鑫汇") == phonetic_key("新惠") == "xinhui"
+
+
+# Characters names and addresses are written in: place names, name words, common traditional forms and
+# look-alikes, ASCII and its full-width forms, spaces.
+NAME_CHARS = sorted(
+    set("".join(names_index()))
+    | set("".join(INDUSTRY_WORDS + ORGANISATION_FORMS + BRANCH_MARKERS))
+    | set("貿易華國東區縣廣門號樓層長寧灣臺體測點務稅業電氣醫藥飲餐館廳鐵鋼開發實興隆豐")
+    | {chr(code) for code in LOOKALIKES}
+    | set(string.ascii_letters + string.digits + "()-· \u3000")
+    | {chr(code) for code in range(0xFF01, 0xFF5F)}
+)
+names_and_addresses = st.text(alphabet=NAME_CHARS, max_size=30)
+
+
+@given(names_and_addresses)
+def test_folding_twice_changes_nothing(text):
+    # Not for every string: OpenCC's t2s converts some characters in two steps (薴 → 苧 → 苎).
+    assert fold(fold(text)) == fold(text)
+
+
+@given(st.text())
+def test_folded_text_has_no_spaces_lower_case_ascii_or_lookalikes(text):
+    folded = fold(text)
+    assert not any(ch.isspace() or ch in string.ascii_lowercase or ord(ch) in LOOKALIKES for ch in folded)
+
+
+@given(st.text(alphabet=string.ascii_letters + string.digits + string.punctuation + " ", max_size=30))
+def test_full_width_and_spaced_ascii_folds_like_plain_ascii(text):
+    full_width = "".join(chr(ord(ch) + 0xFEE0) if ch != " " else "\u3000" for ch in text)
+    assert fold(full_width) == fold(text) == text.replace(" ", "").upper()
+
+
+@given(st.lists(st.sampled_from(NAME_CHARS) | st.sampled_from(sorted(PHRASES_DICT)), max_size=8).map("".join))
+def test_phonetic_key_is_pypinyins_reading_of_the_folded_text(text):
+    """Names are converted word by word; a phrase with its own reading (重庆, 银行) must keep it."""
+    expected = "".join(lazy_pinyin(fold(text), style=Style.NORMAL, errors="ignore"))
+    assert phonetic_key(text) == expected
+    assert set(expected) <= set(string.ascii_lowercase)
+
+
+def test_phonetic_key_reads_polyphones_by_their_phrase():
+    assert phonetic_key("重庆") == "chongqing" and phonetic_key("重") == "zhong"
+    assert phonetic_key("银行") == "yinhang" and phonetic_key("行") == "xing"
+    assert phonetic_key("重重") != phonetic_key("重") * 2  # a repeated character can be a phrase
+
+
+_DISTRICTS_IN_FULL = [  # 浙江省 杭州市 西湖区 (municipalities write 北京市 东城区, without the city)
+    (d, by_code()[d.province_code].name + by_code()[d.city_code].name + d.name)
+    for d in divisions()
+    if d.level == "district"
+    and d.code[:2] not in MUNICIPALITIES
+    and getattr(by_code().get(d.city_code), "level", None) == "city"
+    and d.province_code in by_code()
+]
+
+
+@given(st.sampled_from(_DISTRICTS_IN_FULL), names_and_addresses)
+def test_a_district_written_with_its_province_and_city_is_found_whatever_follows(district_in_full, rest):
+    district, prefix = district_in_full
+    found = match_region(prefix + rest)
+    assert (found.district, found.end) == (district, len(prefix))
+
+
+@given(
+    st.lists(st.sampled_from(sorted(names_index())) | st.sampled_from(NAME_CHARS), max_size=5).map("".join),
+    st.sampled_from([None, "330106", "110105", "350102", "320106"]),
+    st.booleans(),
+)
+def test_the_region_prefix_alone_matches_the_same_divisions(text, hint, strict_short):
+    found = match_region(text, hint, strict_short=strict_short)
+    assert found.end <= len(text)
+    assert match_region(text[: found.end], hint, strict_short=strict_short) == found
 
 
 @pytest.mark.parametrize(
@@ -77,6 +158,18 @@ def test_address_parts():
 def test_phone_forms(text, kind, number):
     phone = parse_phone(text)
     assert phone is not None and (phone.kind, phone.number) == (kind, number)
+
+
+@given(
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.sampled_from(["", "+86", "+86 ", "0086", "86-"]),
+    st.lists(st.sampled_from(["", " ", "-", "\u3000"]), min_size=11, max_size=11),
+    st.booleans(),
+)
+def test_a_mobile_number_is_read_however_it_is_written(mobile, country, separators, full_width):
+    digits = mobile.translate(str.maketrans("0123456789", "０１２３４５６７８９")) if full_width else mobile
+    written = country + "".join(digit + sep for digit, sep in zip(digits, separators, strict=True))
+    assert parse_phone(written) == parse_phone(mobile) == Phone("mobile", mobile)
 
 
 def test_landline_without_area_code_takes_the_default():
