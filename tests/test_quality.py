@@ -330,7 +330,7 @@ def test_a_quality_worker_validates_staged_files_as_validate_feed_does(tmp_path:
     broken_tax = staged("tax", _with(healthy_rows("tax"), 4, tax_paid=-5.0))
     pq.write_table(broken_tax.slice(0, 600), tmp_path / "part-0.parquet")
     pq.write_table(broken_tax.slice(600), tmp_path / "part-1.parquet")
-    with QualityWorker(["tax"]) as worker:
+    with QualityWorker() as worker:
         remote = worker.validate("tax", [tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"], ROWS)
     local = validate_feed("tax", broken_tax, ROWS)
     assert remote.rows == ROWS and _essence(remote) == _essence(local)
@@ -345,6 +345,6 @@ def test_without_a_child_process_the_worker_validates_in_this_one(
 
     monkeypatch.setattr("pipelines.quality.worker.multiprocessing.get_context", no_children)
     pq.write_table(staged("waybill", healthy_rows("waybill")), tmp_path / "part-0.parquet")
-    with QualityWorker(["waybill"]) as worker:
+    with QualityWorker() as worker:
         quality = worker.validate("waybill", [tmp_path / "part-0.parquet"], ROWS)
     assert _essence(quality) == _essence(healthy["waybill"])

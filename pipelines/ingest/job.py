@@ -25,7 +25,7 @@ from pipelines.config import IngestSettings
 from pipelines.contracts import load_contracts
 from pipelines.kafka.client import OffsetRange, plan_ranges
 from pipelines.pii import load_key
-from pipelines.quality import QualityWorker, raise_if_blocking, write_quality_reports
+from pipelines.quality import QualityWorker, raise_if_blocking, shared_worker, write_quality_reports
 from pipelines.store import RunStore, utc_now
 
 log = logging.getLogger(__name__)
@@ -191,13 +191,13 @@ def run_ingest(settings: IngestSettings) -> IngestResult:
         result.timings["plan"] = time.monotonic() - started
         log.info("%s: reading %d messages", run_id, sum(r.size for r in ranges))
         read = [r for r in ranges if r.size]
-        with QualityWorker(sorted({r.feed for r in read})) as quality:  # loads GE while Beam runs
-            with _timed(result, "beam"):
-                _beam_pipeline(settings, read, store, run_id)
-            with _timed(result, "tally"):
-                quarantine_files = _tally(result, store, run_id, ranges)
-            with _timed(result, "quality"):
-                _check_quality(result, store, run_id, quality)
+        quality = shared_worker()  # loads GE in a child process while Beam runs (first run of the process)
+        with _timed(result, "beam"):
+            _beam_pipeline(settings, read, store, run_id)
+        with _timed(result, "tally"):
+            quarantine_files = _tally(result, store, run_id, ranges)
+        with _timed(result, "quality"):
+            _check_quality(result, store, run_id, quality)
         result.manifest = store.commit(
             {
                 "run_id": run_id,

@@ -13,7 +13,7 @@ from pipelines.quality.outcomes import (
 from pipelines.quality.report import write_quality_reports
 from pipelines.quality.suites import check_suite, load_suite
 from pipelines.quality.validate import SuiteError, preload, validate_feed
-from pipelines.quality.worker import QualityWorker
+from pipelines.quality.worker import QualityWorker, shared_worker
 
 __all__ = [
     "BlockingQualityError",
@@ -25,6 +25,7 @@ __all__ = [
     "load_suite",
     "preload",
     "raise_if_blocking",
+    "shared_worker",
     "validate_feed",
     "write_quality_reports",
 ]

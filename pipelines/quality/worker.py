@@ -1,10 +1,11 @@
 """Validation in a child process that loads Great Expectations while the caller does other work.
 
-Importing GE and building the suites costs 5-15 s of one core. The ingest job starts a ``QualityWorker``
-before its Beam pipeline: the child pays for GE on another core while the pipeline runs, and the job's
-quality step is then only the validation itself. Where no child process can be started (a daemonic
-process, say) or the child dies, validation runs in the caller's process instead, as before. As with any
-spawned process, the caller's main script must be safe to import (``if __name__ == "__main__":``).
+Importing GE and building the suites costs 5-15 s of one core. The ingest job asks for the process's
+``shared_worker()`` before its Beam pipeline: the child pays for GE on another core while the pipeline runs,
+the job's quality step is then only the validation itself, and later runs in the same process (tests, a
+long-lived task) find GE loaded, as they did when it was loaded in-process. Where no child process can be
+started (a daemonic process, say) or the child dies, validation runs in the caller's process instead. As
+with any spawned process, the caller's main script must be safe to import (``if __name__ == "__main__":``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 
+from pipelines.contracts import feed_names
 from pipelines.quality.outcomes import FeedQuality
 from pipelines.quality.validate import preload, validate_feed
 
@@ -34,12 +36,12 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
-def _load(feeds: tuple[str, ...], parent: int) -> None:
+def _load(parent: int) -> None:
     """Import GE and build the suites ahead of time. A failure here is left for ``validate_feed`` to raise
     again, in full, to the caller."""
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     try:
-        preload(feeds)
+        preload(feed_names())
     except Exception:
         log.debug("preloading suites failed", exc_info=True)
     gc.freeze()  # GE's long-lived objects (millions): keep full collections from walking them again
@@ -57,16 +59,15 @@ def validate_files(feed: str, files: list[Path], previous_rows: int | None) -> F
 
 
 class QualityWorker:
-    """One child process for a run's validations; ``validate`` waits for it (and for GE to load)."""
+    """One child process for validations; ``validate`` waits for it (and for GE to load)."""
 
-    def __init__(self, feeds: Iterable[str]) -> None:
-        feeds = tuple(feeds)
+    def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
         try:
             # A fresh interpreter: forking a process that runs Beam's and Kafka's threads is not safe.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                1, mp_context=context, initializer=_load, initargs=(feeds, os.getpid())
+                1, mp_context=context, initializer=_load, initargs=(os.getpid(),)
             )
             self._pool.submit(_ready)  # starts the child, and with it the GE import, now
         except Exception as error:  # whatever keeps us from having a child, validate here
@@ -95,3 +96,9 @@ class QualityWorker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close(wait=exc is None)  # a failed run need not wait for GE to finish loading
+
+
+@cache
+def shared_worker() -> QualityWorker:
+    """This process's worker, started on first use and kept until the process ends."""
+    return QualityWorker()
