@@ -291,7 +291,13 @@ def parse_message(
     contract: FeedContract, message: RawMessage, tokeniser: Tokeniser, run_id: str
 ) -> tuple[bool, dict[str, Any]]:
     """Return ``(True, staging_row)`` or ``(False, quarantine_row)`` for one message."""
-    return FeedParser(contract, tokeniser, run_id).parse(message)
+    return _parser(contract, tokeniser, run_id).parse(message)
+
+
+@lru_cache(maxsize=16)
+def _parser(contract: FeedContract, tokeniser: Tokeniser, run_id: str) -> FeedParser:
+    """Callers of ``parse_message`` parse many messages of a few feeds: prepare each feed once."""
+    return FeedParser(contract, tokeniser, run_id)
 
 
 def quarantine_row(
