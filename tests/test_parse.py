@@ -213,3 +213,18 @@ def test_a_bug_in_parsing_quarantines_the_message_and_the_batch_goes_on(monkeypa
     assert staged["record_id"].to_pylist() == ["R2", "R4"]
     internal = [r for r in quarantined.to_pylist() if r["reason"] == parse.INTERNAL_ERROR]
     assert [(r["offset"], r["detail"]) for r in internal] == [(10, "RuntimeError")]
+
+
+def test_values_the_staging_schema_cannot_hold_are_quarantined_not_a_failed_batch():
+    invisible_id = '{"record_id": "\u200b\u200b"}'.encode()  # no key to compare: blank once normalised
+    too_big = json.dumps({"record_id": "W1", "parcel_count": 2**70}).encode()
+    batch = [
+        RawMessage("waybill", "feeds.waybill", 0, 1, None, None, invisible_id),
+        RawMessage("waybill", "feeds.waybill", 0, 2, None, b"W1", too_big),
+    ]
+    staged, quarantined = FeedParser(contract("waybill"), TOKENISER, "run-000001").parse_batch(batch)
+    assert staged.num_rows == 0
+    assert [(r["reason"], r["detail"]) for r in quarantined.to_pylist()] == [
+        (parse.MISSING_RECORD_ID, "no record_id"),
+        (parse.CONTRACT_VIOLATION, "parcel_count: outside the 64-bit integer range"),
+    ]

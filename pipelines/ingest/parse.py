@@ -190,6 +190,8 @@ class FeedParser:
         self._personal = [
             (i, spec.kind or spec.name) for i, spec in enumerate(contract.fields) if spec.personal
         ]
+        self._required = [(i, spec.name) for i, spec in enumerate(contract.fields) if spec.required]
+        self._integers = [(i, spec.name) for i, spec in enumerate(contract.fields) if spec.type == "integer"]
         # Fields, validity flags and ``_extra``: the staged columns parsing fills, in schema order.
         self._parsed_fields = [f for f in self._schema if f.name not in _NOT_PARSED]
 
@@ -255,6 +257,7 @@ class FeedParser:
                 problems.append(problem)
         if problems:
             raise _Problem(problems[0].reason, "; ".join(p.detail for p in problems))
+        self._check_storable(values)
 
         validity = [None if values[i] is None else check(values[i]) for i, check in self._checked]
         for i, kind in self._personal:
@@ -264,6 +267,18 @@ class FeedParser:
         if not self._known.issuperset(obj):
             extra = _scrubbed_json({k: v for k, v in obj.items() if k not in self._known}, self._tokeniser)
         return [*values, *validity, extra]
+
+    def _check_storable(self, values: list[Any]) -> None:
+        """Typed values the staging schema cannot hold would fail the write of the whole batch (and of every
+        rerun): a required field that normalised to nothing, an integer beyond 64 bits."""
+        for i, name in self._required:
+            if values[i] is None:
+                if name == self.contract.key_field:
+                    raise _Problem(MISSING_RECORD_ID, f"no {name}")
+                raise _Problem(CONTRACT_VIOLATION, f"{name}: required")
+        for i, name in self._integers:
+            if values[i] is not None and not -(2**63) <= values[i] < 2**63:
+                raise _Problem(CONTRACT_VIOLATION, f"{name}: outside the 64-bit integer range")
 
     def _staged_table(self, rows: list[list[Any]], messages: list[RawMessage]) -> pa.Table:
         if not rows:
