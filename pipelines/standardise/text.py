@@ -42,8 +42,8 @@ def fold(text: str | None) -> str:
 
 @cache
 def _pinyin_words():
-    """pypinyin's own segmentation into words: a phrase whose reading differs from its characters' usual
-    ones is one word (重庆 chongqing, 银行 yinhang), every other character a word of its own."""
+    """pypinyin's own segmentation into words: a phrase of its dictionary is one word, read as a whole
+    (重庆 chongqing, 银行 yinhang, not zhongqing, yinxing), every other character a word of its own."""
     from pypinyin.core import Pinyin
 
     return Pinyin().seg
@@ -51,7 +51,7 @@ def _pinyin_words():
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _word_key(word: str) -> str:
-    """Toneless pinyin of one word (a few thousand words make up most names, so each is converted once)."""
+    """Toneless pinyin of one word (trade names share a few hundred words, so each is converted once)."""
     from pypinyin import Style, lazy_pinyin
 
     return "".join(lazy_pinyin(word, style=Style.NORMAL, errors="ignore"))
