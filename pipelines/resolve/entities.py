@@ -67,8 +67,7 @@ class Entity:
 
 def digest(values: Iterable[Any]) -> str:
     """A short hash of a sequence of plain values (strings, numbers, dates, None), in order."""
-    text = "\x1f".join("\x00" if value is None else str(value) for value in values)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(repr(tuple(values)).encode(), digest_size=12).hexdigest()
 
 
 _STRING = pa.string()
@@ -225,13 +224,12 @@ def _waybill(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
     return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens)
 
 
-def _tax_key(row: dict[str, Any]) -> str:
-    return clean_code(row["taxpayer_id"]) or f"~{fold(row['taxpayer_name'])}|{fold(row['address'])}"
+def _tax_key(taxpayer_id: str | None, taxpayer_name: str | None, address: str | None) -> str:
+    return clean_code(taxpayer_id) or f"~{fold(taxpayer_name)}|{fold(address)}"
 
 
-def _waybill_key(row: dict[str, Any]) -> str:
-    who = fold(row["sender_company"]) or fold(row["sender_name"])
-    key = f"{who}|{fold(row['sender_address'])}|{row['sender_phone'] or ''}"
+def _waybill_key(company: str | None, name: str | None, address: str | None, phone: str | None) -> str:
+    key = f"{fold(company) or fold(name)}|{fold(address)}|{phone or ''}"
     return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
 
 
@@ -241,16 +239,17 @@ class EntitySource:
 
     feed: str
     key_fields: tuple[str, ...]
-    key: Callable[[dict[str, Any]], str]  # the department's own key: records with one key are one entity
+    key: Callable[..., str]  # the department's own key, from ``key_fields``: one key, one entity
     time_field: str  # the newest record (by this time, then record id) speaks for the entity
     inputs: tuple[str, ...]  # the fields standardisation reads
     build: Callable[[str, dict[str, Any], Tokeniser], Entity]
     code_from_any_record: bool = False  # a valid USCC on any record (not only the newest) belongs to it
 
     def entity_ids(self, table: pa.Table) -> pa.Array:
-        columns = {name: table[name].to_pylist() for name in self.key_fields}
-        rows = ({name: columns[name][i] for name in self.key_fields} for i in range(table.num_rows))
-        return pa.array([f"{self.feed}:{self.key(row)}" for row in rows], pa.string())
+        columns = [table[name].to_pylist() for name in self.key_fields]
+        return pa.array(
+            [f"{self.feed}:{self.key(*values)}" for values in zip(*columns, strict=True)], pa.string()
+        )
 
     def source_hash(self, row: dict[str, Any]) -> str:
         return digest(row[name] for name in self.inputs)
@@ -260,7 +259,7 @@ SOURCES: dict[str, EntitySource] = {
     "registration": EntitySource(
         "registration",
         ("record_id",),
-        lambda row: row["record_id"],
+        lambda record_id: record_id,
         "updated_at",
         (
             "uscc",
@@ -285,7 +284,7 @@ SOURCES: dict[str, EntitySource] = {
     "utility": EntitySource(
         "utility",
         ("account_no", "record_id"),
-        lambda row: row["account_no"] or f"~{row['record_id']}",
+        lambda account_no, record_id: account_no or f"~{record_id}",
         "updated_at",
         ("uscc", "account_name", "address", "phone", "customer_class"),
         _utility,
