@@ -102,3 +102,7 @@ class QualityWorker:
 def shared_worker() -> QualityWorker:
     """This process's worker, started on first use and kept until the process ends."""
     return QualityWorker()
+
+
+# A forked process inherits the worker object but not the threads that talk to its child: it starts its own.
+os.register_at_fork(after_in_child=shared_worker.cache_clear)
