@@ -35,7 +35,7 @@ from pipelines.resolve import (
     resolve,
 )
 from pipelines.resolve.state import ISSUED_SCHEMA, STATE_VERSION
-from pipelines.rules.warnings import Figures, compute_warnings
+from pipelines.rules.warnings import Facts, Figures, compute_warnings
 from pipelines.staging import all_latest_records
 from pipelines.store import RunStore, utc_now
 from pipelines.townships.verdict_files import load_verdicts
@@ -101,9 +101,15 @@ def _why_rebuild(previous: dict[str, Any] | None, fingerprint: dict[str, Any], h
     return None
 
 
-def _tax_periods(records: dict[str, pa.Table]) -> list[str]:
-    """The periods that have tax figures: when the set grows, warnings about every unit can change."""
-    return sorted(p for p in pc.unique(records["tax"]["period"]).to_pylist() if p)
+def _linked(records: pa.Table, links: pa.Table, feed: str) -> pa.Table:
+    """The records of ``feed`` that are in a unit (the figures warnings are about)."""
+    feed_links = links.filter(pc.equal(links["feed"], feed))
+    return records.filter(pc.is_in(records["record_id"], feed_links["record_id"]))
+
+
+def _periods(table: pa.Table) -> list[str]:
+    """The periods a feed has figures for."""
+    return sorted(p for p in pc.unique(table["period"]).to_pylist() if p)
 
 
 def prepare_register(
@@ -154,7 +160,7 @@ def prepare_register(
         )
         resolution = resolve(inputs)
         begun = time.monotonic()
-        tax_periods = _tax_periods(resolution.state.records)
+        tax_periods = _periods(resolution.state.records["tax"])  # more of them: every unit's warnings change
         everything = resolution.reference_changed or tax_periods != (previous or {}).get("state", {}).get(
             "tax_periods"
         )
@@ -220,11 +226,16 @@ def _warnings(
     """Warnings of the new register: computed again for ``units`` (all when None), carried over for the
     rest; a warning raised again keeps when it was first raised."""
     previous = _previous_warnings(published)
-    tables = resolution.tables
-    figures = Figures.from_links(tables["register"], tables["links"], resolution.state.records)
+    tables, records = resolution.tables, resolution.state.records
     if units is None or previous is None:
+        figures = Figures.from_links(tables["register"], tables["links"], records)
         return compute_warnings(figures, run_id, previous=previous)
-    fresh = compute_warnings(figures, run_id, previous=previous, units=units.to_pylist())
+    # only the touched units' records are read; what the rules must know about all figures comes apart
+    linked = {feed: _linked(records[feed], tables["links"], feed) for feed in ("tax", "utility")}
+    facts = Facts.of(tables["register"], _periods(linked["tax"]), _periods(linked["utility"]))
+    scoped = [tables[name].filter(pc.is_in(tables[name]["unit_id"], units)) for name in ("register", "links")]
+    figures = Figures.from_links(*scoped, records, facts=facts)
+    fresh = compute_warnings(figures, run_id, previous=previous)
     current = tables["register"]["unit_id"]
     kept = previous.filter(
         pc.and_(pc.invert(pc.is_in(previous["unit_id"], units)), pc.is_in(previous["unit_id"], current))

@@ -98,6 +98,30 @@ def _values(frame: pd.DataFrame, *columns: str) -> Iterator[tuple]:
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What rules must know about all the figures, whichever units they look at: the reference period (the
+    latest period in the tax and electricity figures), the periods that have tax figures at all, whether there
+    are electricity figures at all, and who holds several licences (一户多证: the groups span units)."""
+
+    reference: str | None
+    tax_periods: frozenset[str]
+    any_power: bool
+    licence_holders: pd.DataFrame  # unit_id, legal_rep_name, division_code of the units flagged multi_licence
+
+    @classmethod
+    def of(cls, register: pa.Table, tax_periods: Collection[str], power_periods: Collection[str]) -> Facts:
+        flagged = register.filter(pc.fill_null(register["multi_licence"], False))
+        holders = flagged.select(["unit_id", "legal_rep_name", "division_code"]).to_pandas()
+        periods = [p for p in (*tax_periods, *power_periods) if p is not None]
+        return cls(
+            reference=str(max(periods)) if periods else None,
+            tax_periods=frozenset(p for p in tax_periods if p is not None),
+            any_power=any(p is not None for p in power_periods),
+            licence_holders=holders,
+        )
+
+
+@dataclass(frozen=True)
 class Figures:
     """The period figures of units, and the register: what the rules look at.
 
@@ -125,9 +149,11 @@ class Figures:
         power: pa.Table,
         waybill: pa.Table,
         registration: pa.Table,
+        facts: Facts | None = None,
     ) -> Figures:
         """Figures from per-feed tables whose records already carry their ``unit_id`` (the columns in
-        ``FEED_COLUMNS``), so the caller decides how records join units. Records with no unit are left out."""
+        ``FEED_COLUMNS``), so the caller decides how records join units. Records with no unit are left out.
+        ``facts``: the facts about all the figures, when these tables hold only some units' records."""
 
         def frame(table: pa.Table, feed: str) -> pd.DataFrame:
             return table.select(["unit_id", *FEED_COLUMNS[feed]]).to_pandas().dropna(subset=["unit_id"])
@@ -138,8 +164,7 @@ class Figures:
         registered = frame(registration, "registration")
         registered["changed"] = _local_month(registered["updated_at"])
         register_frame = register.to_pandas().set_index("unit_id", drop=False)
-        licensed = register_frame[_is_set(register_frame["multi_licence"])]
-        periods = pd.concat([tax_frame["period"], power_frame["period"]])
+        facts = facts or Facts.of(register, tax_frame["period"].tolist(), power_frame["period"].tolist())
         return cls(
             tax=tax_frame,
             power=power_frame,
@@ -148,16 +173,19 @@ class Figures:
             ],
             registration=registered,
             register=register_frame,
-            reference=str(periods.max()) if len(periods) else None,
-            tax_periods=frozenset(tax_frame["period"]),
-            any_power=len(power_frame) > 0,
-            licence_holders=licensed[["unit_id", "legal_rep_name", "division_code"]].reset_index(drop=True),
+            reference=facts.reference,
+            tax_periods=facts.tax_periods,
+            any_power=facts.any_power,
+            licence_holders=facts.licence_holders,
         )
 
     @classmethod
-    def from_links(cls, register: pa.Table, links: pa.Table, records: dict[str, pa.Table]) -> Figures:
+    def from_links(
+        cls, register: pa.Table, links: pa.Table, records: dict[str, pa.Table], facts: Facts | None = None
+    ) -> Figures:
         """Figures from the latest staged records per feed (``latest_records``), joined to units through
-        ``links``."""
+        ``links``: only the linked records are read, so links of some units (and ``facts`` about all the
+        figures) give those units' figures at the cost of their records."""
 
         def with_units(feed: str) -> pa.Table:
             table = records.get(feed)
@@ -165,7 +193,10 @@ class Figures:
                 table = contract(feed).staging_schema().empty_table()
             feed_links = links.filter(pc.equal(links["feed"], feed))
             found = pc.index_in(table["record_id"], value_set=feed_links["record_id"])
-            return table.append_column("unit_id", pc.take(feed_links["unit_id"], found))
+            linked = table.filter(pc.is_valid(found))
+            return linked.append_column(
+                "unit_id", pc.take(feed_links["unit_id"], found.filter(pc.is_valid(found)))
+            )
 
         return cls.from_feeds(
             register,
@@ -173,6 +204,7 @@ class Figures:
             power=with_units("utility"),
             waybill=with_units("waybill"),
             registration=with_units("registration"),
+            facts=facts,
         )
 
     def about(self, units: Collection[str]) -> Figures:
