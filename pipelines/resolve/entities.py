@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from pipelines.pii import TOKEN_PREFIX, Tokeniser
 from pipelines.resolve.engine import Engine
+from pipelines.resolve.frames import without
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
 from pipelines.standardise.names import CompanyName, parse_company_name
@@ -365,7 +366,7 @@ def update_entities(
     """The entity table after a batch. ``records``: every current record per feed (with ``entity_id``);
     ``changed``: the records the batch added or changed; ``left``: entities that lost a record to another.
     Only entities whose newest record reads differently are standardised again."""
-    kept_previous = previous
+    dropped: list[pa.Array] = []
     updated: list[dict[str, Any]] = []
     rescored: set[str] = set()
     grown: set[str] = set()
@@ -402,8 +403,9 @@ def update_entities(
                 rescored.add(rep["entity_id"])
             else:
                 grown.add(rep["entity_id"])
-        kept_previous = kept_previous.filter(pc.invert(pc.is_in(kept_previous["entity_id"], gone)))
-    table = pa.concat_tables([kept_previous, pa.Table.from_pylist(updated, schema=ENTITY_SCHEMA)])
+        dropped.append(gone)
+    kept = without(previous, "entity_id", pa.concat_arrays(dropped)) if dropped else previous
+    table = pa.concat_tables([kept, pa.Table.from_pylist(updated, schema=ENTITY_SCHEMA)])
     return EntityChanges(table, frozenset(rescored), frozenset(grown), frozenset(removed))
 
 

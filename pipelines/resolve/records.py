@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from pipelines.contracts import contract, load_contracts
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.entities import SOURCES
+from pipelines.resolve.frames import without
 
 ENTITY_ID = pa.field("entity_id", pa.string())
 CONTENT_HASH = pa.field("content_hash", pa.string())
@@ -91,7 +92,6 @@ def merge_records(engine: Engine, previous: dict[str, pa.Table], batch: dict[str
             pc.is_valid(compared["previous_entity"]), pc.not_equal(compared["previous_entity"], entity_ids)
         )
         left[feed] = pc.unique(compared["previous_entity"].filter(pc.fill_null(moved, False)))
-        kept = previous[feed].filter(pc.invert(pc.is_in(previous[feed]["record_id"], rows["record_id"])))
-        records[feed] = pa.concat_tables([kept, rows])
+        records[feed] = pa.concat_tables([without(previous[feed], "record_id", rows["record_id"]), rows])
         changed[feed] = rows
     return RecordChanges(records, changed, left)

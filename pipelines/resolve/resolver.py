@@ -29,6 +29,7 @@ from pipelines.pii import Tokeniser
 from pipelines.resolve import clustering, evidence, persons, tables, units
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.entities import empty_entities, update_entities
+from pipelines.resolve.frames import drop_where, only, without
 from pipelines.resolve.identity import assign_unit_ids
 from pipelines.resolve.model import MODEL_PATH, score_new, term_frequencies
 from pipelines.resolve.records import empty_records, merge_records
@@ -77,14 +78,6 @@ def _strings(values) -> pa.Array:  # type: ignore[no-untyped-def]
     return pa.array(sorted(values), pa.string())
 
 
-def _without(table: pa.Table, column: str, values: pa.Array) -> pa.Table:
-    return table.filter(pc.invert(pc.is_in(table[column], values)))
-
-
-def _only(table: pa.Table, column: str, values: pa.Array) -> pa.Table:
-    return table.filter(pc.is_in(table[column], values))
-
-
 def resolve(inputs: ResolveInputs) -> Resolution:
     """The next register from ``inputs`` (values in, values out)."""
     laps = _Laps()
@@ -100,8 +93,8 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     frequencies = state.term_frequencies or term_frequencies(engine, entities.table, inputs.model_path)
     stale = _strings(entities.rescored | entities.removed)
     deterministic = evidence.deterministic_edges(engine, entities.table)
-    model_kept = _without(
-        _without(_only(state.edges, "matched_by", pa.array(["model"])), "a", stale), "b", stale
+    model_kept = without(
+        without(only(state.edges, "matched_by", pa.array(["model"])), "a", stale), "b", stale
     )
     model_new = score_new(
         engine,
@@ -112,7 +105,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         inputs.model_path,
     )
     edges = pa.concat_tables([deterministic, model_kept, model_new])
-    before = _only(state.edges, "matched_by", pa.array(list(DETERMINISTIC)))
+    before = only(state.edges, "matched_by", pa.array(list(DETERMINISTIC)))
     touched = set(entities.rescored | entities.removed)
     touched |= evidence.changed_endpoints(engine, before, deterministic)
     laps("predict")
@@ -149,7 +142,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     new_members = _members(decided, drafts, unit_ids, clustered.joined_by, state.members, kept_clusters)
     members = pa.concat_tables(
         [
-            _without(
+            without(
                 state.members, "entity_id", _strings(set(decided_entities.to_pylist()) | entities.removed)
             ),
             new_members,
@@ -160,18 +153,18 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     laps("identity")
 
     scope_units = _strings(decided_units)
-    scope_members = _only(members, "unit_id", scope_units)
+    scope_members = only(members, "unit_id", scope_units)
     keys_new, info_new = persons.unit_keys(
         engine, scope_members, entities.table, changes.records["registration"]
     )
     dropped = _strings(decided_units | set(gone.to_pylist()))
-    unit_keys = pa.concat_tables([_without(state.unit_keys, "owner", dropped), keys_new])
-    unit_info = pa.concat_tables([_without(state.unit_info, "unit_id", dropped), info_new])
+    unit_keys = pa.concat_tables([without(state.unit_keys, "owner", dropped), keys_new])
+    unit_info = pa.concat_tables([without(state.unit_info, "unit_id", dropped), info_new])
     people = changes.records[persons.PERSON_FEED]
     changed_people = changes.changed[persons.PERSON_FEED]
     person_keys = pa.concat_tables(
         [
-            _without(state.person_keys, "owner", changed_people["record_id"]),
+            without(state.person_keys, "owner", changed_people["record_id"]),
             persons.person_keys(changed_people),
         ]
     )
@@ -188,7 +181,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     )
     decided_links = persons.link_persons(engine, deciding, person_keys, unit_keys, unit_info)
     person_links = pa.concat_tables(
-        [_without(previous_person_links, "record_id", deciding["record_id"]), decided_links]
+        [without(previous_person_links, "record_id", deciding["record_id"]), decided_links]
     )
     moved = _units_with_other_people(engine, previous_person_links, person_links)
     laps("persons")
@@ -206,10 +199,10 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         row_scope = _strings(set(member_scope.to_pylist()) | licence_changed)
     rows = units.register_rows(
         engine,
-        _only(members, "unit_id", row_scope),
+        only(members, "unit_id", row_scope),
         entities.table,
         changes.records,
-        _only(person_links, "unit_id", row_scope),
+        only(person_links, "unit_id", row_scope),
         multi,
         reference,
         settings,
@@ -217,7 +210,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     )
     rows = _unchanged_keep_their_run(engine, rows, history.register, ["unit_id"])
     register = pa.concat_tables(
-        [_without(_without(history.register, "unit_id", row_scope), "unit_id", gone), rows]
+        [without(without(history.register, "unit_id", row_scope), "unit_id", gone), rows]
     )
     register = register.sort_by("unit_id")
     laps("register")
@@ -227,12 +220,12 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     )
     review_scope = _review_scope(engine, members, edges, member_scope)
     registered = pc.unique(
-        pc.drop_null(_only(members, "entity_id", _registration_entities(entities.table))["unit_id"])
+        pc.drop_null(only(members, "entity_id", _registration_entities(entities.table))["unit_id"])
     )
     items = tables.review_rows(
         engine, members, review_scope, entities.table, edges, changes.records, registered, settings, run_id
     )
-    kept_items = _without(_without(history.review, "current_unit_id", review_scope), "current_unit_id", gone)
+    kept_items = without(without(history.review, "current_unit_id", review_scope), "current_unit_id", gone)
     review = tables.sort_review(
         pa.concat_tables(
             [kept_items, _unchanged_keep_their_run(engine, items, history.review, ["review_id"])]
@@ -328,9 +321,7 @@ def _verdicts(
     """The verdicts in force in entity ids: records through the records, units through the last register."""
     record_keys = [(v.feed or "", v.record_id) for v in verdicts if v.record_id]
     unit_ids = {u for v in verdicts for u in (v.unit_id_a, v.unit_id_b) if u}
-    unit_records = _only(history.links, "unit_id", _strings(unit_ids)).select(
-        ["feed", "record_id", "unit_id"]
-    )
+    unit_records = only(history.links, "unit_id", _strings(unit_ids)).select(["feed", "record_id", "unit_id"])
     rows = unit_records.to_pylist()
     entity_of = evidence.entities_of(records, record_keys + [(r["feed"], r["record_id"]) for r in rows])
     entities_of_unit: dict[str, list[str]] = defaultdict(list)
@@ -348,7 +339,7 @@ def _edges_within(edges: pa.Table, nodes: pa.Array) -> list[Edge]:
 
 
 def _usccs(entities: pa.Table, nodes: pa.Array) -> dict[str, str]:
-    coded = _only(entities, "entity_id", nodes)
+    coded = only(entities, "entity_id", nodes)
     return {e: u for e, u in zip(coded["entity_id"].to_pylist(), coded["uscc"].to_pylist(), strict=True) if u}
 
 
@@ -363,8 +354,8 @@ def _constraints_within(constraints: clustering.Constraints, region: set[str]) -
 
 def _clusters_of(members: pa.Table, entity_ids: pa.Array) -> dict[str, list[str]]:
     """The whole clusters (key → sorted entity ids) the given entities are in."""
-    keys = pc.unique(_only(members, "entity_id", entity_ids)["cluster"])
-    rows = _only(members, "cluster", keys).select(["cluster", "entity_id"]).sort_by("entity_id")
+    keys = pc.unique(only(members, "entity_id", entity_ids)["cluster"])
+    rows = only(members, "cluster", keys).select(["cluster", "entity_id"]).sort_by("entity_id")
     clusters: dict[str, list[str]] = defaultdict(list)
     for key, entity in zip(rows["cluster"].to_pylist(), rows["entity_id"].to_pylist(), strict=True):
         clusters[key].append(entity)
@@ -407,7 +398,7 @@ def _previous_units(
 
 def _uscc_anchors(register: pa.Table, unit_ids: set[str]) -> dict[str, str]:
     """The USCC anchor (``uscc:…``) of the given units of the last register that had a valid USCC."""
-    rows = _only(register, "unit_id", _strings(unit_ids)).select(["unit_id", "uscc"]).to_pylist()
+    rows = only(register, "unit_id", _strings(unit_ids)).select(["unit_id", "uscc"]).to_pylist()
     return {row["unit_id"]: f"uscc:{row['uscc']}" for row in rows if row["uscc"]}
 
 
@@ -422,7 +413,7 @@ def _members(
     """Member rows of the clusters decided about: the cluster's unit (if it is one), and the edge that
     brought each entity in (kept as it was for clusters that were not clustered again)."""
     kept_entities = _strings({e for members in kept.values() for e in members})
-    before = {row["entity_id"]: row for row in _only(previous, "entity_id", kept_entities).to_pylist()}
+    before = {row["entity_id"]: row for row in only(previous, "entity_id", kept_entities).to_pylist()}
     draft_of_cluster = {d.cluster: (i, d) for i, d in enumerate(drafts)}
     rows = []
     for index, cluster in enumerate(decided):
@@ -487,21 +478,21 @@ def _licences(
     gone: pa.Array,
 ) -> tuple[pa.Table, set[str]]:
     """Every unit's licence key after this run, and the units whose 一户多证 company may have changed."""
-    fresh = units.licence_keys(engine, _only(members, "unit_id", scope), entities, records)
+    fresh = units.licence_keys(engine, only(members, "unit_id", scope), entities, records)
     dropped = pa.concat_arrays([scope, gone]) if len(gone) else scope
-    old = _only(state.licences, "unit_id", dropped)
-    licences = pa.concat_tables([_without(state.licences, "unit_id", dropped), fresh])
+    old = only(state.licences, "unit_id", dropped)
+    licences = pa.concat_tables([without(state.licences, "unit_id", dropped), fresh])
     keys = pc.unique(
         pa.concat_arrays([old["licence_key"].combine_chunks(), fresh["licence_key"].combine_chunks()])
     )
-    affected = set(_only(licences, "licence_key", keys)["unit_id"].to_pylist())
+    affected = set(only(licences, "licence_key", keys)["unit_id"].to_pylist())
     return licences, affected
 
 
 def _multi_licence(licences: pa.Table) -> pa.Array:
     counts = licences.group_by("licence_key").aggregate([("unit_id", "count")])
     shared = counts.filter(pc.greater(counts["unit_id_count"], 1))["licence_key"]
-    return pc.unique(_only(licences, "licence_key", shared)["unit_id"])
+    return pc.unique(only(licences, "licence_key", shared)["unit_id"])
 
 
 def _links(
@@ -517,16 +508,19 @@ def _links(
 ) -> pa.Table:
     """The links table: rows of the units in ``scope`` and of the test records decided again computed anew,
     every other row carried over."""
-    is_person = pc.equal(previous["feed"], persons.PERSON_FEED)
-    dropped_unit = pc.or_(pc.is_in(previous["unit_id"], scope), pc.is_in(previous["unit_id"], gone))
-    dropped_person = pc.is_in(previous["record_id"], decided_people["record_id"])
-    kept = previous.filter(pc.if_else(is_person, pc.invert(dropped_person), pc.invert(dropped_unit)))
-    new_people = _only(person_links, "record_id", decided_people["record_id"])
-    fresh = tables.link_rows(engine, _only(members, "unit_id", scope), records, new_people, run_id)
-    links = pa.concat_tables(
-        [kept, _unchanged_keep_their_run(engine, fresh, previous, ["feed", "record_id"])]
-    )
-    return links.sort_by([("unit_id", "ascending"), ("feed", "ascending"), ("record_id", "ascending")])
+    decided = decided_people["record_id"]
+
+    def redone(links: pa.RecordBatch) -> pa.Array:
+        dropped_unit = pc.or_(pc.is_in(links["unit_id"], scope), pc.is_in(links["unit_id"], gone))
+        return pc.if_else(
+            pc.equal(links["feed"], persons.PERSON_FEED), pc.is_in(links["record_id"], decided), dropped_unit
+        )
+
+    kept = drop_where(previous, redone)
+    new_people = only(person_links, "record_id", decided_people["record_id"])
+    fresh = tables.link_rows(engine, only(members, "unit_id", scope), records, new_people, run_id)
+    # the rows carried over as they were, then the new ones (sorting would copy a register's worth of links)
+    return pa.concat_tables([kept, _unchanged_keep_their_run(engine, fresh, previous, ["feed", "record_id"])])
 
 
 def _review_scope(engine: Engine, members: pa.Table, edges: pa.Table, scope: pa.Array) -> pa.Array:
@@ -559,9 +553,9 @@ def _issued(issued: pa.Table, current: set[str], gone: pa.Array, run_id: str) ->
     gone_ids = set(gone.to_pylist())
     rows = [
         {**row, "retired_run": row["retired_run"] or (run_id if row["unit_id"] in gone_ids else None)}
-        for row in _only(issued, "unit_id", gone).to_pylist()
+        for row in only(issued, "unit_id", gone).to_pylist()
     ]
     rows += [{"unit_id": u, "issued_run": run_id, "retired_run": None} for u in sorted(current - known)]
     return pa.concat_tables(
-        [_without(issued, "unit_id", gone), pa.Table.from_pylist(rows, schema=ISSUED_SCHEMA)]
+        [without(issued, "unit_id", gone), pa.Table.from_pylist(rows, schema=ISSUED_SCHEMA)]
     )
