@@ -176,9 +176,11 @@ def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-
 def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     from pipelines.ingest.job import run_ingest
     from pipelines.landing import resolve_and_land
+    from pipelines.quality import stop_shared_worker
     from pipelines.store import RunStore
 
     result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner))
+    stop_shared_worker()  # the validation process holds Great Expectations: not needed to resolve
     _print_ingest(result)
     if result.committed:
         console.print(f"staging: {out.resolve()} (latest run in {out / 'LATEST'})")

@@ -101,10 +101,10 @@ def _why_rebuild(previous: dict[str, Any] | None, fingerprint: dict[str, Any], h
     return None
 
 
-def _linked(records: pa.Table, links: pa.Table, feed: str) -> pa.Table:
-    """The records of ``feed`` that are in a unit (the figures warnings are about)."""
-    feed_links = links.filter(pc.equal(links["feed"], feed))
-    return records.filter(pc.is_in(records["record_id"], feed_links["record_id"]))
+def _linked_periods(records: pa.Table, links: pa.Table, feed: str) -> list[str]:
+    """The periods of the records of ``feed`` that are in a unit (the figures warnings are about)."""
+    linked = links.filter(pc.equal(links["feed"], feed))["record_id"]
+    return _periods(pa.table({"period": records["period"].filter(pc.is_in(records["record_id"], linked))}))
 
 
 def _periods(table: pa.Table) -> list[str]:
@@ -134,38 +134,18 @@ def prepare_register(
             shutil.rmtree(store.partial_register_dir(stale))
         run_id = next_register_run_id(store)
         begun = time.monotonic()
-        kept = store.register_state(latest) if latest else None
-        published = store.register_tables(latest, list(PUBLISHED)) if latest else None
-        reason = "asked to" if rebuild else _why_rebuild(previous, fingerprint, kept is not None)
-        if reason is None:
-            assert previous is not None and kept is not None and published is not None
-            state = ResolutionState.from_tables(kept, previous["state"]["reference"])
-            batch = all_latest_records(store, after_run=previous["inputs"]["ingest_run"])
-        else:
-            log.info("%s: rebuilding the register (%s)", run_id, reason)
-            state = ResolutionState.empty()
-            batch = all_latest_records(store)
-        history = _history(kept, published)
+        inputs, reason = _inputs(store, previous, fingerprint, run_id, settings, model_path, rebuild)
         read_s = time.monotonic() - begun
-        inputs = ResolveInputs(
-            batch=batch,
-            state=state,
-            history=history,
-            verdicts=load_verdicts(store.verdicts_dir),
-            tokens=Tokeniser(load_key()),
-            run_id=run_id,
-            engine=DuckDBEngine(),
-            settings=settings,
-            model_path=model_path,
-        )
+        warnings_before = inputs.history.warnings
         resolution = resolve(inputs)
+        del inputs  # what this run did not keep of the last register's tables is freed before it writes
         begun = time.monotonic()
         tax_periods = _periods(resolution.state.records["tax"])  # more of them: every unit's warnings change
         everything = resolution.reference_changed or tax_periods != (previous or {}).get("state", {}).get(
             "tax_periods"
         )
         resolution.tables["warnings"] = _warnings(
-            resolution, None if everything or reason else resolution.touched_units, published, run_id
+            resolution, None if everything or reason else resolution.touched_units, warnings_before, run_id
         )
         timings = {
             "read": round(read_s, 3),
@@ -197,6 +177,43 @@ def prepare_register(
         return Prepared(run_id, resolution, meta)
 
 
+def _inputs(
+    store: RunStore,
+    previous: dict[str, Any] | None,
+    fingerprint: dict[str, Any],
+    run_id: str,
+    settings: ResolveSettings,
+    model_path: Path,
+    rebuild: bool,
+) -> tuple[ResolveInputs, str | None]:
+    """What ``resolve`` needs, read from the store; and why this run rebuilds (None: it carries on from the
+    last register)."""
+    latest = store.register_latest()
+    kept = store.register_state(latest) if latest else None
+    published = store.register_tables(latest, list(PUBLISHED)) if latest else None
+    reason = "asked to" if rebuild else _why_rebuild(previous, fingerprint, kept is not None)
+    if reason is None:
+        assert previous is not None and kept is not None
+        state = ResolutionState.from_tables(kept, previous["state"]["reference"])
+        batch = all_latest_records(store, after_run=previous["inputs"]["ingest_run"])
+    else:
+        log.info("%s: rebuilding the register (%s)", run_id, reason)
+        state = ResolutionState.empty()
+        batch = all_latest_records(store)
+    inputs = ResolveInputs(
+        batch=batch,
+        state=state,
+        history=_history(kept, published),
+        verdicts=load_verdicts(store.verdicts_dir),
+        tokens=Tokeniser(load_key()),
+        run_id=run_id,
+        engine=DuckDBEngine(),
+        settings=settings,
+        model_path=model_path,
+    )
+    return inputs, reason
+
+
 def _history(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | None) -> History:
     """What the last register said: its tables, the ids it issued, the verdicts as first applied."""
     if not published:
@@ -208,6 +225,7 @@ def _history(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | 
         links=published["links"],
         review=published["review"],
         constraints=kept.get("constraints", History.empty().constraints),
+        warnings=published.get("warnings"),
     )
 
 
@@ -221,18 +239,17 @@ def _issued_from(register: pa.Table) -> pa.Table:
 
 
 def _warnings(
-    resolution: Resolution, units: pa.Array | None, published: dict[str, pa.Table] | None, run_id: str
+    resolution: Resolution, units: pa.Array | None, previous: pa.Table | None, run_id: str
 ) -> pa.Table:
     """Warnings of the new register: computed again for ``units`` (all when None), carried over for the
     rest; a warning raised again keeps when it was first raised."""
-    previous = _previous_warnings(published)
     tables, records = resolution.tables, resolution.state.records
     if units is None or previous is None:
         figures = Figures.from_links(tables["register"], tables["links"], records)
         return compute_warnings(figures, run_id, previous=previous)
     # only the touched units' records are read; what the rules must know about all figures comes apart
-    linked = {feed: _linked(records[feed], tables["links"], feed) for feed in ("tax", "utility")}
-    facts = Facts.of(tables["register"], _periods(linked["tax"]), _periods(linked["utility"]))
+    periods = {feed: _linked_periods(records[feed], tables["links"], feed) for feed in ("tax", "utility")}
+    facts = Facts.of(tables["register"], periods["tax"], periods["utility"])
     scoped = [tables[name].filter(pc.is_in(tables[name]["unit_id"], units)) for name in ("register", "links")]
     figures = Figures.from_links(*scoped, records, facts=facts)
     fresh = compute_warnings(figures, run_id, previous=previous)
@@ -260,10 +277,6 @@ def _warnings(
         ],
     )
     return merged.take(order)
-
-
-def _previous_warnings(published: dict[str, pa.Table] | None) -> pa.Table | None:
-    return (published or {}).get("warnings")
 
 
 def publish_pending(store: RunStore) -> Path | None:

@@ -13,7 +13,7 @@ from pipelines.quality.outcomes import (
 from pipelines.quality.report import write_quality_reports
 from pipelines.quality.suites import check_suite, load_suite
 from pipelines.quality.validate import SuiteError, preload, validate_feed
-from pipelines.quality.worker import QualityWorker, shared_worker
+from pipelines.quality.worker import QualityWorker, shared_worker, stop_shared_worker
 
 __all__ = [
     "BlockingQualityError",
@@ -26,6 +26,7 @@ __all__ = [
     "preload",
     "raise_if_blocking",
     "shared_worker",
+    "stop_shared_worker",
     "validate_feed",
     "write_quality_reports",
 ]

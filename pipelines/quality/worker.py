@@ -100,8 +100,15 @@ class QualityWorker:
 
 @cache
 def shared_worker() -> QualityWorker:
-    """This process's worker, started on first use and kept until the process ends."""
+    """This process's worker, started on first use and kept until the process ends or it is stopped."""
     return QualityWorker()
+
+
+def stop_shared_worker() -> None:
+    """End this process's worker, if it has one: a pass that goes on to resolve frees GE's memory first."""
+    if shared_worker.cache_info().currsize:
+        shared_worker().close(wait=False)
+        shared_worker.cache_clear()
 
 
 # A forked process inherits the worker object but not the threads that talk to its child: it starts its own.

@@ -30,18 +30,22 @@ class DuckDBEngine(Engine):
     """DuckDB in this process: Arrow tables are scanned in place, results come back as Arrow."""
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self._config = {"threads": threads, "memory_limit": memory_limit}
+        self.connection = self._connect()
+
+    def _connect(self):  # type: ignore[no-untyped-def]
         import duckdb
 
         from pipelines.resolve.udfs import register_duckdb
 
-        config = {}
-        if threads:
-            config["threads"] = threads
-        if memory_limit:
-            config["memory_limit"] = memory_limit
-        self.connection = duckdb.connect(config=config)
-        self.connection.execute("SET TimeZone = 'UTC'")  # timestamps print the same wherever it runs
-        register_duckdb(self.connection)
+        connection = duckdb.connect(config={k: v for k, v in self._config.items() if v})
+        connection.execute("SET TimeZone = 'UTC'")  # timestamps print the same wherever it runs
+        import os
+
+        for setting in filter(None, os.environ.get("UF_DUCK", "").split(";")):
+            connection.execute(setting)
+        register_duckdb(connection)
+        return connection
 
     def query(self, sql: str, **tables: pa.Table) -> pa.Table:
         for name, table in tables.items():
@@ -53,6 +57,7 @@ class DuckDBEngine(Engine):
                 self.connection.unregister(name)
 
     def splink_api(self) -> Any:
+        """On a connection of its own: the tables Splink materialises while scoring go when it is done."""
         from splink import DuckDBAPI
 
-        return DuckDBAPI(connection=self.connection)
+        return DuckDBAPI(connection=self._connect())

@@ -306,28 +306,50 @@ def people_to_decide(
     people: pa.Table,
     keys_of_people: pa.Table,
     previous_links: pa.Table,
-    unit_keys_before: pa.Table,
-    unit_keys_after: pa.Table,
-    units: pa.Array,
+    before: tuple[pa.Table, pa.Table],
+    after: tuple[pa.Table, pa.Table],
+    touched: pa.Array,
+    gone: pa.Array,
 ) -> pa.Table:
-    """The test records a run must decide again: changed ones, those attached to ``units`` (the units the
-    run touched), and those whose keys name one of them, before or after the run."""
+    """The test records a run must decide again: changed ones, those attached to units that are ``gone``
+    (merged or retired), and those that may name a unit whose keys changed (``before`` and ``after`` are the
+    units' keys and info): a key added or lost, or a phone, street, city or founding date a decision between
+    namesakes rests on. A person whose candidates all read as before decides as before."""
     wanted = engine.query(
         """
-        WITH touched_keys AS (
-            SELECT kind, key FROM before WHERE owner IN (SELECT unit_id FROM units)
-            UNION SELECT kind, key FROM after WHERE owner IN (SELECT unit_id FROM units)
+        WITH scope AS (SELECT unit_id FROM touched UNION SELECT unit_id FROM gone),
+        was AS (SELECT owner, kind, key FROM keys_before WHERE owner IN (SELECT unit_id FROM scope)),
+        now AS (SELECT owner, kind, key FROM keys_after WHERE owner IN (SELECT unit_id FROM scope)),
+        changed_keys AS (
+            (SELECT * FROM was EXCEPT SELECT * FROM now)
+            UNION ALL (SELECT * FROM now EXCEPT SELECT * FROM was)
+        ),
+        info_was AS (SELECT * FROM info_before WHERE unit_id IN (SELECT unit_id FROM scope)),
+        info_now AS (SELECT * FROM info_after WHERE unit_id IN (SELECT unit_id FROM scope)),
+        reshaped AS (
+            SELECT owner AS unit_id FROM changed_keys WHERE kind IN ('phone', 'street')
+            UNION SELECT unit_id FROM (SELECT * FROM info_was EXCEPT SELECT * FROM info_now)
+            UNION SELECT unit_id FROM (SELECT * FROM info_now EXCEPT SELECT * FROM info_was)
+        ),
+        lookups AS (
+            SELECT kind, key FROM changed_keys WHERE kind NOT IN ('phone', 'street')
+            UNION
+            SELECT kind, key FROM now
+            WHERE owner IN (SELECT unit_id FROM reshaped) AND kind NOT IN ('phone', 'street')
         )
         SELECT record_id FROM changed
-        UNION SELECT record_id FROM previous_links WHERE unit_id IN (SELECT unit_id FROM units)
-        UNION SELECT p.owner FROM person_keys p JOIN touched_keys t ON p.kind = t.kind AND p.key = t.key
+        UNION SELECT record_id FROM previous_links WHERE unit_id IN (SELECT unit_id FROM gone)
+        UNION SELECT p.owner FROM person_keys p JOIN lookups l ON p.kind = l.kind AND p.key = l.key
         WHERE p.key <> ''
         """,
         changed=changed.select(["record_id"]),
         previous_links=previous_links.select(["record_id", "unit_id"]),
         person_keys=keys_of_people,
-        before=unit_keys_before,
-        after=unit_keys_after,
-        units=pa.table({"unit_id": pa.array(units, pa.string())}),
+        keys_before=before[0],
+        info_before=before[1],
+        keys_after=after[0],
+        info_after=after[1],
+        touched=pa.table({"unit_id": pa.array(touched, pa.string())}),
+        gone=pa.table({"unit_id": pa.array(gone, pa.string())}),
     )
     return people.filter(pc.is_in(people["record_id"], wanted["record_id"]))

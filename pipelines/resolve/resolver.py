@@ -175,9 +175,10 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         people,
         person_keys,
         previous_person_links,
-        state.unit_keys,
-        unit_keys,
-        dropped,
+        (state.unit_keys, state.unit_info),
+        (unit_keys, unit_info),
+        _strings(decided_units),
+        gone,
     )
     decided_links = persons.link_persons(engine, deciding, person_keys, unit_keys, unit_info)
     person_links = pa.concat_tables(
@@ -277,6 +278,8 @@ def resolve(inputs: ResolveInputs) -> Resolution:
             "units_touched": len(member_scope),
             "rows_recomputed": rows.num_rows,
             "unknown_verdicts": len(effects.unknown),
+            "people_decided": deciding.num_rows,
+            "people_linked": person_links.num_rows,
         },
         timings=laps.timings,
     )

@@ -96,6 +96,7 @@ class History:
     links: pa.Table
     review: pa.Table
     constraints: pa.Table  # the verdicts in force, in entity ids, as first applied
+    warnings: pa.Table | None = None  # the last register's warnings (when each was first raised)
 
     @classmethod
     def empty(cls) -> History:
