@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "feeds"
+from pipelines import resources
+
+SCHEMAS_DIR = resources.FEED_CONTRACTS
 
 FIELD_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -155,9 +157,9 @@ def _table_schema(path: Path) -> pa.Schema:
 @cache
 def output_schema(table: str) -> pa.Schema:
     """Arrow schema of a register table (register, links, review, lineage)."""
-    return _table_schema(SCHEMAS_DIR.parent / "outputs" / f"{table}.json")
+    return _table_schema(resources.OUTPUT_SCHEMAS / f"{table}.json")
 
 
 @cache
 def verdict_schema() -> pa.Schema:
-    return _table_schema(SCHEMAS_DIR.parent / "verdict.json")
+    return _table_schema(resources.VERDICT_SCHEMA)

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Packages (and top-level modules) of ``pipelines`` from the bottom up; ``dags`` is the Airflow side.
 LAYERS: list[set[str]] = [
+    {"resources"},  # where the package's data files are (contracts, suites, rules, model, template)
     {"contracts", "store", "standardise"},  # core: contracts, where output lives, standardisation
     {
         "pii",

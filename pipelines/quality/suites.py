@@ -15,9 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines import resources
 from pipelines.contracts import contract
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS_DIR = resources.EXPECTATIONS
 
 Severity = Literal["block", "warn"]
 SEVERITIES: tuple[Severity, ...] = ("block", "warn")

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines import resources
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.settings import MODEL_COLUMNS, TRAINING_BLOCKING_RULES, UNIQUE_ID, unit_settings
 
-MODEL_PATH = Path(__file__).resolve().parent / "unit_model.json"
+MODEL_PATH = resources.UNIT_MODEL
 log = logging.getLogger(__name__)
 EDGE_SCHEMA = pa.schema(
     [

@@ -30,9 +30,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import resources
 from pipelines.contracts import contract, output_schema
 
-RULES_PATH = Path(__file__).with_name("warning_rules.toml")
+RULES_PATH = resources.WARNING_RULES
 RULES_ENV = "UNITFUSION_WARNING_RULES"
 FIGURE_FEEDS = ("registration", "tax", "utility", "waybill")
 _LOCAL_TIME = pd.Timedelta(
