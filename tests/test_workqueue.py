@@ -125,8 +125,8 @@ def test_round_trip_through_the_workbook_attaches_splits_and_drops_records(store
     _fill_workbook(
         wenxin, {"X5": {"decision": "同一单位", "decided_by": "文新街道 李强", "decided_at": "2026-11-06"}}
     )
-    assert add_verdict_file(mishi, store.verdicts_dir) == 2
-    assert add_verdict_file(wenxin, store.verdicts_dir) == 1
+    assert add_verdict_file(mishi, store.verdicts_dir).count == 2
+    assert add_verdict_file(wenxin, store.verdicts_dir).count == 1
 
     after = _links(resolve_and_land(store).path)
     assert after[("utility", "X5")] == before[("registration", "R1")]  # attached to the chosen unit
@@ -309,3 +309,65 @@ def test_bad_fills_say_file_row_and_what_is_wrong(small, fill, message):
     with pytest.raises(VerdictError, match=rf"^330105_米市巷街道\.xlsx 待核查 {message}"):
         add_verdict_file(path, small.verdicts_dir)
     assert not small.verdicts_dir.exists()  # nothing kept from a bad file
+
+
+NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1"]
+
+
+def test_cells_a_spreadsheet_would_evaluate_are_text_in_xlsx_and_quoted_in_csv(tmp_path):
+    """Names, addresses, record ids and warning texts that start like a formula are never formulas: text
+    cells in the workbook (with Excel's quote prefix, so editing keeps them text), a leading ``'`` in the CSV
+    (OWASP), read back unchanged as verdicts; a negative number stays a number."""
+    store = RunStore(tmp_path / "out")
+    review = [
+        _review_item(f"@E{i}", 1, "330105", "米市巷街道", name=formula, address=formula)
+        for i, formula in enumerate(FORMULAS)
+    ] + [_review_item("E9", -1, "330105", "米市巷街道")]  # fmt: skip
+    warning = {**_warning("W1", "2026-09", 1, "米市巷街道"), "message": "=1+1", "evidence": "-5"}
+    _publish(store, review, [warning])
+    paths = export_work_queues(store)
+
+    book = openpyxl.load_workbook(_queue(paths, "330105_米市巷街道", ".xlsx"))
+    cells = [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row]
+    assert not [cell.coordinate for cell in cells if cell.data_type == "f"]  # no formula anywhere
+    rows = read_sheet(_queue(paths, "330105_米市巷街道", ".xlsx"))
+    # readable, unchanged (XML stores a carriage return as a line feed)
+    assert [r[HEADER["name"]] for r in rows[1:]] == [f.replace("\r", "\n") for f in FORMULAS]
+    assert rows[0][HEADER["priority"]] == -1 and [r[HEADER["record_id"]] for r in rows[1:]] == [
+        f"@E{i}" for i in range(len(FORMULAS))
+    ]
+    quoted = [c for c in cells if isinstance(c.value, str) and c.value.startswith(("=", "+", "-", "@", "\t"))]
+    assert quoted and all(c.data_type == "s" and c.quotePrefix for c in quoted)
+    warned = read_sheet(_queue(paths, "330105_米市巷街道", ".xlsx"), WARNING_SHEET)
+    assert (warned[0]["预警内容"], warned[0]["依据数据"]) == ("=1+1", "-5")
+
+    for path in [p for p in paths if p.suffix == ".csv"]:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for row in list(csv.reader(handle))[1:]:
+                live = [
+                    c for c in row if c.startswith(("=", "+", "-", "@", "\t", "\r")) and not NUMBER.match(c)
+                ]
+                assert not live, path
+    with _queue(paths, "330105_米市巷街道", ".csv").open(encoding="utf-8-sig", newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert csv_rows[0][HEADER["priority"]] == "-1"  # a number, not text: left alone
+    assert [r[HEADER["name"]] for r in csv_rows[1:]] == [f"'{f}" for f in FORMULAS]
+    with _queue(paths, "330105_米市巷街道_预警", ".csv").open(encoding="utf-8-sig", newline="") as handle:
+        assert next(csv.DictReader(handle))["预警内容"] == "'=1+1"
+
+    # handed back as CSV, the verdicts name the records as they are
+    filled = tmp_path / "filled.csv"
+    text = _queue(paths, "330105_米市巷街道", ".csv").read_text(encoding="utf-8-sig")
+    lines = text.splitlines()
+    header = next(csv.reader([lines[0]]))
+    rows_out = [header]
+    for row in csv.reader(lines[1:]):
+        row[header.index(HEADER["decision"])] = "新单位"
+        row[header.index(HEADER["decided_by"])] = "王敏"
+        row[header.index(HEADER["decided_at"])] = "2026-11-05"
+        rows_out.append(row)
+    with filled.open("w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle).writerows(rows_out)
+    verdicts = read_verdict_file(filled)
+    assert sorted(v.record_id for v in verdicts) == sorted(["E9", *(f"@E{i}" for i in range(len(FORMULAS)))])

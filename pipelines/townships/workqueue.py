@@ -40,6 +40,7 @@ NO_TOWNSHIP = "未分乡镇"  # items routed to a district only: one file per di
 NO_DIVISION = "未分区县"
 
 INFO, FILL, TECH = "info", "fill", "tech"
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def export_work_queues(
         queues[_queue_key(warning)]["warnings"].append(_warning_row(warning))
 
     target = store.queues_dir(register_run)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = store.queue_partial_dir(register_run)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
@@ -248,12 +249,25 @@ def _warning_row(warning: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def evaluated(value: Any) -> bool:
+    """Whether a spreadsheet would take this text for a formula (OWASP's CSV-injection triggers)."""
+    return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would evaluate gets a leading ``'`` (shown, never run; ``verdicts.read_csv``
+    drops it when the file comes back); numbers stay numbers."""
+    return f"'{value}" if evaluated(value) else value
+
+
 def _write_csv(path: Path, columns: Sequence[Column], rows: list[dict[str, Any]]) -> None:
     """UTF-8 with a byte-order mark: Excel on Chinese Windows then opens it without mangling the text."""
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([c.header for c in columns])
-        writer.writerows([["" if row[c.field] is None else row[c.field] for c in columns] for row in rows])
+        writer.writerows(
+            [["" if row[c.field] is None else csv_safe(row[c.field]) for c in columns] for row in rows]
+        )
 
 
 def _write_workbook(
@@ -319,6 +333,10 @@ def _fill_sheet(sheet: Any, columns: Sequence[Column], rows: list[dict[str, Any]
     sheet.append([c.header for c in columns])
     for row in rows:
         sheet.append([row[c.field] for c in columns])
+        for cell in sheet[sheet.max_row]:
+            if evaluated(cell.value):  # text, never a formula, also after staff edit the cell
+                cell.data_type = "s"
+                cell.quotePrefix = True
     for index, column in enumerate(columns, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = column.width
         sheet.cell(1, index).font = Font(bold=True)
