@@ -215,8 +215,48 @@ class RunStore:
 
     @property
     def alerts_dir(self) -> Path:
-        """What was sent to ops, per run (``alerts/<run>.jsonl``), so an alert is sent once per run."""
+        """The alerts of each run (``alerts/<run>.jsonl``): queued, then marked sent per channel."""
         return self.root / "alerts"
+
+    def queue_partial_dir(self, register_run: str) -> Path:
+        """Where an export of the work queues is written before it is renamed into place."""
+        target = self.queues_dir(register_run)
+        return target.with_name(f".{target.name}.partial")
+
+    def report_path(self, register_run: str) -> Path:
+        return self.reports_dir / f"{register_run}.html"
+
+    def alert_log(self, run_key: str) -> Path:
+        """The outbox of one run's alerts and the record of each channel that sent them."""
+        return self.alerts_dir / f"{run_key}.jsonl"
+
+    def stale_partials(self, step: str) -> list[Path]:
+        """What an interrupted step left behind: hidden ``.partial``/``.old`` queue folders
+        (``work_queues``), ``.tmp`` reports (``report``). Nobody reads them; the step writes afresh."""
+        folder = {"work_queues": self.root / "queues", "report": self.reports_dir}.get(step)
+        if folder is None or not folder.is_dir():
+            return []
+        patterns = (".*.partial", ".*.old") if step == "work_queues" else (".*.tmp",)
+        return sorted(path for pattern in patterns for path in folder.glob(pattern))
+
+    # -- completion markers: which output step finished for which run ------------------------------------
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.root / "outputs"
+
+    def output_marker(self, run_id: str, step: str) -> Path:
+        """``outputs/<run>/<step>.done``: the step (work queues, report, alerts) finished for that run."""
+        return self.outputs_dir / run_id / f"{step}.done"
+
+    def output_done(self, run_id: str, step: str) -> bool:
+        return self.output_marker(run_id, step).is_file()
+
+    def mark_output_done(self, run_id: str, step: str, summary: dict[str, Any]) -> None:
+        marker = self.output_marker(run_id, step)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"done_at": utc_now(), **summary}, ensure_ascii=False, default=str)
+        write_atomically(marker, text + "\n")
 
     def pending_registers(self) -> list[str]:
         """Register runs written but not yet published (the DAG's land task publishes them)."""
@@ -233,6 +273,12 @@ class RunStore:
             json.loads(path.read_text(encoding="utf-8"))
             for path in sorted(self.manifests_dir.glob("run-*.json"))
         ]
+
+    def committed_runs(self) -> list[str]:
+        """Ids of the committed ingest runs, oldest first (without reading their manifests)."""
+        if not self.manifests_dir.is_dir():
+            return []
+        return sorted(path.stem for path in self.manifests_dir.glob("run-*.json"))
 
     def latest_manifest(self) -> dict[str, Any] | None:
         manifests = self.manifests()
