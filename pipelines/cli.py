@@ -254,11 +254,22 @@ def verdicts_add(out: Path, file: Path) -> None:
     from pipelines.townships.verdict_files import add_verdict_file
     from pipelines.verdicts import VerdictError
 
+    store = RunStore(out)
+    if not store.manifests_dir.is_dir():  # a typo would keep verdicts where no run reads them
+        raise click.BadParameter(
+            f"{out} is not a run store (no manifests/ folder); give the --out of `unitfusion run`",
+            param_hint="'--out'",
+        )
     try:
-        count = add_verdict_file(file, RunStore(out).verdicts_dir)
+        kept = add_verdict_file(file, store.verdicts_dir)
     except VerdictError as error:
         raise click.ClickException(str(error)) from None
-    console.print(f"{count} verdicts from {file.name} kept; they apply from the next run")
+    if kept.new:
+        console.print(
+            f"{kept.count} verdicts from {file.name} kept; they apply from the next run", markup=False
+        )
+    else:
+        console.print(f"{file.name} was kept before (as {kept.path.name}); nothing to add", markup=False)
 
 
 @main.command()

@@ -39,6 +39,7 @@ from pipelines.rules.warnings import Facts, Figures, compute_warnings
 from pipelines.staging import all_latest_records
 from pipelines.store import RunStore, utc_now
 from pipelines.townships.verdict_files import load_verdicts
+from pipelines.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 PUBLISHED = ("register", "links", "review", "warnings")
@@ -134,7 +135,10 @@ def prepare_register(
             shutil.rmtree(store.partial_register_dir(stale))
         run_id = next_register_run_id(store)
         begun = time.monotonic()
-        inputs, reason = _inputs(store, previous, fingerprint, run_id, settings, model_path, rebuild)
+        stored = load_verdicts(store.verdicts_dir)
+        inputs, reason = _inputs(
+            store, previous, fingerprint, run_id, settings, model_path, rebuild, stored.in_force
+        )
         read_s = time.monotonic() - begun
         warnings_before = inputs.history.warnings
         resolution = resolve(inputs)
@@ -161,6 +165,10 @@ def prepare_register(
             "created_at": utc_now(),
             "counts": {name: table.num_rows for name, table in resolution.tables.items()},
             "stats": resolution.stats,
+            "verdicts": {  # in force; and those that could not apply, named with why
+                "in_force": len(stored.in_force),
+                "unapplied": stored.set_aside + resolution.unknown_verdicts,
+            },
             "timings_s": timings,
             "state": {"reference": resolution.state.reference, "tax_periods": tax_periods},
         }
@@ -185,6 +193,7 @@ def _inputs(
     settings: ResolveSettings,
     model_path: Path,
     rebuild: bool,
+    verdicts: list[Verdict],
 ) -> tuple[ResolveInputs, str | None]:
     """What ``resolve`` needs, read from the store; and why this run rebuilds (None: it carries on from the
     last register)."""
@@ -204,7 +213,7 @@ def _inputs(
         batch=batch,
         state=state,
         history=_history(kept, published),
-        verdicts=load_verdicts(store.verdicts_dir),
+        verdicts=verdicts,
         tokens=Tokeniser(load_key()),
         run_id=run_id,
         engine=DuckDBEngine(),

@@ -3,7 +3,8 @@ verdict is in force.
 
 A verdict is a decision from a field check that overrides the model on every run from then on. The files
 townships hand back are read in ``pipelines.townships.verdict_files``; the resolver receives the verdicts in
-force as values of ``Verdict``. A later verdict on the same item replaces an earlier one.
+force as values of ``Verdict``. A later verdict on the same item replaces an earlier one, so a verdict dated
+in the future is refused: it would win over every later decision.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import csv
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipelines.contracts import verdict_schema
@@ -23,6 +24,7 @@ NEW_UNIT = "new_unit"
 NOT_A_BUSINESS = "not_a_business"
 DECISIONS = (SAME_UNIT, DIFFERENT_UNITS, NEW_UNIT, NOT_A_BUSINESS)
 VERDICT_COLUMNS = tuple(verdict_schema().names)
+CLOCK_SLACK = timedelta(days=1)  # a township's clock (or time zone slip) may run ahead of ours
 
 
 class VerdictError(ValueError):
@@ -42,6 +44,13 @@ class Verdict:
     note: str | None = None
 
     @property
+    def about(self) -> str:
+        """The item in words, for people: ``tax T8``, or ``U1… / U2…``."""
+        if self.record_id:
+            return f"{self.feed} {self.record_id}"
+        return f"{self.unit_id_a} / {self.unit_id_b}"
+
+    @property
     def item(self) -> tuple[str | None, ...]:
         """What the verdict is about; a later verdict on the same item wins."""
         if self.record_id:
@@ -49,7 +58,24 @@ class Verdict:
         return ("pair", *sorted([self.unit_id_a or "", self.unit_id_b or ""]))
 
 
-def check_row(row: dict[str, str], where: str) -> Verdict:
+def unapplied(verdict: Verdict, reason: str) -> dict[str, str | None]:
+    """A verdict that could not apply, and why: a row of the run report's table (and the register's meta)."""
+    return {
+        "verdict_id": verdict.verdict_id,
+        "decision": verdict.decision,
+        "about": verdict.about,
+        "decided_by": verdict.decided_by,
+        "decided_at": verdict.decided_at,
+        "reason": reason,
+    }
+
+
+def check_row(
+    row: dict[str, str], where: str, feeds: Iterable[str] | None = None, now: datetime | None = None
+) -> Verdict:
+    """A row of the verdict contract as a ``Verdict``, or a ``VerdictError`` saying where and what is wrong.
+    ``feeds``: the known feeds; ``now``: refuse a ``decided_at`` in the future of it (see ``is_future``).
+    Either is left unchecked when None."""
     clean = {k: (row.get(k) or "").strip() or None for k in VERDICT_COLUMNS}
     if clean["decision"] not in DECISIONS:
         raise VerdictError(
@@ -57,6 +83,11 @@ def check_row(row: dict[str, str], where: str) -> Verdict:
         )
     if clean["record_id"] and not clean["feed"]:
         raise VerdictError(f"{where}: a record verdict needs its feed")
+    known = None if feeds is None else set(feeds)
+    if known is not None and clean["feed"] and clean["feed"] not in known:
+        raise VerdictError(
+            f"{where}: unknown feed {clean['feed']!r}; known feeds: {', '.join(sorted(known))}"
+        )
     if not clean["record_id"] and not (clean["unit_id_a"] and clean["unit_id_b"]):
         raise VerdictError(f"{where}: give feed + record_id, or unit_id_a + unit_id_b")
     if clean["decision"] == SAME_UNIT and not clean["unit_id_b"]:
@@ -67,26 +98,49 @@ def check_row(row: dict[str, str], where: str) -> Verdict:
         if not clean[required]:
             raise VerdictError(f"{where}: {required} is missing")
     try:
-        if datetime.fromisoformat(clean["decided_at"]).tzinfo is None:
+        decided_at = datetime.fromisoformat(clean["decided_at"])
+        if decided_at.tzinfo is None:
             raise ValueError
     except ValueError:
         raise VerdictError(f"{where}: decided_at must be ISO 8601 with a UTC offset") from None
+    if now is not None and is_future(decided_at, now):
+        raise VerdictError(f"{where}: decided_at {clean['decided_at']} is in the future")
     return Verdict(**clean)  # type: ignore[arg-type]
+
+
+def is_future(decided_at: datetime, now: datetime) -> bool:
+    """Later than ``now`` by more than ``CLOCK_SLACK``: such a verdict would win over every decision made
+    after it."""
+    return decided_at > now + CLOCK_SLACK
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of a CSV file: UTF-8 (with or without BOM), or GB18030 as Excel on Chinese Windows
-    saves it."""
+    saves it. One leading ``'`` of a cell is dropped: work queues write it before a cell a spreadsheet would
+    take for a formula."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("gb18030")
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError as error:
+            raise VerdictError(
+                f"{path.name}: not text in UTF-8 or GB18030 (byte {error.start}); save it as CSV again"
+            ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    rows = list(reader)
+    try:
+        rows = list(reader)
+    except csv.Error as error:
+        raise VerdictError(f"{path.name} line {reader.line_num}: not CSV ({error})") from None
     return [name.strip() for name in reader.fieldnames or []], [
-        {(k or "").strip(): v for k, v in row.items()} for row in rows
+        {(k or "").strip(): _unquote(v) for k, v in row.items()} for row in rows
     ]
+
+
+def _unquote(cell: str | list | None) -> str | list | None:
+    """A cell without the one ``'`` that keeps a spreadsheet from taking it for a formula."""
+    return cell[1:] if isinstance(cell, str) and cell.startswith("'") else cell
 
 
 def in_force(verdicts: Iterable[Verdict]) -> list[Verdict]:

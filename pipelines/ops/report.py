@@ -575,6 +575,23 @@ def _flags_section(run_dir: Path) -> dict[str, Any]:
     return {"units": units, "grid": grid, "chart": chart}
 
 
+def _verdicts_section(meta: dict[str, Any]) -> dict[str, Any]:
+    """Township verdicts in force, and a table of those that could not apply, with why (a record or unit
+    the register does not know, a date in the future): the township is asked again, or the record awaited."""
+    verdicts = meta.get("verdicts") or {}  # register runs from before kept only a count, in stats
+    grid = Grid(
+        ["verdict", "decision", "about", "decided by", "decided at", "why not applied"], css="unapplied"
+    )
+    for row in verdicts.get("unapplied") or []:
+        grid.rows.append(
+            [
+                row.get(k) or "–"
+                for k in ("verdict_id", "decision", "about", "decided_by", "decided_at", "reason")
+            ]
+        )
+    return {"in_force": verdicts.get("in_force"), "unapplied": len(grid.rows), "grid": grid}
+
+
 def _total_seconds(timings: dict[str, float] | None) -> float | None:
     return sum(timings.values()) if timings else None
 
@@ -707,6 +724,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
         "linkage": linkage,
         "divisions": divisions,
         "flags": _flags_section(run_dir),
+        "verdicts": _verdicts_section(meta),
         "timings": _timings_section(manifest, meta, _register_metas(store, register_run)),
     }
 

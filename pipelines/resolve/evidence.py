@@ -99,7 +99,7 @@ class VerdictEffects:
     constraints: Constraints
     table: pa.Table  # CONSTRAINT_SCHEMA: what every verdict in force means, in entity ids
     touched: set[str]  # entities whose constraints this run added or lifted
-    unknown: list[str]  # verdicts about records or units nobody knows
+    unknown: list[dict[str, str | None]]  # verdicts about records or units nobody knows (vd.unapplied)
 
 
 def apply_verdicts(
@@ -114,7 +114,7 @@ def apply_verdicts(
     for row in previous.to_pylist():
         kept.setdefault((row["verdict_id"], row["verdict_hash"]), []).append(row)
     rows: list[dict] = []
-    unknown: list[str] = []
+    unknown: list[dict[str, str | None]] = []
     for verdict in verdicts:
         key = (verdict.verdict_id, _verdict_hash(verdict))
         if key in kept:
@@ -122,7 +122,7 @@ def apply_verdicts(
             continue
         translated = _translate(verdict, entity_of_record, entities_of_unit)
         if not translated:
-            unknown.append(verdict.verdict_id)
+            unknown.append(vd.unapplied(verdict, _why_not(verdict, entity_of_record, entities_of_unit)))
         rows += [
             {"verdict_id": key[0], "verdict_hash": key[1], "kind": k, "a": a, "b": b}
             for k, a, b in translated
@@ -152,6 +152,20 @@ def _translate(
     if verdict.decision == vd.NEW_UNIT:
         return [("alone", a, None) for a in side_a]
     return [("not_business", a, None) for a in side_a]
+
+
+def _why_not(
+    verdict: vd.Verdict,
+    entity_of_record: dict[tuple[str, str], str],
+    entities_of_unit: dict[str, list[str]],
+) -> str:
+    """Why a verdict means nothing in entity ids: the record or units it names that nobody knows."""
+    missing = []
+    if verdict.record_id and (verdict.feed or "", verdict.record_id) not in entity_of_record:
+        missing.append(f"unknown record {verdict.feed} {verdict.record_id}")
+    units = [verdict.unit_id_b] if verdict.record_id else [verdict.unit_id_a, verdict.unit_id_b]
+    missing += [f"unknown unit {unit}" for unit in units if unit and not entities_of_unit.get(unit)]
+    return "; ".join(missing) or "nothing to apply it to"
 
 
 def _constraints(rows: list[dict]) -> Constraints:

@@ -61,6 +61,7 @@ class Resolution:
     reference_changed: bool
     stats: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    unknown_verdicts: list[dict[str, str | None]] = field(default_factory=list)  # named, with why
 
 
 class _Laps:
@@ -282,6 +283,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
             "people_linked": person_links.num_rows,
         },
         timings=laps.timings,
+        unknown_verdicts=effects.unknown,
     )
 
 

@@ -2,57 +2,157 @@
 work queue (XLSX, or CSV with its Chinese headers; see ``pipelines.townships.workqueue``).
 
 ``unitfusion verdicts add`` checks a file and copies it into the run store's ``verdicts/`` folder; every run
-reads all of them, so a verdict keeps applying.
+reads all of them, so a verdict keeps applying. A stored file is never overwritten: it is kept under its
+content hash and its own name, so two townships' ``verdicts.csv`` both stay, and the same file added twice
+is kept once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.townships.workqueue import filled_rows, is_work_queue, verdict_rows
-from pipelines.verdicts import Verdict, VerdictError, check_row, in_force, read_csv
+from pipelines.verdicts import Verdict, VerdictError, check_row, in_force, is_future, read_csv, unapplied
+
+log = logging.getLogger(__name__)
+SUFFIXES = (".csv", ".jsonl", ".xlsx")
 
 
-def read_verdict_file(path: Path) -> list[Verdict]:
+@dataclass(frozen=True)
+class Kept:
+    """What ``add_verdict_file`` did: the verdicts it read, where the file is kept, whether it was new."""
+
+    count: int
+    path: Path
+    new: bool
+
+
+@dataclass(frozen=True)
+class StoredVerdicts:
+    """The verdicts of a run store: those in force, and those set aside (rows of the run report's table)."""
+
+    in_force: list[Verdict]
+    set_aside: list[dict[str, str | None]] = field(default_factory=list)
+
+
+def read_verdict_file(
+    path: Path, feeds: Iterable[str] | None = None, now: datetime | None = None
+) -> list[Verdict]:
     """Verdicts of a file in the contract's columns (CSV, JSONL), or of a filled work queue (XLSX, or CSV
-    with its Chinese headers; see ``pipelines.townships.workqueue``)."""
+    with its Chinese headers; see ``pipelines.townships.workqueue``). Anything unreadable is a
+    ``VerdictError`` naming the file and, where there is one, the line or row. ``feeds`` and ``now`` as in
+    ``check_row``."""
     if path.suffix == ".jsonl":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        rows = [(i + 1, json.loads(line)) for i, line in enumerate(lines) if line.strip()]
+        rows = _jsonl_rows(path)
     elif path.suffix == ".csv":
         header, plain = read_csv(path)
         numbered = list(enumerate(plain, start=2))
         rows = verdict_rows(path.name, header, numbered) if is_work_queue(header) else numbered
     elif path.suffix == ".xlsx":
-        rows = filled_rows(path)
+        rows = _workbook_rows(path)
     else:
         raise VerdictError(f"{path.name}: verdict files are .csv, .xlsx or .jsonl")
+    where = "line" if path.suffix == ".jsonl" else "row"
     return [
-        check_row({k: "" if v is None else str(v) for k, v in r.items()}, f"{path.name} row {number}")
+        check_row(
+            {k: "" if v is None else str(v) for k, v in r.items()},
+            f"{path.name} {where} {number}",
+            feeds=feeds,
+            now=now,
+        )
         for number, r in rows
     ]
 
 
-def add_verdict_file(source: Path, verdicts_dir: Path) -> int:
-    """Check a township's file and keep it in the run store; returns the number of verdicts."""
-    verdicts = read_verdict_file(source)
+def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise VerdictError(f"{path.name}: not UTF-8 text (byte {error.start})") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise VerdictError(
+                f"{path.name} line {number}: not JSON ({error.msg}, column {error.colno})"
+            ) from None
+        if not isinstance(row, dict):
+            raise VerdictError(f"{path.name} line {number}: not a JSON object")
+        rows.append((number, row))
+    return rows
+
+
+def _workbook_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The filled rows of a workbook; a file that is no workbook (truncated, renamed, damaged) is one line."""
+    try:
+        return filled_rows(path)
+    except VerdictError:
+        raise
+    except Exception as error:  # openpyxl fails in many ways on a damaged file: zip, XML, missing parts
+        raise VerdictError(f"{path.name}: not a readable XLSX workbook ({error})") from None
+
+
+def add_verdict_file(source: Path, verdicts_dir: Path, feeds: Iterable[str] | None = None) -> Kept:
+    """Check a township's file and keep it in the run store, never over another file: under its content hash
+    and name. A file kept before (same bytes) is not kept again. ``feeds``: the known feeds (default: those
+    of the contracts); a verdict about another feed is refused."""
+    if feeds is None:
+        from pipelines.contracts import feed_names
+
+        feeds = feed_names()
+    verdicts = read_verdict_file(source, feeds=feeds, now=datetime.now(UTC))
+    data = source.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    for kept in stored_files(verdicts_dir):
+        if hashlib.sha256(kept.read_bytes()).hexdigest() == digest:
+            return Kept(len(verdicts), kept, new=False)
     verdicts_dir.mkdir(parents=True, exist_ok=True)
-    target = verdicts_dir / source.name
-    if target.exists() and target.read_bytes() != source.read_bytes():
-        target = verdicts_dir / f"{source.stem}-{len(list(verdicts_dir.iterdir()))}{source.suffix}"
-    shutil.copyfile(source, target)
-    return len(verdicts)
+    target = verdicts_dir / f"{digest[:16]}-{source.name}"
+    _write_new(target, data)
+    return Kept(len(verdicts), target, new=True)
 
 
-def load_verdicts(verdicts_dir: Path) -> list[Verdict]:
-    """All verdicts in force in a run store's verdict folder."""
+def _write_new(target: Path, data: bytes) -> None:
+    """Write a file whole under a name nobody has: written aside, then linked in (which fails if taken)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, target)  # unlike a rename, never replaces a file
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def stored_files(verdicts_dir: Path) -> list[Path]:
+    """The verdict files kept in a run store, in name order (hidden files being written are not)."""
     if not verdicts_dir.is_dir():
         return []
-    return in_force(
-        verdict
-        for path in sorted(verdicts_dir.iterdir())
-        if path.suffix in (".csv", ".jsonl", ".xlsx")
-        for verdict in read_verdict_file(path)
-    )
+    return sorted(p for p in verdicts_dir.iterdir() if p.suffix in SUFFIXES and not p.name.startswith("."))
+
+
+def load_verdicts(verdicts_dir: Path, now: datetime | None = None) -> StoredVerdicts:
+    """The verdicts in force in a run store's verdict folder. A verdict dated in the future (a file put there
+    by hand, or kept before such dates were refused) is set aside, not applied: it would win forever."""
+    now = now or datetime.now(UTC)
+    kept: list[Verdict] = []
+    set_aside = []
+    for path in stored_files(verdicts_dir):
+        for verdict in read_verdict_file(path):
+            if is_future(datetime.fromisoformat(verdict.decided_at), now):
+                log.info("%s: verdict %s is dated in the future; not applied", path.name, verdict.verdict_id)
+                set_aside.append(unapplied(verdict, f"decided_at in the future ({path.name})"))
+            else:
+                kept.append(verdict)
+    return StoredVerdicts(in_force(kept), set_aside)
