@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipelines.contracts import QUARANTINE_SCHEMA, FeedContract, FieldSpec
 from pipelines.kafka import RawMessage
-from pipelines.pii import Tokeniser
+from pipelines.pii import Tokeniser, is_private_name
 from pipelines.standardise import codes
 
 # Reason codes of quarantined messages, in the order they are checked.
@@ -142,12 +142,24 @@ _CONVERTERS: dict[str, Callable[[FieldSpec, Any], Any]] = {
 }
 
 
+# Fields scrubbed of ID numbers and mobiles typed into them: free text (no kind: also the record id) and
+# names. Codes (uscc, taxpayer_id, code) and business phones are kept as written; personal fields are tokens.
+_SCRUBBED_KINDS = (None, "person_name")
+
+
+@lru_cache(maxsize=16)
+def _named_fields(contract: FeedContract) -> dict[str, str]:
+    """Fields tokenised wherever a quarantined payload holds them (name → token kind): personal ones, and
+    persons' names even where the contract keeps a business's name in clear."""
+    return {s.name: s.kind or s.name for s in contract.fields if s.personal or s.kind == "person_name"}
+
+
 def _tokenise_personal(contract: FeedContract, obj: dict[str, Any], tokeniser: Tokeniser) -> None:
-    """Replace personal fields of a parsed object by tokens, in place (whatever their JSON type)."""
-    for spec in contract.personal_fields:
-        value = obj.get(spec.name)
+    """Replace personal fields and names of a parsed object by tokens, in place (whatever their JSON type)."""
+    for name, kind in _named_fields(contract).items():
+        value = obj.get(name)
         if value is not None:
-            obj[spec.name] = tokeniser.token(spec.kind or spec.name, str(value))
+            obj[name] = tokeniser.token(kind, str(value))
 
 
 def _decode(contract: FeedContract, message: RawMessage) -> dict[str, Any]:
@@ -189,6 +201,15 @@ class FeedParser:
         ]
         self._personal = [
             (i, spec.kind or spec.name) for i, spec in enumerate(contract.fields) if spec.personal
+        ]
+        self._scrubbed = [
+            i
+            for i, spec in enumerate(contract.fields)
+            if spec.type == "string" and spec.kind in _SCRUBBED_KINDS and not spec.personal
+        ]
+        # A name that may be a person's or a shop's (a waybill sender): tokenised when it is a person's.
+        self._names = [
+            i for i, spec in enumerate(contract.fields) if spec.kind == "person_name" and not spec.personal
         ]
         self._required = [(i, spec.name) for i, spec in enumerate(contract.fields) if spec.required]
         self._integers = [(i, spec.name) for i, spec in enumerate(contract.fields) if spec.type == "integer"]
@@ -263,6 +284,12 @@ class FeedParser:
         for i, kind in self._personal:
             if values[i] is not None:
                 values[i] = self._tokeniser.token(kind, values[i])
+        for i in self._scrubbed:
+            if values[i] is not None:
+                values[i] = self._tokeniser.scrub(values[i])
+        for i in self._names:
+            if values[i] is not None and is_private_name(values[i]):
+                values[i] = self._tokeniser.token("person_name", values[i])
         extra = None
         if not self._known.issuperset(obj):
             extra = _scrubbed_json({k: v for k, v in obj.items() if k not in self._known}, self._tokeniser)
@@ -339,7 +366,7 @@ def quarantine_row(
         "key": tokeniser.scrub_bytes(message.key) if message.key else None,
         "reason": reason,
         "detail": detail,
-        "raw_payload": tokeniser.scrub_bytes(payload),
+        "raw_payload": tokeniser.scrub_bytes(payload, _named_fields(contract)),
         "payload_bytes": len(message.value or b""),
         "run_id": run_id,
     }
@@ -347,7 +374,7 @@ def quarantine_row(
 
 def _scrubbed_json(extra: dict[str, Any], tokeniser: Tokeniser) -> str:
     text = json.dumps(extra, ensure_ascii=False, default=str)
-    return tokeniser.scrub_bytes(text.encode()).decode()
+    return tokeniser.scrub(text)
 
 
 def _kafka_time(message: RawMessage) -> datetime | None:

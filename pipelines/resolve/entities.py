@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.pii import TOKEN_PREFIX, Tokeniser
+from pipelines.pii import TOKEN_PREFIX, Tokeniser, is_token
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.frames import without
 from pipelines.standardise.addresses import Address, parse_address
@@ -131,7 +131,8 @@ def _fill(
 ) -> Entity:
     if name and entity.is_person:
         entity.name = name
-        entity.legal_rep_name = entity.legal_rep_name or fold(name) or None
+        # A private sender's name comes tokenised from import: it is its own name token.
+        entity.legal_rep_name = entity.legal_rep_name or (name if is_token(name) else fold(name)) or None
     elif name:
         parsed = _name(name, hint)
         entity.name = name
@@ -162,7 +163,11 @@ def _fill(
     elif phone:
         entity.phone, entity.phone_kind = phone, "token"
     if entity.legal_rep_name:
-        entity.legal_rep_name_token = tokens.token("person_name", entity.legal_rep_name)
+        entity.legal_rep_name_token = (
+            entity.legal_rep_name
+            if is_token(entity.legal_rep_name)
+            else tokens.token("person_name", entity.legal_rep_name)
+        )
     return entity
 
 
