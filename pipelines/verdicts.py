@@ -25,6 +25,7 @@ NOT_A_BUSINESS = "not_a_business"
 DECISIONS = (SAME_UNIT, DIFFERENT_UNITS, NEW_UNIT, NOT_A_BUSINESS)
 VERDICT_COLUMNS = tuple(verdict_schema().names)
 CLOCK_SLACK = timedelta(days=1)  # a township's clock (or time zone slip) may run ahead of ours
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet evaluates; work queues quote it
 
 
 class VerdictError(ValueError):
@@ -116,8 +117,7 @@ def is_future(decided_at: datetime, now: datetime) -> bool:
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of a CSV file: UTF-8 (with or without BOM), or GB18030 as Excel on Chinese Windows
-    saves it. One leading ``'`` of a cell is dropped: work queues write it before a cell a spreadsheet would
-    take for a formula."""
+    saves it. The ``'`` work queues write before a cell a spreadsheet would take for a formula is dropped."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -139,8 +139,11 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _unquote(cell: str | list | None) -> str | list | None:
-    """A cell without the one ``'`` that keeps a spreadsheet from taking it for a formula."""
-    return cell[1:] if isinstance(cell, str) and cell.startswith("'") else cell
+    """A cell without the one ``'`` that keeps a spreadsheet from taking it for a formula (put only before
+    ``FORMULA_STARTS``, so a ``'`` typed before anything else stays)."""
+    if isinstance(cell, str) and cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
 
 
 def in_force(verdicts: Iterable[Verdict]) -> list[Verdict]:

@@ -204,16 +204,17 @@ def test_verdicts_add_refuses_an_out_that_is_not_a_run_store(tmp_path):
 # -- cells neutralised against spreadsheet formulas ---------------------------------------------------------
 
 
-def test_one_leading_quote_of_a_csv_cell_is_dropped(tmp_path):
-    """Work-queue CSVs write ``'`` before a cell a spreadsheet would take for a formula."""
-    path = _csv(tmp_path / "v.csv", f"'V1,utility,'-E2,,,new_unit,'=文新街道办,{DAY},''@note")
-    [verdict] = read_verdict_file(path)
-    assert (verdict.verdict_id, verdict.record_id, verdict.decided_by, verdict.note) == (
-        "V1",
-        "-E2",
-        "=文新街道办",
-        "'@note",
-    )
+def test_the_quote_before_a_formula_like_csv_cell_is_dropped(tmp_path):
+    """Work-queue CSVs write ``'`` before a cell a spreadsheet would take for a formula; read back, the cell
+    is as it was. A ``'`` before anything else was typed, and stays."""
+    path = _csv(tmp_path / "v.csv", f"V1,utility,'-E2,,,new_unit,'=文新街道办,{DAY},'@note")
+    quoted = _csv(tmp_path / "w.csv", f"V2,utility,'E3,,,new_unit,'王敏,{DAY},'引号")
+    assert [(v.record_id, v.decided_by, v.note) for v in read_verdict_file(path)] == [
+        ("-E2", "=文新街道办", "@note")
+    ]
+    assert [(v.record_id, v.decided_by, v.note) for v in read_verdict_file(quoted)] == [
+        ("'E3", "'王敏", "'引号")
+    ]
 
 
 # -- helpers --------------------------------------------------------------------------------------------
