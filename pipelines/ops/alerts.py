@@ -2,8 +2,9 @@
 
 Sources: data-quality failures of an ingest run, quarantine spikes and volume drops per feed against the
 feed's own history, a pipeline that has not committed for too long, and a department whose month is overdue.
-Every text passes through ``mask_personal`` before it leaves the process. ``send_alerts`` keeps a ledger per
-run (``alerts/<run_key>.jsonl``) so a rerun does not send the same alert twice.
+Every text passes through ``mask_personal`` before it leaves the process. ``send_alerts`` delivers through an
+outbox per run (``alerts/<run_key>.jsonl``): queued first, marked sent per channel after each send, so a
+rerun sends what is missing and nothing twice.
 """
 
 from __future__ import annotations
@@ -353,49 +354,117 @@ def _email(target: SmtpTarget, run_key: str, alerts: list[Alert]) -> None:
         smtp.send_message(message)
 
 
+def _senders(channels: AlertChannels) -> dict[str, Any]:
+    """The configured channels, each a function sending one batch of alerts of a run."""
+    senders: dict[str, Any] = {}
+    if channels.webhook_url:
+        senders["webhook"] = lambda key, batch: _post(channels.webhook_url, key, batch)
+    if channels.smtp:
+        senders["email"] = lambda key, batch: _email(channels.smtp, key, batch)
+    return senders
+
+
+def _send(channel: str, send: Any, run_key: str, batch: list[Alert]) -> str:
+    """Send one batch by one channel: ``sent``, or why it failed (reported and in the log, never hidden)."""
+    try:
+        send(run_key, batch)
+        return "sent"
+    except Exception as error:
+        log.error("alert delivery by %s failed: %s", channel, error)
+        return f"failed: {type(error).__name__}: {mask_personal(str(error))[:300]}"
+
+
 def deliver(alerts: list[Alert], run_key: str, channels: AlertChannels) -> dict[str, str]:
-    """Send one batch per channel; a channel that fails is logged and reported, the others still go."""
-    outcome: dict[str, str] = {}
+    """Send one batch per channel, without a record (the failure notifier); a channel that fails is
+    logged and reported, the others still go."""
     for alert in alerts:
         log.warning("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
     if not alerts:
-        return outcome
-    senders = {
-        "webhook": (lambda: _post(channels.webhook_url, run_key, alerts)) if channels.webhook_url else None,
-        "email": (lambda: _email(channels.smtp, run_key, alerts)) if channels.smtp else None,
-    }
-    for channel, send in senders.items():
-        if send is None:
-            continue
+        return {}
+    senders = _senders(channels)
+    outcome = {channel: _send(channel, send, run_key, alerts) for channel, send in senders.items()}
+    return outcome or {"log": "no channel configured; logged only"}
+
+
+def _read_log(store: RunStore, run_key: str) -> list[dict[str, Any]]:
+    path = store.alert_log(run_key)
+    if not path.exists():
+        return []
+    # a line cut short by a crash (the last one) is skipped: what it recorded is done again
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            send()
-            outcome[channel] = "sent"
-        except Exception as error:  # reported to the caller and in the ledger, never hidden
-            log.error("alert delivery by %s failed: %s", channel, error)
-            outcome[channel] = f"failed: {type(error).__name__}: {mask_personal(str(error))[:300]}"
-    if not outcome:
-        outcome["log"] = "no channel configured; logged only"
-    return outcome
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a cut-short line", path)
+    return entries
+
+
+def _append_log(store: RunStore, run_key: str, entries: list[dict[str, Any]]) -> None:
+    """Append and flush to disk before anything else happens: the log is what the next attempt trusts."""
+    if not entries:
+        return
+    path = store.alert_log(run_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cut = path.exists() and not path.read_bytes().endswith(b"\n") and path.stat().st_size > 0
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n" * cut + "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def send_alerts(
     store: RunStore, run_key: str, alerts: list[Alert], channels: AlertChannels | None = None
 ) -> dict[str, Any]:
-    """Deliver the alerts of ``run_key`` that were not delivered before, and record them in the ledger."""
+    """Deliver the alerts of ``run_key`` through its outbox, ``alerts/<run_key>.jsonl``.
+
+    Alerts not in the outbox yet are queued there first. Then each channel sends, in one batch, the alerts
+    it has not sent, and each successful send is recorded before the next channel goes: a crash never
+    loses an alert, and a rerun sends by each channel only what that channel has not sent (an alert goes
+    twice only if the process dies between a send and its record). With no channel configured, alerts are
+    logged and count as delivered.
+    """
     channels = channels or AlertChannels.from_environment()
-    ledger = store.alerts_dir / f"{run_key}.jsonl"
-    done: set[str] = set()
-    if ledger.exists():
-        for line in ledger.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line)
-            if all(v == "sent" or k == "log" for k, v in entry["delivery"].items()):
-                done.add(entry["dedup_key"])
-    new = [a for a in {a.dedup_key: a for a in alerts}.values() if a.dedup_key not in done]
-    delivery = deliver(new, run_key, channels)
-    if new:
-        store.alerts_dir.mkdir(parents=True, exist_ok=True)
-        with ledger.open("a", encoding="utf-8") as handle:
-            for alert in new:
-                entry = {"sent_at": utc_now(), **alert.to_dict(), "delivery": delivery}
-                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    return {"new": len(new), "already_sent": len(alerts) - len(new), "delivery": delivery}
+    unique = {a.dedup_key: a for a in alerts}
+    entries = _read_log(store, run_key)
+    queued = {e["dedup_key"] for e in entries if "dedup_key" in e}
+    done: dict[str, set[str]] = {key: set() for key in unique}
+    for entry in entries:
+        for channel, outcome in entry.get("delivery", {}).items():
+            if entry.get("dedup_key") in done and (outcome == "sent" or channel == "log"):
+                done[entry["dedup_key"]].add(channel)
+    senders = _senders(channels)
+
+    def complete(key: str) -> bool:
+        return "log" in done[key] or (bool(done[key]) and set(senders) <= done[key])
+
+    pending = [a for key, a in unique.items() if not complete(key)]
+    now = utc_now()
+    fresh = [a for a in pending if a.dedup_key not in queued]
+    _append_log(store, run_key, [{"queued_at": now, **a.to_dict(), "delivery": {}} for a in fresh])
+    for alert in pending:
+        log.warning("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
+    outcome: dict[str, str] = {}
+    if pending and not senders:
+        outcome["log"] = "no channel configured; logged only"
+        _append_log(
+            store, run_key, [{"dedup_key": a.dedup_key, "at": now, "delivery": outcome} for a in pending]
+        )
+    for channel, send in senders.items():
+        batch = [a for a in pending if channel not in done[a.dedup_key]]
+        if not batch:
+            continue
+        outcome[channel] = _send(channel, send, run_key, batch)
+        record = {channel: outcome[channel]}
+        _append_log(
+            store, run_key, [{"dedup_key": a.dedup_key, "at": utc_now(), "delivery": record} for a in batch]
+        )
+        if outcome[channel] == "sent":
+            for alert in batch:
+                done[alert.dedup_key].add(channel)
+    return {
+        "new": len(pending),
+        "already_sent": len(unique) - len(pending),
+        "delivery": outcome,
+        "complete": all(complete(key) for key in unique),
+    }

@@ -157,33 +157,31 @@ def land(params: dict[str, Any]) -> dict[str, Any]:
 # --- operations after the pass ----------------------------------------------------------------------------
 
 
-def work_queues(
-    params: dict[str, Any], register_run: str | None, period: str | None = None
-) -> dict[str, Any]:
-    """Export the township work queues of the register run just published (none published: nothing to do,
-    so files staff may already be filling in are left alone)."""
-    if not register_run:
-        return {"register_run": None, "files": 0}
-    from pipelines.townships.workqueue import export_work_queues
+def _complete(params: dict[str, Any], step: str, period: str | None = None) -> dict[str, Any]:
+    """Finish ``step`` for every run that lacks it (not only the one this DAG run published): a run that
+    died after publishing is completed here."""
+    from pipelines.ops.outputs import complete_outputs
 
-    store = _store(params)
-    paths = export_work_queues(store, register_run, period)
+    completed = complete_outputs(_store(params), steps=[step], period=period)
     return {
-        "register_run": register_run,
-        "folder": store.relative(store.queues_dir(register_run)),
-        "files": len(paths),
-        "by_type": dict(Counter(p.suffix.lstrip(".") for p in paths)),
+        "done": completed.done[step],
+        "unfinished": {run: left["delivery"] for (_, run), left in completed.unfinished.items()},
+        "cleaned": completed.cleaned,
     }
 
 
-def report(params: dict[str, Any], register_run: str | None) -> dict[str, Any]:
-    """Write the HTML run report of the register run just published."""
-    if not register_run:
-        return {"register_run": None, "report": None}
-    from pipelines.ops.report import write_report
+def work_queues(
+    params: dict[str, Any], register_run: str | None, period: str | None = None
+) -> dict[str, Any]:
+    """Export the township work queues of every published register run that has none yet (the one just
+    published, and any a crash left without); a run's exported queues are never written again, so files
+    staff may already be filling in are left alone."""
+    return {"register_run": register_run, **_complete(params, "work_queues", period)}
 
-    store = _store(params)
-    return {"register_run": register_run, "report": store.relative(write_report(store, register_run))}
+
+def report(params: dict[str, Any], register_run: str | None) -> dict[str, Any]:
+    """Write the HTML run report of every published register run that has none yet."""
+    return {"register_run": register_run, **_complete(params, "report")}
 
 
 def alerts(
@@ -194,13 +192,15 @@ def alerts(
     feeds: list[str] | None = None,
     today: date | None = None,
 ) -> dict[str, Any]:
-    """Tell ops what the run found: data-quality warnings, quarantine spikes and volume drops of the ingest
-    run, a pipeline that has not committed for too long and, for a monthly import, departments whose month
-    is overdue. Sent once per ``key``."""
-    from pipelines.ops.alerts import alerts_for_ingest, feed_due_alerts, late_alerts, send_alerts
+    """Tell ops what the runs found: data-quality warnings, quarantine spikes and volume drops of every
+    committed ingest run not yet alerted on (``ingest_run`` and any a crash left), under that run's key;
+    then, under the DAG run's ``key``, a pipeline that has not committed for too long and, for a monthly
+    import, departments whose month is overdue. Each alert is sent once."""
+    from pipelines.ops.alerts import feed_due_alerts, late_alerts, send_alerts
 
     store = _store(params)
-    found = list(alerts_for_ingest(store, ingest_run)) if ingest_run else []
+    ingested = _complete(params, "alerts")
+    found = []
     late_hours = int(params.get("late_after_hours") or 0)
     if late_hours > 0:
         found += late_alerts(store, max_age=timedelta(hours=late_hours))
@@ -209,6 +209,8 @@ def alerts(
         found += feed_due_alerts(store, period, feeds, due_date(period), today or date.today())
     delivery = send_alerts(store, key, found)
     return {
+        "ingest_run": ingest_run,
+        "ingest_runs": ingested,
         "alerts": len(found),
         "by_kind": dict(Counter(alert.kind for alert in found)),
         "delivery": delivery,
