@@ -148,29 +148,19 @@ def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
 
 
 def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-untyped-def]
-    """After a pass, as the DAG does: township work queues and the run report of the register just landed,
-    then alerts to ops about the ingest run (sent once per run; logged only when no channel is configured)."""
-    from collections import Counter
+    """After a pass, as the DAG does: what any run still lacks, finished once (work queues and run report of
+    every published register run, alerts to ops about every committed ingest run; ``ops.outputs``)."""
+    from pipelines.ops.outputs import complete_outputs
 
-    from pipelines.ops.alerts import alerts_for_ingest, send_alerts
-    from pipelines.ops.report import write_report
-    from pipelines.townships.workqueue import export_work_queues
-
-    if landed is not None:
-        run = landed.result.run_id
-        queues = export_work_queues(store, run)
-        workbooks = [p for p in queues if p.suffix == ".xlsx"]
-        console.print(f"work queues: {len(workbooks)} township workbooks (+ CSV) in {store.queues_dir(run)}")
-        console.print(f"run report: {write_report(store, run)}")
-    if ingest_run:
-        found = alerts_for_ingest(store, ingest_run)
-        delivery = send_alerts(store, ingest_run, found)
-        kinds = Counter(alert.kind for alert in found)
-        console.print(
-            f"alerts to ops: {len(found)}"
-            + (" (" + ", ".join(f"{kind} {n}" for kind, n in kinds.items()) + ")" if kinds else "")
-            + f"; delivery: {delivery}"
-        )
+    completed = complete_outputs(store)
+    for run, done in completed.done["work_queues"].items():
+        console.print(f"work queues: {done['files']} files in {store.queues_dir(run)}")
+    for done in completed.done["report"].values():
+        console.print(f"run report: {store.root / done['report']}")
+    for run, done in completed.done["alerts"].items():
+        console.print(f"alerts to ops about {run}: {done['new']}; delivery: {done['delivery'] or 'none'}")
+    for (_, run), left in completed.unfinished.items():
+        console.print(f"alerts to ops about {run} not all sent, the next run retries: {left['delivery']}")
 
 
 def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
