@@ -120,6 +120,16 @@ def test_verdicts_about_unknown_records_or_units_are_kept_and_listed_with_why(st
     assert "4</strong> verdict(s) in force" in page and "3 could not apply" in page
 
 
+def test_a_register_run_from_before_verdicts_were_listed_still_renders(store):
+    landed = resolve_and_land(store)
+    path = landed.path / "_meta.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    del meta["verdicts"]
+    path.write_text(json.dumps(meta), encoding="utf-8")
+    page = write_report(store, landed.path.name).read_text(encoding="utf-8")
+    assert "this register run did not record its verdicts" in page
+
+
 # -- no verdict from the future ------------------------------------------------------------------------
 
 
