@@ -45,4 +45,44 @@ def malformed_messages(contract: FeedContract, tag: str = "bad") -> list[tuple[b
                 parse.WRONG_TYPE,
             )
         )
+    return samples + _poison(contract, rid)
+
+
+def _poison(contract: FeedContract, rid: str) -> list[tuple[bytes | None, bytes, str]]:
+    """Messages that once stopped every feed (each crashed the run, and every rerun): values the staging
+    types cannot hold, or that Python's parser fails on."""
+    text = next(f.name for f in contract.fields if f.type == "string" and f.name != contract.key_field)
+    numeric = next((f.name for f in contract.fields if f.type in ("number", "integer")), None)
+    integer = next((f.name for f in contract.fields if f.type == "integer"), None)
+    timestamp = next((f.name for f in contract.fields if f.type == "timestamp"), None)
+
+    def raw(n: int, body: str) -> tuple[bytes, bytes]:
+        """Key and JSON text written by hand: json.dumps cannot write these."""
+        return f"{rid}-p{n}".encode(), f'{{"record_id": "{rid}-p{n}", {body}}}'.encode()
+
+    samples: list[tuple[bytes | None, bytes, str]] = [
+        # Only invisible characters: a record id before normalising, nothing after it.
+        ("\u200b".encode(), '{"record_id": "\u200b"}'.encode(), parse.MISSING_RECORD_ID),
+        (*raw(1, '"nested": ' + "[" * 5000 + "]" * 5000), parse.TOO_DEEP),
+        (*raw(2, f'"{text}": "\\ud800"'), parse.NOT_UTF8),  # a lone surrogate escape
+        (*raw(3, '"count": ' + "9" * 5000), parse.OUT_OF_RANGE),  # beyond Python's int parsing limit
+    ]
+    if integer:
+        samples.append((*raw(4, f'"{integer}": {2**64}'), parse.OUT_OF_RANGE))
+    if numeric:
+        samples.append((*raw(5, f'"{numeric}": 1e400'), parse.OUT_OF_RANGE))
+        samples.append((*raw(6, f'"{numeric}": NaN'), parse.INVALID_JSON))
+    if timestamp:
+        samples.append((*raw(7, f'"{timestamp}": "9999-12-31T23:59:59-01:00"'), parse.OUT_OF_RANGE))
     return samples
+
+
+# 10000-01-01T00:00:00Z: a producer clock this far off makes a timestamp no datetime holds.
+FAR_FUTURE_MS = 253_402_300_800_000
+
+
+def far_future_message(contract: FeedContract, tag: str = "bad") -> tuple[bytes, bytes, int, str]:
+    """``(key, value, timestamp_ms, expected_reason)``: a good payload whose Kafka timestamp is after year
+    9999; producing it needs a producer that sets the timestamp (``send(..., timestamp_ms=...)``)."""
+    rid = f"{tag}-{contract.feed}-future"
+    return rid.encode(), json.dumps({"record_id": rid}).encode(), FAR_FUTURE_MS, parse.OUT_OF_RANGE

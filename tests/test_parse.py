@@ -89,6 +89,8 @@ def test_every_malformed_kind_is_quarantined_with_its_reason(feed: str):
         parse.KEY_MISMATCH,
         parse.CONTRACT_VIOLATION,
         parse.OVERSIZE,
+        parse.TOO_DEEP,
+        parse.OUT_OF_RANGE,
     }
     for key, value, reason in samples:
         ok, row = _parse(feed, value, key=key)
@@ -212,7 +214,7 @@ def test_a_bug_in_parsing_quarantines_the_message_and_the_batch_goes_on(monkeypa
     staged, quarantined = parser.parse_batch(_batch("registration"))
     assert staged["record_id"].to_pylist() == ["R2", "R4"]
     internal = [r for r in quarantined.to_pylist() if r["reason"] == parse.INTERNAL_ERROR]
-    assert [(r["offset"], r["detail"]) for r in internal] == [(10, "RuntimeError")]
+    assert [(r["offset"], r["detail"]) for r in internal] == [(10, "RuntimeError: a bug")]
 
 
 def test_values_the_staging_schema_cannot_hold_are_quarantined_not_a_failed_batch():
@@ -226,5 +228,5 @@ def test_values_the_staging_schema_cannot_hold_are_quarantined_not_a_failed_batc
     assert staged.num_rows == 0
     assert [(r["reason"], r["detail"]) for r in quarantined.to_pylist()] == [
         (parse.MISSING_RECORD_ID, "no record_id"),
-        (parse.CONTRACT_VIOLATION, "parcel_count: outside the 64-bit integer range"),
+        (parse.OUT_OF_RANGE, "parcel_count: outside the 64-bit integer range"),
     ]

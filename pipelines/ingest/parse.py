@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,16 +34,19 @@ EMPTY_PAYLOAD = "empty_payload"
 OVERSIZE = "oversize"
 NOT_UTF8 = "not_utf8"
 INVALID_JSON = "invalid_json"
+TOO_DEEP = "too_deep"
 NOT_OBJECT = "not_object"
 MISSING_RECORD_ID = "missing_record_id"
 KEY_MISMATCH = "key_mismatch"
 WRONG_TYPE = "wrong_type"
 CONTRACT_VIOLATION = "contract_violation"
+OUT_OF_RANGE = "out_of_range"
 REASONS = (
-    EMPTY_PAYLOAD, OVERSIZE, NOT_UTF8, INVALID_JSON, NOT_OBJECT,
-    MISSING_RECORD_ID, KEY_MISMATCH, WRONG_TYPE, CONTRACT_VIOLATION,
+    EMPTY_PAYLOAD, OVERSIZE, NOT_UTF8, INVALID_JSON, TOO_DEEP, NOT_OBJECT,
+    MISSING_RECORD_ID, KEY_MISMATCH, WRONG_TYPE, CONTRACT_VIOLATION, OUT_OF_RANGE,
 )  # fmt: skip
-# Not a check: parsing itself failed (a bug). The message is quarantined rather than lost.
+# Not a check: parsing itself failed (a bug). The message is quarantined rather than lost, and the detail
+# carries the error's message (scrubbed of personal data) so the bug can be found.
 INTERNAL_ERROR = "internal_error"
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,13 @@ _CHECKS = {
     "id_number": codes.is_valid_id_number,
     "taxpayer_id": codes.is_valid_taxpayer_id,
 }
+
+# What the staging types hold: int64, and Kafka timestamps (ms) that Python and Arrow readers can turn into
+# datetimes, i.e. before year 10000. Negative ones mean "no timestamp" (Kafka writes -1).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_KAFKA_MS_END = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+# A \uD800-\uDFFF escape; only the rare payloads with one are checked for a lone surrogate.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # Staging columns that come from where the message was read and from the run, not from its payload.
 _NOT_PARSED = frozenset({"_topic", "_partition", "_offset", "_kafka_timestamp", "_run_id"})
@@ -114,22 +125,35 @@ def _timestamp(spec: FieldSpec, value: Any) -> datetime | None:
         raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: timestamp has no UTC offset")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00
+        raise _Problem(OUT_OF_RANGE, f"{spec.name}: {text} is outside years 1-9999 in UTC") from None
 
 
 def _number(spec: FieldSpec, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Problem(WRONG_TYPE, f"{spec.name}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise _Problem(CONTRACT_VIOLATION, f"{spec.name}: not a finite number")
-    return float(value)
+    try:
+        number = float(value)  # a JSON integer of 310 digits or more has no float
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):  # 1e400 parses as inf (NaN and Infinity are refused as JSON)
+        raise _Problem(OUT_OF_RANGE, f"{spec.name}: beyond the range of a 64-bit float")
+    return number
 
 
 def _integer(spec: FieldSpec, value: Any) -> int:
-    _number(spec, value)
-    if isinstance(value, float) and not value.is_integer():
-        raise _Problem(WRONG_TYPE, f"{spec.name}: expected an integer")
-    return int(value)
+    if isinstance(value, float):
+        _number(spec, value)
+        if not value.is_integer():
+            raise _Problem(WRONG_TYPE, f"{spec.name}: expected an integer")
+        value = int(value)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise _Problem(WRONG_TYPE, f"{spec.name}: expected an integer, got {type(value).__name__}")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise _Problem(OUT_OF_RANGE, f"{spec.name}: outside the 64-bit integer range")
+    return value
 
 
 _CONVERTERS: dict[str, Callable[[FieldSpec, Any], Any]] = {
@@ -162,6 +186,23 @@ def _tokenise_personal(contract: FeedContract, obj: dict[str, Any], tokeniser: T
             obj[name] = tokeniser.token(kind, str(value))
 
 
+def _refuse_constant(name: str) -> float:
+    raise _Problem(INVALID_JSON, f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+# Python's json reads NaN and Infinity, which JSON does not have and which would make ``_extra`` invalid JSON.
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _lone_surrogate(obj: dict[str, Any]) -> str | None:
+    """The first lone surrogate (an escape such as \\ud800) in a parsed object: no UTF-8 text holds one."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"U+{ord(err.object[err.start]):04X}"
+    return None
+
+
 def _decode(contract: FeedContract, message: RawMessage) -> dict[str, Any]:
     payload = message.value
     if not payload:
@@ -173,10 +214,20 @@ def _decode(contract: FeedContract, message: RawMessage) -> dict[str, Any]:
         text = payload.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as err:
         raise _Problem(NOT_UTF8, f"invalid UTF-8 at byte {err.start}") from None
+    if text.startswith("\ufeff"):  # one BOM is removed above; json.loads would say this, _JSON does not
+        raise _Problem(INVALID_JSON, "a second UTF-8 byte-order mark at line 1 column 1")
     try:
-        obj = json.loads(text)
+        obj = _JSON.decode(text)
+        # Rare (an escape of U+D800-U+DFFF): only then look for a lone surrogate.
+        surrogate = _lone_surrogate(obj) if "\\u" in text and _SURROGATE_ESCAPE_RE.search(text) else None
     except json.JSONDecodeError as err:
         raise _Problem(INVALID_JSON, f"{err.msg} at line {err.lineno} column {err.colno}") from None
+    except ValueError:  # Python refuses to convert integers longer than its limit (CVE-2020-10735)
+        raise _Problem(OUT_OF_RANGE, f"a number longer than {sys.get_int_max_str_digits()} digits") from None
+    except RecursionError:
+        raise _Problem(TOO_DEEP, "JSON nested deeper than the parser's recursion limit") from None
+    if surrogate:
+        raise _Problem(NOT_UTF8, f"a \\u escape encodes a lone surrogate ({surrogate}), not a character")
     if not isinstance(obj, dict):
         raise _Problem(NOT_OBJECT, f"top level is a JSON {type(obj).__name__}, not an object")
     return obj
@@ -212,7 +263,6 @@ class FeedParser:
             i for i, spec in enumerate(contract.fields) if spec.kind == "person_name" and not spec.personal
         ]
         self._required = [(i, spec.name) for i, spec in enumerate(contract.fields) if spec.required]
-        self._integers = [(i, spec.name) for i, spec in enumerate(contract.fields) if spec.type == "integer"]
         # Fields, validity flags and ``_extra``: the staged columns parsing fills, in schema order.
         self._parsed_fields = [f for f in self._schema if f.name not in _NOT_PARSED]
 
@@ -243,19 +293,43 @@ class FeedParser:
             else:
                 rows.append(values)
                 staged.append(message)
-        return self._staged_table(rows, staged), pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA)
+        try:
+            table = self._staged_table(rows, staged)
+        except Exception:  # a bug let through a value Arrow cannot hold: find it rather than fail the batch
+            table = self._staged_table_row_by_row(rows, staged, quarantined)
+        return table, pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA)
+
+    def _staged_table_row_by_row(
+        self, rows: list[list[Any]], messages: list[RawMessage], quarantined: list[dict[str, Any]]
+    ) -> pa.Table:
+        """The staged table of the rows Arrow takes; the others go to quarantine as internal errors."""
+        tables = []
+        for values, message in zip(rows, messages, strict=True):
+            try:
+                tables.append(self._staged_table([values], [message]))
+            except Exception as error:
+                log.exception("staging %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                detail = _error_detail(error, self._tokeniser)
+                quarantined.append(
+                    quarantine_row(
+                        self.contract, message, INTERNAL_ERROR, detail, self._tokeniser, self._run_id
+                    )
+                )
+        return pa.concat_tables(tables) if tables else self._schema.empty_table()
 
     def _parse(self, message: RawMessage) -> tuple[list[Any] | None, dict[str, Any] | None]:
         """The parsed column values of a message, or its quarantine row."""
         obj: dict[str, Any] | None = None
         try:
             obj = _decode(self.contract, message)
-            return self._values(obj, message), None
+            values = self._values(obj, message)
+            _check_kafka_timestamp(message)
+            return values, None
         except _Problem as problem:
             reason, detail = problem.reason, problem.detail
         except Exception as error:  # a bug in parsing must not lose the message either
             log.exception("parsing %s[%d]@%d failed", message.topic, message.partition, message.offset)
-            reason, detail, obj = INTERNAL_ERROR, type(error).__name__, None
+            reason, detail, obj = INTERNAL_ERROR, _error_detail(error, self._tokeniser), None
         return None, quarantine_row(
             self.contract, message, reason, detail, self._tokeniser, self._run_id, obj
         )
@@ -264,9 +338,13 @@ class FeedParser:
         """Contract fields (typed, personal ones tokenised), validity of checked codes, then ``_extra``."""
         contract = self.contract
         record_id = obj.get(contract.key_field)
-        if record_id is None or (isinstance(record_id, str) and not record_id.strip()):
+        if isinstance(record_id, str):  # normalised before it is checked: "\u200b" is no record id
+            record_id = normalise_text(record_id)
+        if record_id is None:
             raise _Problem(MISSING_RECORD_ID, f"no {contract.key_field}")
-        if message.key is not None and message.key.decode("utf-8", "replace") != str(record_id):
+        if message.key is not None and normalise_text(message.key.decode("utf-8", "replace")) != str(
+            record_id
+        ):
             raise _Problem(KEY_MISMATCH, f"message key differs from {contract.key_field}")
         values: list[Any] = []
         problems: list[_Problem] = []
@@ -292,20 +370,25 @@ class FeedParser:
                 values[i] = self._tokeniser.token("person_name", values[i])
         extra = None
         if not self._known.issuperset(obj):
-            extra = _scrubbed_json({k: v for k, v in obj.items() if k not in self._known}, self._tokeniser)
+            unknown = {k: v for k, v in obj.items() if k not in self._known}
+            try:
+                extra = _scrubbed_json(unknown, self._tokeniser)
+            except ValueError:  # allow_nan=False: 1e400 parses as inf, which JSON cannot write back
+                raise _Problem(
+                    OUT_OF_RANGE, "an unknown field holds a number beyond 64-bit float range"
+                ) from None
+            except RecursionError:
+                raise _Problem(TOO_DEEP, "an unknown field is nested too deeply to keep as JSON") from None
         return [*values, *validity, extra]
 
     def _check_storable(self, values: list[Any]) -> None:
-        """Typed values the staging schema cannot hold would fail the write of the whole batch (and of every
-        rerun): a required field that normalised to nothing, an integer beyond 64 bits."""
+        """A required field that normalised to nothing would fail the write of the whole batch (and of every
+        rerun). Ranges are checked by the converters."""
         for i, name in self._required:
             if values[i] is None:
                 if name == self.contract.key_field:
                     raise _Problem(MISSING_RECORD_ID, f"no {name}")
                 raise _Problem(CONTRACT_VIOLATION, f"{name}: required")
-        for i, name in self._integers:
-            if values[i] is not None and not -(2**63) <= values[i] < 2**63:
-                raise _Problem(CONTRACT_VIOLATION, f"{name}: outside the 64-bit integer range")
 
     def _staged_table(self, rows: list[list[Any]], messages: list[RawMessage]) -> pa.Table:
         if not rows:
@@ -351,33 +434,66 @@ def quarantine_row(
     run_id: str,
     obj: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The quarantine row of a message: raw payload kept, personal data tokenised or scrubbed."""
+    """The quarantine row of a message: raw payload kept, personal data tokenised or scrubbed. Never raises:
+    it is where failures end."""
     payload = message.value or b""
     if obj is not None:  # parsed: tokenise the personal fields we can name, then scrub the rest
-        obj = dict(obj)
-        _tokenise_personal(contract, obj, tokeniser)
-        payload = json.dumps(obj, ensure_ascii=False, default=str).encode()
+        try:
+            obj = dict(obj)
+            _tokenise_personal(contract, obj, tokeniser)
+            payload = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace")
+        except Exception:  # too deep to write back, say: the scrub below still tokenises named fields
+            payload = message.value or b""
+    key = _scrub_or_drop(tokeniser, message.key, {}) if message.key else b""
+    raw_payload = _scrub_or_drop(tokeniser, payload, _named_fields(contract))
+    if key is None or raw_payload is None:
+        detail += "; payload or key not kept: scrubbing it failed (see the log)"
     return {
         "feed": contract.feed,
         "topic": message.topic,
         "partition": message.partition,
         "offset": message.offset,
         "kafka_timestamp": _kafka_time(message),
-        "key": tokeniser.scrub_bytes(message.key) if message.key else None,
+        "key": key or None,
         "reason": reason,
         "detail": detail,
-        "raw_payload": tokeniser.scrub_bytes(payload, _named_fields(contract)),
+        "raw_payload": raw_payload or b"",
         "payload_bytes": len(message.value or b""),
         "run_id": run_id,
     }
 
 
+def _scrub_or_drop(tokeniser: Tokeniser, data: bytes, named: dict[str, str]) -> bytes | None:
+    """Scrubbed bytes, or None if the scrubber fails on them: better no payload than one in clear."""
+    try:
+        return tokeniser.scrub_bytes(data, named)
+    except Exception:
+        log.exception("scrubbing a quarantined payload failed; it is not kept")
+        return None
+
+
 def _scrubbed_json(extra: dict[str, Any], tokeniser: Tokeniser) -> str:
-    text = json.dumps(extra, ensure_ascii=False, default=str)
+    text = json.dumps(extra, ensure_ascii=False, default=str, allow_nan=False)
     return tokeniser.scrub(text)
 
 
 def _kafka_time(message: RawMessage) -> datetime | None:
-    if message.timestamp_ms is None or message.timestamp_ms < 0:
+    """The message's timestamp; None when it has none, or one no datetime holds (that message is
+    quarantined by ``_check_kafka_timestamp``, and its quarantine row must still be written)."""
+    if message.timestamp_ms is None or not 0 <= message.timestamp_ms < _KAFKA_MS_END:
         return None
     return datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
+
+
+def _check_kafka_timestamp(message: RawMessage) -> None:
+    """A timestamp in year 10000 or later would stage a value readers cannot turn into a datetime."""
+    if message.timestamp_ms is not None and message.timestamp_ms >= _KAFKA_MS_END:
+        raise _Problem(
+            OUT_OF_RANGE, f"Kafka timestamp {message.timestamp_ms} ms is after year 9999 (producer clock?)"
+        )
+
+
+def _error_detail(error: BaseException, tokeniser: Tokeniser, limit: int = 500) -> str:
+    """What a bug's error says, scrubbed of personal data (messages may quote the value), kept short."""
+    text = f"{type(error).__name__}: {error}"[:limit]
+    return tokeniser.scrub_bytes(text.encode("utf-8", "backslashreplace")).decode("utf-8", "replace")
