@@ -8,6 +8,8 @@ import secrets
 import shutil
 import signal
 import threading
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -23,17 +25,153 @@ console = Console()
 DEMO_MARKER = ".unitfusion-demo"
 
 
-@click.group()
+LOG_DIR_ENV = "UNITFUSION_LOG_DIR"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LIBRARIES = ("kafka", "apache_beam", "great_expectations")
+
+
+class BootstrapServers(click.ParamType):
+    """``HOST:PORT[,HOST:PORT...]``, checked before anything connects (kafka-python would take a missing port
+    as 9092 and an invalid one as a ValueError half a minute later)."""
+
+    name = "HOST:PORT[,HOST:PORT]"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        from pipelines.kafka.client import parse_bootstrap
+
+        try:
+            return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parse_bootstrap(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+BOOTSTRAP = BootstrapServers()
+
+
+def log_dir(out: Path | None) -> Path:
+    """Where a command logs: ``<out>/logs`` of its run store, else $UNITFUSION_LOG_DIR, else
+    ``$XDG_STATE_HOME/unitfusion/logs`` (``~/.local/state/unitfusion/logs``)."""
+    if out is not None and (out.is_dir() or not out.exists()):
+        return out / "logs"
+    if os.environ.get(LOG_DIR_ENV):
+        return Path(os.environ[LOG_DIR_ENV])
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "unitfusion" / "logs"
+
+
+class _LogFile(logging.FileHandler):
+    """A command's log file, made (with its folder) only when something is written to it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+class _OnTerminal(logging.Filter):
+    """Without -v the terminal shows unitfusion's own warnings; the libraries' go to the log file only.
+    kafka-python logs at ERROR the connection trouble it retries itself; what it cannot recover from reaches
+    us as an exception, and is reported as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(LIBRARIES)
+
+
+class _NotBeamApitools(logging.Filter):
+    """Beam's GCP module warns on import that apitools is missing; BigQuery is not used: drop exactly that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and str(record.msg).startswith("apitools not found"))
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    """Click prints usage, a hint and the error on three lines; an operator needs the error."""
+    if error.ctx is None:
+        return error
+    return click.UsageError(f"{error.format_message()} (see '{error.ctx.command_path} --help')")
+
+
+class _Failed(click.ClickException):
+    """A command failed: one line on the terminal, the traceback in the log file."""
+
+
+def _failure(error: Exception, log_file: Path) -> _Failed:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not type(error).__module__.startswith("pipelines"):  # our errors say what they are; others need a name
+        text = f"{type(error).__name__}: {text}"
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a", encoding="utf-8") as log:
+            log.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} failed: {text}\n")
+            traceback.print_exception(error, file=log)
+    except OSError:
+        return _Failed(f"{text} (could not write the log file {log_file})")
+    return _Failed(f"{text} (details in {log_file})")
+
+
+class _Command(click.Command):
+    """Every command logs to a file (see ``log_dir``) and turns any failure into one line on stderr."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        log_file = log_dir(ctx.params.get("out")) / f"unitfusion-{stamp}-{os.getpid()}.log"
+        handler = _LogFile(log_file)
+        logging.getLogger().addHandler(handler)
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            failed = _failure(error, log_file)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        # Raised outside the handler: the failure's traceback (frames of the whole run) is not kept alive
+        # until exit, where native extensions would report it as leaked objects on stderr.
+        raise failed
+
+
+class _Group(click.Group):
+    """One place for how every command fails: usage errors exit 2 in one line, failures exit 1 in one line
+    naming the log file that holds the traceback."""
+
+    command_class = _Command
+    group_class = type  # subgroups fail the same way
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
+
+@click.group(cls=_Group)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress of the pipeline's parts.")
 def main(verbose: bool) -> None:
     """unitfusion: fuse departmental feeds into a deduplicated register of business units."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addFilter(_NotBeamApitools())
+    for handler in [h for h in root.handlers if getattr(h, "unitfusion_terminal", False)]:
+        root.removeHandler(handler)  # main() called again in one process (tests)
+    terminal = logging.StreamHandler()
+    terminal.unitfusion_terminal = True  # type: ignore[attr-defined]
+    terminal.setFormatter(logging.Formatter(LOG_FORMAT))
+    terminal.setLevel(logging.INFO if verbose else logging.WARNING)
     if not verbose:
-        for noisy in ("kafka", "apache_beam", "great_expectations"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+        terminal.addFilter(_OnTerminal())
+        for library in LIBRARIES:
+            logging.getLogger(library).setLevel(logging.WARNING)
+    root.addHandler(terminal)
 
 
 @main.command()
@@ -80,7 +218,7 @@ def _produce_file(
 
 
 @main.command()
-@click.option("--bootstrap", required=True, help="HOST:PORT of the Kafka cluster.")
+@click.option("--bootstrap", type=BOOTSTRAP, required=True, help="HOST:PORT of the Kafka cluster.")
 @click.option("--feed", type=click.Choice(list(feed_names())), required=True)
 @click.option("--topic", help="Topic to write to (default: the feed's topic).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -164,6 +302,9 @@ def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-
 
 
 def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
+    from pipelines.kafka.client import check_bootstrap
+
+    check_bootstrap(bootstrap)  # before the heavy imports: an unreachable broker fails in seconds
     from pipelines.ingest.job import run_ingest
     from pipelines.landing import resolve_and_land
     from pipelines.quality import stop_shared_worker
@@ -181,9 +322,12 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
 
 
 @main.command()
-@click.option("--bootstrap", required=True, help="HOST:PORT of the Kafka cluster.")
+@click.option("--bootstrap", type=BOOTSTRAP, required=True, help="HOST:PORT of the Kafka cluster.")
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Output directory (the run store)."
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Output directory (the run store).",
 )
 @click.option("--runner", default=DEFAULT_RUNNER, show_default=True, help="Beam runner.")
 def run(bootstrap: str, out: Path, runner: str) -> None:
@@ -192,7 +336,12 @@ def run(bootstrap: str, out: Path, runner: str) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path, exists=True), required=True, help="The run store.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="The run store.",
+)
 def rebuild(out: Path) -> None:
     """Resolve everything again from all staged records (unit ids carry over), then write the township work
     queues and the run report. Passes rebuild by themselves when the model or the resolver's settings
@@ -208,7 +357,10 @@ def rebuild(out: Path) -> None:
 
 @main.command()
 @click.option(
-    "--out", type=click.Path(path_type=Path, exists=True), required=True, help="A run store with staging."
+    "--out",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="A run store with staging.",
 )
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Where to write the model JSON.")
 @click.option("--max-pairs", default=5e6, show_default=True, help="Random pairs for u estimation.")
@@ -236,7 +388,7 @@ def verdicts() -> None:
 
 
 @verdicts.command("add")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run store.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="The run store.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def verdicts_add(out: Path, file: Path) -> None:
     """Check a verdict file and keep it in the run store; the next run applies it, and every run after."""
@@ -263,7 +415,12 @@ def verdicts_add(out: Path, file: Path) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path, exists=True), required=True, help="The run store.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="The run store.",
+)
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the default browser.")
 @click.argument("run", required=False)
 def report(out: Path, run: str | None, open_page: bool) -> None:
@@ -304,7 +461,9 @@ def _fresh_demo_dir(out: Path) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/demo"), show_default=True
+)
 @click.option("--units", default=2000, show_default=True, help="Business units in the sample feeds.")
 @click.option("--seed", default=7, show_default=True)
 def demo(out: Path, units: int, seed: int) -> None:

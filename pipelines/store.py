@@ -13,6 +13,8 @@ import fcntl
 import json
 import os
 import shutil
+import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +50,20 @@ def write_atomically(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _lock_note() -> dict[str, Any]:
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": utc_now()}
+
+
+def _holder(note: str) -> str:
+    """The lock file's note as a phrase; a holder that wrote none yet (or an older version) is unnamed."""
+    try:
+        held = json.loads(note)
+        return f"pid {held['pid']} on {held['host']} ({held['command']}) since {held['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "another run (it has not said who it is)"
 
 
 @dataclass(frozen=True)
@@ -321,16 +337,22 @@ class RunStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """One writer at a time per output directory."""
+        """One writer at a time per output directory. The holder writes who it is into the lock file, so
+        whoever finds it taken can say which process holds it and since when."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("w") as handle:
+        with (self.root / ".lock").open("a+", encoding="utf-8") as handle:  # "w" would wipe the holder's note
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StoreLockedError(f"another run is writing to {self.root}") from None
+                handle.seek(0)
+                raise StoreLockedError(f"{self.root} is locked by {_holder(handle.read())}") from None
             try:
+                handle.truncate(0)
+                handle.write(json.dumps(_lock_note()) + "\n")
+                handle.flush()
                 yield
             finally:
+                handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def discard_uncommitted(self) -> list[str]:
