@@ -189,7 +189,9 @@ def generate(units: int, seed: int, out_dir: Path) -> None:
 
 
 @main.command()
-@click.option("--port", default=9092, show_default=True)
+@click.option(
+    "--port", default=9092, show_default=True, type=click.IntRange(0, 65535), help="0: any free port."
+)
 def broker(port: int) -> None:
     """Run the embedded Kafka-protocol broker on 127.0.0.1 in the foreground (Ctrl-C stops it)."""
     from pipelines.kafka import EmbeddedBroker

@@ -29,6 +29,12 @@ def _metadata_answers(bootstrap: str, timeout_s: float) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from pipelines.kafka.client import BrokerUnreachableError, check_bootstrap
+
+    try:  # a quiet probe first: a client started before the port opens logs connection errors
+        check_bootstrap(bootstrap, timeout_s)
+    except BrokerUnreachableError:
+        return False
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     except KafkaError:
