@@ -25,15 +25,14 @@ import tomllib
 import unicodedata
 from collections.abc import Mapping
 from functools import cache, lru_cache
-from pathlib import Path
 
+from pipelines import resources
 from pipelines.standardise.codes import clean_id_number
 from pipelines.standardise.phones import normalise_phone
 
 HMAC_KEY_ENV = "UNITFUSION_HMAC_KEY"
 TOKEN_PREFIX = "t1_"
 MIN_KEY_BYTES = 16
-BUSINESS_MARKERS_PATH = Path(__file__).with_name("business_markers.toml")
 
 # -- shapes of ID numbers and mobiles in text --------------------------------------------------------------
 
@@ -106,7 +105,7 @@ def has_enough_digits(text: str) -> bool:
 
 @cache
 def _business_marker_re() -> re.Pattern[str]:
-    data = tomllib.loads(BUSINESS_MARKERS_PATH.read_text(encoding="utf-8"))
+    data = tomllib.loads(resources.BUSINESS_MARKERS.read_text(encoding="utf-8"))
     markers = sorted({m.casefold() for words in data.values() for m in words}, key=len, reverse=True)
     return re.compile("|".join(map(re.escape, markers)))
 
