@@ -2,7 +2,9 @@
 
 Each feed has a JSON file in ``schemas/feeds/``. Parsing, the staging Parquet schema, the quarantine check and
 the docs all derive from it. A field may carry a ``kind`` (what the value means: ``uscc``, ``id_number``,
-``phone``, ``person_name``, ``taxpayer_id``) and ``personal: true`` (replaced by a keyed token at import).
+``phone``, ``person_name``, ``taxpayer_id``, or ``code`` for other identifiers kept as written) and
+``personal: true`` (replaced by a keyed token at import). String fields without a kind are free text: import
+scrubs ID numbers and mobiles typed into them (``pipelines.pii``).
 """
 
 from __future__ import annotations
