@@ -59,3 +59,32 @@ def test_parse_stage_routes_each_message_to_its_feed_or_quarantine():
             equal_to([("tax", 1, "invalid_json")]),
             label="quarantine",
         )
+
+
+def test_poisons_in_a_batch_go_to_quarantine_and_the_stage_goes_on():
+    """A Kafka timestamp after year 9999, an integer beyond 64 bits, JSON nested past the parser's limit: each
+    once failed the whole stage (and every rerun)."""
+    year_10000_ms = 253_402_300_800_000
+    batches = [
+        [
+            RawMessage("waybill", "feeds.waybill", 0, 0, year_10000_ms, b"W0", b'{"record_id": "W0"}'),
+            RawMessage("waybill", "feeds.waybill", 0, 1, year_10000_ms, b"W1", b"not json"),
+            _message("waybill", 2, b'{"record_id": "W2", "parcel_count": 18446744073709551616}', b"W2"),
+            _message("waybill", 3, b'{"record_id": "W3", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", b"W3"),
+            _message("waybill", 4, b'{"record_id": "W4", "parcel_count": 2}', b"W4"),
+        ]
+    ]
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    with TestPipeline(options=options) as pipeline:
+        outputs = pipeline | beam.Create(batches) | ParseAndDesensitise(load_contracts(), "run-000001")
+        assert_that(
+            _rows(outputs["waybill"], "Waybill") | "Ids" >> beam.Map(lambda r: r["record_id"]),
+            equal_to(["W4"]),
+            label="waybill",
+        )
+        assert_that(
+            _rows(outputs[QUARANTINE], "Quarantine")
+            | "Reasons" >> beam.Map(lambda r: (r["offset"], r["reason"])),
+            equal_to([(0, "out_of_range"), (1, "invalid_json"), (2, "out_of_range"), (3, "too_deep")]),
+            label="quarantine",
+        )
