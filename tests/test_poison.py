@@ -127,6 +127,34 @@ def test_a_bug_is_an_internal_error_whose_detail_carries_the_message_scrubbed(mo
     assert "11010519491231002X" not in row["detail"]
 
 
+def test_a_failing_scrubber_drops_the_payload_and_the_batch_goes_on(monkeypatch):
+    """The quarantine row is where failures end: if even the scrubber fails, no payload in clear, no crash."""
+
+    def broken(self, payload, named=None):
+        raise RuntimeError(f"scrubber bug on {payload!r}")
+
+    monkeypatch.setattr(Tokeniser, "scrub_bytes", broken)
+    messages = [
+        RawMessage(
+            "nucleic_contact",
+            "feeds.nucleic_contact",
+            0,
+            0,
+            NOW_MS,
+            b"N0",
+            b'{"record_id": "N0", "id_number": 1',
+        ),
+        RawMessage("nucleic_contact", "feeds.nucleic_contact", 0, 1, NOW_MS, b"N1", b'{"record_id": "N1"}'),
+    ]
+    staged, quarantined = FeedParser(contract("nucleic_contact"), TOKENISER, "run-000001").parse_batch(
+        messages
+    )
+    assert staged["record_id"].to_pylist() == ["N1"]
+    [row] = quarantined.to_pylist()
+    assert (row["reason"], row["raw_payload"], row["key"]) == (parse.INVALID_JSON, b"", None)
+    assert "payload or key not kept" in row["detail"]
+
+
 def test_a_value_arrow_refuses_quarantines_that_message_not_the_batch(monkeypatch):
     """Last resort: if a converter lets through a value Arrow cannot hold, the batch is still written."""
     real = parse._CONVERTERS["integer"]

@@ -496,4 +496,7 @@ def _check_kafka_timestamp(message: RawMessage) -> None:
 def _error_detail(error: BaseException, tokeniser: Tokeniser, limit: int = 500) -> str:
     """What a bug's error says, scrubbed of personal data (messages may quote the value), kept short."""
     text = f"{type(error).__name__}: {error}"[:limit]
-    return tokeniser.scrub_bytes(text.encode("utf-8", "backslashreplace")).decode("utf-8", "replace")
+    try:
+        return tokeniser.scrub_bytes(text.encode("utf-8", "backslashreplace")).decode("utf-8", "replace")
+    except Exception:  # the scrubber failed too: the class name alone is safe
+        return f"{type(error).__name__} (its message is not kept: scrubbing it failed)"
