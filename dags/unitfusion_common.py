@@ -6,26 +6,21 @@ parsing: only ``airflow.sdk`` and the notifier at import time; the work happens 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pendulum
 from airflow.sdk import DeadlineAlert, DeadlineReference, Param, SyncCallback, TriggerRule, task
 
 from pipelines.ops.notifier import FailureNotifier
+from pipelines.resources import FEED_CONTRACTS
 
 
 def feed_names() -> list[str]:
-    """The departments' feeds, one per contract file in ``schemas/feeds/`` (found without importing the
-    package, so parsing stays fast)."""
-    spec = importlib.util.find_spec("pipelines")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    schemas = Path(next(iter(spec.submodule_search_locations))).parent / "schemas" / "feeds"
-    return sorted(p.stem for p in schemas.glob("*.json"))
+    """The departments' feeds, one per contract file (``pipelines.resources`` is light: parsing stays
+    fast, and a wheel install finds the contracts as a checkout does)."""
+    return sorted(p.stem for p in FEED_CONTRACTS.glob("*.json"))
 
 
 def default_args() -> dict[str, Any]:

@@ -118,6 +118,12 @@ def is_private_name(name: str) -> bool:
 # -- tokens -------------------------------------------------------------------------------------------------
 
 
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of any Python string: a lone surrogate (from a ``\\ud800`` escape or undecodable bytes)
+    is kept as such, so such a value still gets a token instead of an error."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 class MissingKeyError(RuntimeError):
     """Raised when no tokenisation key is configured: running without one would leak personal data."""
 
@@ -186,7 +192,7 @@ class Tokeniser:
         normalised = _NORMALISERS.get(kind, str.strip)(value)
         if not normalised:
             return None
-        digest = hmac.new(self._key, f"{kind}\x1f{normalised}".encode(), hashlib.sha256).hexdigest()
+        digest = hmac.new(self._key, _utf8(f"{kind}\x1f{normalised}"), hashlib.sha256).hexdigest()
         return TOKEN_PREFIX + digest[:32]
 
     def scrub(self, text: str) -> str:

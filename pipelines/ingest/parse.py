@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import sys
+import traceback
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -308,8 +309,8 @@ class FeedParser:
             try:
                 tables.append(self._staged_table([values], [message]))
             except Exception as error:
-                log.exception("staging %s[%d]@%d failed", message.topic, message.partition, message.offset)
                 detail = _error_detail(error, self._tokeniser)
+                _log_bug("staging", message, detail, error)
                 quarantined.append(
                     quarantine_row(
                         self.contract, message, INTERNAL_ERROR, detail, self._tokeniser, self._run_id
@@ -328,8 +329,8 @@ class FeedParser:
         except _Problem as problem:
             reason, detail = problem.reason, problem.detail
         except Exception as error:  # a bug in parsing must not lose the message either
-            log.exception("parsing %s[%d]@%d failed", message.topic, message.partition, message.offset)
             reason, detail, obj = INTERNAL_ERROR, _error_detail(error, self._tokeniser), None
+            _log_bug("parsing", message, detail, error)
         return None, quarantine_row(
             self.contract, message, reason, detail, self._tokeniser, self._run_id, obj
         )
@@ -491,6 +492,13 @@ def _check_kafka_timestamp(message: RawMessage) -> None:
         raise _Problem(
             OUT_OF_RANGE, f"Kafka timestamp {message.timestamp_ms} ms is after year 9999 (producer clock?)"
         )
+
+
+def _log_bug(step: str, message: RawMessage, detail: str, error: BaseException) -> None:
+    """Log a bug with its stack but only the scrubbed message: an exception's text may quote a value."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    where = f"{message.topic}[{message.partition}]@{message.offset}"
+    log.error("%s %s failed: %s\n%s", step, where, detail, stack)
 
 
 def _error_detail(error: BaseException, tokeniser: Tokeniser, limit: int = 500) -> str:

@@ -378,7 +378,7 @@ def deliver(alerts: list[Alert], run_key: str, channels: AlertChannels) -> dict[
     """Send one batch per channel, without a record (the failure notifier); a channel that fails is
     logged and reported, the others still go."""
     for alert in alerts:
-        log.warning("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
+        log.info("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
     if not alerts:
         return {}
     senders = _senders(channels)
@@ -443,7 +443,7 @@ def send_alerts(
     fresh = [a for a in pending if a.dedup_key not in queued]
     _append_log(store, run_key, [{"queued_at": now, **a.to_dict(), "delivery": {}} for a in fresh])
     for alert in pending:
-        log.warning("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
+        log.info("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
     outcome: dict[str, str] = {}
     if pending and not senders:
         outcome["log"] = "no channel configured; logged only"

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from pipelines.contracts import load_contracts, output_schema
+from pipelines.resources import REPORT_TEMPLATE
 from pipelines.store import RunStore, utc_now, write_atomically
 
 __all__ = ["build_context", "render_report", "write_report"]
@@ -731,7 +732,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
 
 def render_report(context: dict[str, Any]) -> str:
     environment = Environment(
-        loader=FileSystemLoader(Path(__file__).parent),
+        loader=FileSystemLoader(REPORT_TEMPLATE.parent),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
