@@ -74,12 +74,23 @@ def tree_rss(process: psutil.Process) -> int:
 class Timed:
     wall_s: float
     peak_rss_mib: int
+    published_s: float | None  # when register/latest pointed at a new run: Kafka → published register
 
 
-def unitfusion(args: list[str], log_file: Path) -> Timed:
-    """Run ``unitfusion ARGS`` in a child process: wall time from start to exit, peak RSS of its tree."""
+def _latest_target(store: Path | None) -> str | None:
+    try:
+        return os.readlink(store / "register" / "latest") if store else None
+    except OSError:
+        return None
+
+
+def unitfusion(args: list[str], log_file: Path, store: Path | None = None) -> Timed:
+    """Run ``unitfusion ARGS`` in a child process: wall time from start to exit, peak RSS of its tree, and
+    (given the run ``store``) when the register was published, before the township queues, report and
+    alerts that follow it."""
     env = {**os.environ, HMAC_KEY_ENV: KEY, "UNITFUSION_TOPIC_PREFIX": TOPIC_PREFIX}
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    before, published = _latest_target(store), None
     with log_file.open("w", encoding="utf-8") as output:
         begun = time.monotonic()
         child = subprocess.Popen(
@@ -88,6 +99,8 @@ def unitfusion(args: list[str], log_file: Path) -> Timed:
         process, peak = psutil.Process(child.pid), 0
         while True:
             peak = max(peak, tree_rss(process))
+            if published is None and store and _latest_target(store) not in (before, None):
+                published = time.monotonic() - begun
             try:
                 child.wait(timeout=SAMPLE_EVERY_S)
                 break
@@ -97,7 +110,7 @@ def unitfusion(args: list[str], log_file: Path) -> Timed:
     if child.returncode:
         tail = log_file.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise RuntimeError(f"unitfusion {' '.join(args)} exited with {child.returncode}:\n{tail}")
-    return Timed(round(wall, 1), round(peak / MIB))
+    return Timed(round(wall, 1), round(peak / MIB), round(published, 1) if published is not None else None)
 
 
 def has_command(name: str) -> bool:
@@ -235,12 +248,13 @@ def first_load(records: int, seed: int, work: Path) -> dict:
         produced = produce(broker, sample)
         log(f"unitfusion run: {produced} messages → {store}")
         run = ["run", "--bootstrap", broker.bootstrap, "--out", str(store)]
-        timed = unitfusion(run, work / "logs" / f"run-{records}.log")
+        timed = unitfusion(run, work / "logs" / f"run-{records}.log", store)
         broker_rss = broker_rss_mib(broker)
     return {
         "phase": "first_load",
         "records": produced,
         "wall_s": timed.wall_s,
+        "published_s": timed.published_s,
         "peak_rss_mib": timed.peak_rss_mib,
         "broker_rss_mib": broker_rss,
         **stage_figures(store),
@@ -257,13 +271,14 @@ def batches(records: int, count: int, batch_records: int, seed: int, work: Path)
         run = ["run", "--bootstrap", broker.bootstrap, "--out", str(store)]
         produced = produce(broker, split.first_load)
         log(f"unitfusion run: first load of {produced} messages (the rest held back) → {store}")
-        timed = unitfusion(run, logs / f"batches-{records}-first.log")
+        timed = unitfusion(run, logs / f"batches-{records}-first.log", store)
         truth, previous = read_truth(split.first_load), read_links(store)
         emit(
             {
                 "phase": "batch_first_load",
                 "records": produced,
                 "wall_s": timed.wall_s,
+                "published_s": timed.published_s,
                 "peak_rss_mib": timed.peak_rss_mib,
                 "broker_rss_mib": broker_rss_mib(broker),
                 **stage_figures(store),
@@ -274,7 +289,7 @@ def batches(records: int, count: int, batch_records: int, seed: int, work: Path)
             batch_truth = read_truth(part)
             produced = produce(broker, part)
             log(f"unitfusion run: batch {number} of {produced} messages")
-            timed = unitfusion(run, logs / f"batches-{records}-{part.name}.log")
+            timed = unitfusion(run, logs / f"batches-{records}-{part.name}.log", store)
             truth.update(batch_truth)
             current = read_links(store)
             emit(
@@ -283,6 +298,7 @@ def batches(records: int, count: int, batch_records: int, seed: int, work: Path)
                     "batch": number,
                     "records_in_batch": produced,
                     "wall_s": timed.wall_s,
+                    "published_s": timed.published_s,
                     "peak_rss_mib": timed.peak_rss_mib,
                     "broker_rss_mib": broker_rss_mib(broker),
                     **stage_figures(store),
@@ -305,7 +321,7 @@ def compare_with_rebuild(
     copy = fresh(work / f"{store.name}-rebuild")
     shutil.copytree(store, copy, symlinks=True)
     log(f"unitfusion rebuild --out {copy}")
-    timed = unitfusion(["rebuild", "--out", str(copy)], work / "logs" / f"{copy.name}.log")
+    timed = unitfusion(["rebuild", "--out", str(copy)], work / "logs" / f"{copy.name}.log", copy)
     rebuilt = read_links(copy)
     scores = accuracy(truth, rebuilt)
     incremental_f1 = accuracy(truth, incremental)["bcubed"]["f1"]
@@ -313,6 +329,7 @@ def compare_with_rebuild(
         {
             "phase": "rebuild",
             "wall_s": timed.wall_s,
+            "published_s": timed.published_s,
             "peak_rss_mib": timed.peak_rss_mib,
             **{k: v for k, v in stage_figures(copy).items() if not k.startswith("ingest")},  # none ran
             "accuracy": scores,
