@@ -108,6 +108,21 @@ def test_siblings_stay_apart_and_evidence_attaches_to_the_right_unit(store):
     assert "rival_unit" not in {r["reason"] for r in review}
 
 
+def test_an_organisation_code_inside_two_uscc_joins_neither_by_code(tmp_path):
+    """Two USCCs sharing the organisation code of a legacy taxpayer id: picking either by code is a guess (and
+    one that flipped between incremental runs); the model decides, as for any record without a code."""
+    staging = _staging()
+    twin = make_uscc("9", "2", "330108", "MA2H1001")  # another USCC with the parent's organisation code
+    staging["registration"].append(
+        {**staging["registration"][2], "record_id": "R4", "uscc": twin, "name": "杭州汇丰贸易有限公司"}
+    )
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store).path)
+    assert links[("tax", "T1")]["matched_by"] != "org_code"
+    assert links[("registration", "R4")]["unit_id"] != links[("registration", "R1")]["unit_id"]
+
+
 def test_ids_stay_stable_when_new_data_arrives_and_nothing_new_is_a_noop(store):
     first = _links(resolve_and_land(store).path)
     assert resolve_and_land(store) is None  # inputs unchanged

@@ -29,8 +29,10 @@ WITH coded AS (
     FROM entities WHERE uscc IS NOT NULL
 ),
 org_holder AS (
+    -- an organisation code inside exactly one USCC (two USCCs sharing one leave the model to decide: picking
+    -- either would be a guess, and a guess that flips between runs)
     SELECT org_code, min_by(entity_id, rank) AS entity_id FROM coded
-    WHERE org_code IS NOT NULL GROUP BY org_code
+    WHERE org_code IS NOT NULL GROUP BY org_code HAVING count(DISTINCT uscc) = 1
 ),
 registered AS (
     -- a full registered name (with its region) held by exactly one registered unit
