@@ -6,6 +6,7 @@ parsing: only ``airflow.sdk`` and the notifier at import time; the work happens 
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from typing import Any
@@ -93,6 +94,20 @@ def common_params(late_after_hours: int) -> dict[str, Param]:
 # --- the tasks of one pass (bodies in pipelines.ops.tasks) ------------------------------------------------
 
 
+@task.sensor(
+    poke_interval=10,
+    mode="poke",
+    doc_md="Waits while an earlier run of this DAG (by logical date) is still running, so runs of a backfill "
+    "go one after another in date order even when the backfill allows more at once (Airflow counts a "
+    "backfill's runs against its own `--max-active-runs`, default 10, not the DAG's `max_active_runs`).",
+)
+def wait_for_earlier_runs(ti=None) -> bool:
+    earlier = ti.get_previous_dagrun(state="running")
+    if earlier is not None:
+        logging.getLogger(__name__).info("waiting for the earlier run %s to finish", earlier.run_id)
+    return earlier is None
+
+
 @task
 def ingest(params: dict | None = None) -> dict:
     from pipelines.ops.tasks import ingest as run_ingest_pass
@@ -151,9 +166,10 @@ def alerts(monthly: bool = False, params: dict | None = None, dag_run=None, ti=N
 
 
 def operations_pass(monthly: bool = False) -> None:
-    """ingest >> resolve >> land, then the work queues, the run report and the alerts to ops."""
+    """(after earlier runs) ingest >> resolve >> land, then the work queues, the run report and the alerts
+    to ops."""
     landed = land()
-    ingest() >> resolve() >> landed
+    wait_for_earlier_runs() >> ingest() >> resolve() >> landed
     work_queues(landed, monthly=monthly)
     report(landed)
     landed >> alerts(monthly=monthly)

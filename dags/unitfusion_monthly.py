@@ -10,9 +10,16 @@ department with no record of `period` although its due date has passed.
 Params: `period` (`YYYY-MM`; empty = the month before the run's logical date), `feeds`, and those of the
 daily DAG (`bootstrap`, `out`, `topic_prefix`, `late_after_hours`).
 
+A run reads every selected topic to its end (offsets stay in order, nothing is left behind), but what it
+writes for its month is of that month only: the pack `packs/<period>/` (the township work queues of the
+month's records and warnings, and `summary.json`) counts records of later months without including them,
+and it is written even when nothing new arrived.
+
 Backfill a period: `airflow dags trigger unitfusion_monthly --conf '{"period": "2026-03", "feeds": ["tax"]}'`,
-or `airflow backfill create --dag-id unitfusion_monthly --from-date 2026-04-01 --to-date 2026-04-30`
-(the run of 8 April imports March).
+or months in a row: `airflow backfill create --dag-id unitfusion_monthly --from-date 2026-04-01
+--to-date 2026-05-31 --max-active-runs 1` (the runs of 8 April and 8 May: periods 2026-03 and 2026-04; no
+`period` in `--dag-run-conf`, or every run would pack that one month). Runs go one at a time: the flag keeps
+the later ones queued, and without it task `wait_for_earlier_runs` holds each until the earlier ones finish.
 """
 
 from __future__ import annotations

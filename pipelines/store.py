@@ -239,6 +239,14 @@ class RunStore:
         target = self.queues_dir(register_run)
         return target.with_name(f".{target.name}.partial")
 
+    def pack_dir(self, period: str) -> Path:
+        """A month's pack (``packs/<YYYY-MM>/``): that month's township work queues and ``summary.json``."""
+        return self.root / "packs" / period
+
+    def pack_partial_dir(self, period: str) -> Path:
+        target = self.pack_dir(period)
+        return target.with_name(f".{target.name}.partial")
+
     def report_path(self, register_run: str) -> Path:
         return self.reports_dir / f"{register_run}.html"
 

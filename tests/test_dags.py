@@ -170,7 +170,8 @@ def test_dags_have_retries_timeouts_and_the_notifier(dagbag, dag_id):
 def test_dags_run_the_operations_tasks_after_land(dagbag, dag_id):
     dag = dagbag["dags"][dag_id]
     assert dag["upstream"] == {
-        "ingest": [],
+        "wait_for_earlier_runs": [],
+        "ingest": ["wait_for_earlier_runs"],
         "resolve": ["ingest"],
         "land": ["resolve"],
         "work_queues": ["land"],
@@ -179,6 +180,15 @@ def test_dags_run_the_operations_tasks_after_land(dagbag, dag_id):
     }
     assert dag["trigger_rules"]["alerts"] == "all_done"
     assert dag["params"]["feeds"] == FEEDS
+
+
+@pytest.mark.parametrize("dag_id", ["unitfusion_daily", "unitfusion_monthly"])
+def test_a_run_waits_for_earlier_runs_before_it_reads(dagbag, dag_id):
+    """Runs of a backfill count against the backfill's own max_active_runs (10 unless given), not the DAG's
+    max_active_runs=1: the first task holds each run until earlier runs finished (tests/test_backfill.py
+    runs it under a scheduler)."""
+    dag = dagbag["dags"][dag_id]
+    assert [task for task, upstream in dag["upstream"].items() if not upstream] == ["wait_for_earlier_runs"]
 
 
 def test_monthly_dag_params_and_schedule(dagbag):

@@ -9,10 +9,14 @@ finished by the next one, even when that one finds its inputs unchanged.
 The alerts of an ingest run are a pure function of its manifest and the manifests before it, all immutable
 once committed: the commit is what owes them. They are queued in the run's outbox (``alerts/<run>.jsonl``)
 and marked sent per channel after each send (see ``send_alerts``).
+
+A monthly run also owes the pack of its month (``complete_pack``): keyed on the month, not on a run, so a
+run with nothing new writes it too, and a rerun that finds it built from the same register writes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable, Iterable
@@ -60,6 +64,30 @@ def _report(store: RunStore, run: str, period: str | None) -> dict[str, Any]:
     if store.report_path(run).is_file():  # written atomically: there means complete
         return {"report": store.relative(store.report_path(run)), "found": True}
     return {"report": store.relative(write_report(store, run))}
+
+
+def pack_key(period: str) -> str:
+    """The key of a month's pack among the completion markers: ``outputs/period-<YYYY-MM>/pack.done``."""
+    return f"period-{period}"
+
+
+def complete_pack(store: RunStore, period: str) -> dict[str, Any]:
+    """Write the pack of ``period`` from the latest register unless it was built from that register
+    already (then nothing is written: a retry or a second backfill of the month changes nothing); a newer
+    register (a late delivery, new verdicts) builds it again. No register yet: nothing to pack."""
+    from pipelines.townships.workqueue import export_period_pack
+
+    latest = store.register_latest()
+    if latest is None:
+        return {"period": period, "register_run": None}
+    marker = store.output_marker(pack_key(period), "pack")
+    if marker.is_file():
+        done = json.loads(marker.read_text(encoding="utf-8"))
+        if done.get("register_run") == latest.name and store.pack_dir(period).is_dir():
+            return {**done, "found": True}
+    summary = export_period_pack(store, period, latest.name)
+    store.mark_output_done(pack_key(period), "pack", summary)
+    return summary
 
 
 STEP_RUNS: dict[str, Callable[[RunStore], list[str]]] = {

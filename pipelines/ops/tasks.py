@@ -175,8 +175,12 @@ def work_queues(
 ) -> dict[str, Any]:
     """Export the township work queues of every published register run that has none yet (the one just
     published, and any a crash left without); a run's exported queues are never written again, so files
-    staff may already be filling in are left alone."""
-    return {"register_run": register_run, **_complete(params, "work_queues", period)}
+    staff may already be filling in are left alone. With a ``period`` (the monthly import), also the pack
+    of that month (``packs/<period>/``), written even when nothing new arrived."""
+    from pipelines.ops.outputs import complete_pack
+
+    done = {"register_run": register_run, **_complete(params, "work_queues", period)}
+    return {**done, "pack": complete_pack(_store(params), period)} if period else done
 
 
 def report(params: dict[str, Any], register_run: str | None) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import verdicts as vd
@@ -140,44 +143,137 @@ def export_work_queues(
 ) -> list[Path]:
     """Write one workbook (``.xlsx``) and CSV per township for a published register run (default: the one
     ``register/latest`` points at); warnings only of ``period`` (YYYY-MM) when given. Returns the files."""
-    run_dir = store.register_run_dir(register_run) if register_run else store.register_latest()
-    if run_dir is None or not run_dir.is_dir():
-        raise FileNotFoundError(f"no published register run {register_run or '(latest)'} in {store.root}")
-    register_run = run_dir.name
-    units = pq.read_table(run_dir / "register.parquet", columns=["unit_id", "name"]).to_pydict()
-    unit_names = dict(zip(units["unit_id"], units["name"], strict=True))
-    review = pq.read_table(run_dir / "review.parquet").to_pylist()
-    warnings_path = run_dir / "warnings.parquet"
-    warnings = pq.read_table(warnings_path).to_pylist() if warnings_path.exists() else None
+    run = _RegisterRun.read(store, register_run)
+    warnings = run.warnings
     if warnings is not None and period:
         warnings = [w for w in warnings if w["period"] == period]
+    partial = _fresh(store.queue_partial_dir(run.name))
+    names = _write_queues(partial, run, run.review, warnings)
+    target = store.queues_dir(run.name)
+    _replace_dir(partial, target)
+    return [target / name for name in names]
 
+
+def export_period_pack(store: RunStore, period: str, register_run: str | None = None) -> dict[str, Any]:
+    """Write the pack of month ``period`` (``packs/<period>/``) from a published register run (default:
+    the latest): the township work queues of that month only (review items of records about ``period``,
+    warnings of ``period``) and ``summary.json``. Ingest reads every topic to its end, so the register also
+    holds records of later months that arrived before this run: they stay staged and in the register, and
+    are only counted here (``later_records``), so a month's pack is the same whenever it is built from the
+    same register. The folder is replaced whole. Returns the summary."""
+    run = _RegisterRun.read(store, register_run)
+    of_period, counts, later = _records_of(store, period)
+    review = [item for item in run.review if (item["feed"], item["record_id"]) in of_period]
+    warnings = None if run.warnings is None else [w for w in run.warnings if w["period"] == period]
+    partial = _fresh(store.pack_partial_dir(period))
+    names = _write_queues(partial, run, review, warnings)
+    summary = {
+        "period": period,
+        "register_run": run.name,
+        "records": counts,
+        "later_records": later,
+        "review_items": len(review),
+        "warnings": dict(sorted(Counter(w["rule"] for w in warnings or []).items())),
+        "files": names,
+    }
+    text = json.dumps(summary, ensure_ascii=False, indent=2)
+    (partial / "summary.json").write_text(text + "\n", encoding="utf-8")
+    _replace_dir(partial, store.pack_dir(period))
+    return summary
+
+
+def period_field(feed: str) -> str:
+    """The field that says which month a record of ``feed`` is about: the contract's ``period`` field, else
+    its first timestamp (a registration's last change, a waybill's shipping time)."""
+    fields = load_contracts()[feed].fields
+    return next((f.name for f in fields if f.type == "period"), None) or next(
+        f.name for f in fields if f.type == "timestamp"
+    )
+
+
+def record_periods(table: pa.Table, feed: str) -> pa.Array:
+    """The month (``YYYY-MM``, China time for timestamps) each staged record of ``feed`` is about."""
+    column = table[period_field(feed)]
+    if pa.types.is_timestamp(column.type):
+        column = pc.strftime(column.cast(pa.timestamp("us", tz="Asia/Shanghai")), format="%Y-%m")
+    return column
+
+
+def _records_of(store: RunStore, period: str) -> tuple[set[tuple[str, str]], dict[str, int], dict[str, int]]:
+    """(feed, record_id) of the records about ``period`` (latest versions of committed staging), their
+    number per feed, and the number per feed of records about later months."""
+    from pipelines.staging import all_latest_records
+
+    selected: set[tuple[str, str]] = set()
+    counts, later = {}, {}
+    for feed, table in all_latest_records(store).items():
+        periods = record_periods(table, feed).to_pylist()
+        ids = table["record_id"].to_pylist()
+        selected |= {(feed, rid) for rid, p in zip(ids, periods, strict=True) if p == period}
+        counts[feed] = sum(p == period for p in periods)
+        later[feed] = sum(p is not None and p > period for p in periods)
+    return selected, counts, later
+
+
+@dataclass(frozen=True)
+class _RegisterRun:
+    """What the work queues are made from: a published register run's review items, warnings (None for a run
+    from before warnings) and unit names."""
+
+    name: str
+    review: list[dict[str, Any]]
+    warnings: list[dict[str, Any]] | None
+    unit_names: dict[str, str]
+
+    @classmethod
+    def read(cls, store: RunStore, register_run: str | None) -> _RegisterRun:
+        run_dir = store.register_run_dir(register_run) if register_run else store.register_latest()
+        if run_dir is None or not run_dir.is_dir():
+            raise FileNotFoundError(f"no published register run {register_run or '(latest)'} in {store.root}")
+        units = pq.read_table(run_dir / "register.parquet", columns=["unit_id", "name"]).to_pydict()
+        warnings_path = run_dir / "warnings.parquet"
+        return cls(
+            name=run_dir.name,
+            review=pq.read_table(run_dir / "review.parquet").to_pylist(),
+            warnings=pq.read_table(warnings_path).to_pylist() if warnings_path.exists() else None,
+            unit_names=dict(zip(units["unit_id"], units["name"], strict=True)),
+        )
+
+
+def _fresh(partial: Path) -> Path:
+    """An empty hidden folder to write an export into (what an interrupted export left is dropped)."""
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _write_queues(
+    folder: Path,
+    run: _RegisterRun,
+    review: list[dict[str, Any]],
+    warnings: list[dict[str, Any]] | None,
+) -> list[str]:
+    """One workbook and CSV per township (and a CSV of its warnings) into ``folder``; returns the names."""
     queues: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: {"review": [], "warnings": []}
     )
     for item in review:
-        queues[_queue_key(item)]["review"].append(_review_row(item, unit_names, register_run))
+        queues[_queue_key(item)]["review"].append(_review_row(item, run.unit_names, run.name))
     for warning in warnings or []:
         queues[_queue_key(warning)]["warnings"].append(_warning_row(warning))
-
-    target = store.queues_dir(register_run)
-    partial = store.queue_partial_dir(register_run)
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
     names = []
     for (division, township), rows in sorted(queues.items()):
         stem = _safe(f"{division}_{township}")
         review_rows = sorted(rows["review"], key=lambda r: (r["priority"], r["feed"], r["record_id"]))
         warning_rows = sorted(rows["warnings"], key=lambda r: (r["priority"], r["period"], r["warning_id"]))
-        _write_workbook(partial / f"{stem}.xlsx", review_rows, warning_rows if warnings is not None else None)
-        _write_csv(partial / f"{stem}.csv", REVIEW_COLUMNS, review_rows)
+        _write_workbook(folder / f"{stem}.xlsx", review_rows, warning_rows if warnings is not None else None)
+        _write_csv(folder / f"{stem}.csv", REVIEW_COLUMNS, review_rows)
         names += [f"{stem}.xlsx", f"{stem}.csv"]
         if warning_rows:
-            _write_csv(partial / f"{stem}_{WARNING_SHEET}.csv", WARNING_COLUMNS, warning_rows)
+            _write_csv(folder / f"{stem}_{WARNING_SHEET}.csv", WARNING_COLUMNS, warning_rows)
             names.append(f"{stem}_{WARNING_SHEET}.csv")
-    _replace_dir(partial, target)
-    return [target / name for name in names]
+    return names
 
 
 def _queue_key(row: dict[str, Any]) -> tuple[str, str]:
