@@ -405,7 +405,8 @@ def verdicts_add(out: Path, file: Path) -> None:
             param_hint="'--out'",
         )
     try:
-        kept = add_verdict_file(file, store.verdicts_dir)
+        # checked against the latest published register: a verdict its codes would override is refused
+        kept = add_verdict_file(file, store.verdicts_dir, register=store.register_latest())
     except VerdictError as error:
         raise click.ClickException(str(error)) from None
     if kept.new:

@@ -22,7 +22,11 @@ SAME_UNIT = "same_unit"
 DIFFERENT_UNITS = "different_units"
 NEW_UNIT = "new_unit"
 NOT_A_BUSINESS = "not_a_business"
-DECISIONS = (SAME_UNIT, DIFFERENT_UNITS, NEW_UNIT, NOT_A_BUSINESS)
+# 一户多证: one operator holds both licences. Recorded and kept apart like different units, never merged:
+# the answer to a "same unit" that two distinct valid USCCs would override on every run.
+SAME_OPERATOR = "same_operator"
+DECISIONS = (SAME_UNIT, DIFFERENT_UNITS, NEW_UNIT, NOT_A_BUSINESS, SAME_OPERATOR)
+NEEDS_UNIT_B = (SAME_UNIT, SAME_OPERATOR)  # the unit the record (or unit_id_a) is one with
 VERDICT_COLUMNS = tuple(verdict_schema().names)
 CLOCK_SLACK = timedelta(days=1)  # a township's clock (or time zone slip) may run ahead of ours
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet evaluates; work queues quote it
@@ -91,9 +95,9 @@ def check_row(
         )
     if not clean["record_id"] and not (clean["unit_id_a"] and clean["unit_id_b"]):
         raise VerdictError(f"{where}: give feed + record_id, or unit_id_a + unit_id_b")
-    if clean["decision"] == SAME_UNIT and not clean["unit_id_b"]:
+    if clean["decision"] in NEEDS_UNIT_B and not clean["unit_id_b"]:
         raise VerdictError(
-            f"{where}: same_unit needs unit_id_b (the unit the record or unit_id_a belongs to)"
+            f"{where}: {clean['decision']} needs unit_id_b (the unit the record or unit_id_a is one with)"
         )
     for required in ("verdict_id", "decided_by", "decided_at"):
         if not clean[required]:
@@ -107,6 +111,20 @@ def check_row(
     if now is not None and is_future(decided_at, now):
         raise VerdictError(f"{where}: decided_at {clean['decided_at']} is in the future")
     return Verdict(**clean)  # type: ignore[arg-type]
+
+
+def code_conflict(verdict: Verdict, code_a: str | None, code_b: str | None) -> str | None:
+    """Why a ``same_unit`` verdict cannot apply, or None: its two sides hold distinct valid USCCs
+    (``code_a``: of the record or unit_id_a, ``code_b``: of unit_id_b), and distinct USCCs never merge, so
+    every run would ignore it and the item would stay in its queue. One line offering ``same_operator``."""
+    if verdict.decision != SAME_UNIT or not code_a or not code_b or code_a == code_b:
+        return None
+    side_a = f"{verdict.feed} {verdict.record_id}" if verdict.record_id else f"unit {verdict.unit_id_a}"
+    return (
+        f"same_unit cannot apply: {side_a} holds USCC {code_a} and unit {verdict.unit_id_b} holds {code_b}, "
+        "and distinct valid USCCs never merge; if one operator holds both licences (一户多证), "
+        f"give decision {SAME_OPERATOR} (同一经营者) instead"
+    )
 
 
 def is_future(decided_at: datetime, now: datetime) -> bool:

@@ -3,6 +3,7 @@ verdict from the future, one-line errors for unreadable files, and ``verdicts ad
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import re
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -209,6 +211,136 @@ def test_verdicts_add_refuses_an_out_that_is_not_a_run_store(tmp_path):
     assert result.exit_code == 2
     assert "is not a run store" in result.output
     assert not (tmp_path / "nonexistent").exists()
+
+
+# -- verdicts a hard constraint would override: refused at add, never asked -------------------------------
+
+
+def test_a_same_unit_that_two_usccs_would_override_is_refused_at_add_offering_same_operator(store, tmp_path):
+    """R1 and R2 hold distinct valid USCCs (a company and its branch): they never merge, so a "same unit"
+    about them would be ignored by every run and its item would stay in the queue."""
+    units = {(r["feed"], r["record_id"]): r["unit_id"] for r in _links(resolve_and_land(store).path)}
+    parent, branch = units[("registration", "R1")], units[("registration", "R2")]
+    rows = {
+        "pair": f"V1,,,{parent},{branch},same_unit,文新街道办,{DAY},",
+        "record": f"V2,registration,R2,,{parent},same_unit,文新街道办,{DAY},",
+    }
+    for name, row in rows.items():
+        path = _csv(tmp_path / f"{name}.csv", _new_unit("V0"), row)
+        result = _add(store, path)
+        assert result.exit_code == 1
+        side = f"unit {parent}" if name == "pair" else "registration R2"
+        assert re.fullmatch(
+            rf"Error: {name}\.csv row 3: same_unit cannot apply: {side} holds USCC \w{{18}} and unit U\w{{12}} "
+            r"holds \w{18}, and distinct valid USCCs never merge; if one operator holds both licences \(一户多证\), "
+            r"give decision same_operator \(同一经营者\) instead\n",
+            result.output,
+        ), result.output
+        assert not store.verdicts_dir.exists()  # nothing of the file is kept
+
+    # What the township found, said so it applies: one operator's licences, recorded and kept apart.
+    _add_checked(
+        store,
+        _csv(
+            tmp_path / "fixed.csv",
+            f"V1,,,{parent},{branch},same_operator,文新街道办,{DAY},",
+            f"V2,registration,R2,,{parent},same_operator,文新街道办,{DAY},",
+        ),
+    )
+    second = resolve_and_land(store)
+    after = {(r["feed"], r["record_id"]): r["unit_id"] for r in _links(second.path)}
+    assert (after[("registration", "R1")], after[("registration", "R2")]) == (parent, branch)
+    assert second.meta["verdicts"] == {"in_force": 2, "unapplied": []}
+    # A record with no code of its own (a meter) may still be the branch's: that is no conflict.
+    meter = _csv(tmp_path / "meter.csv", f"V3,utility,E1,,{branch},same_unit,文新街道办,{DAY},")
+    assert add_verdict_file(meter, tmp_path / "elsewhere", register=store.register_latest()).new
+
+
+def test_a_work_queue_row_filled_same_operator_is_a_same_operator_verdict(tmp_path):
+    """The answer the refusal offers can be given in the work queue itself: 同一经营者（一户多证）."""
+    from pipelines.townships.workqueue import REVIEW_COLUMNS
+
+    cells = {"decision": "同一经营者（一户多证）", "unit_id": "U00000000000B", "decided_by": "王敏",
+             "decided_at": "2026-11-05", "feed": "registration", "record_id": "R2", "verdict_id": "V7"}  # fmt: skip
+    path = tmp_path / "330105_米市巷街道.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([c.header for c in REVIEW_COLUMNS])
+        writer.writerow([cells.get(c.field, "") for c in REVIEW_COLUMNS])
+    [verdict] = read_verdict_file(path)
+    assert (verdict.decision, verdict.record_id, verdict.unit_id_b) == (
+        "same_operator",
+        "R2",
+        "U00000000000B",
+    )
+
+
+def test_the_review_queue_asks_no_same_unit_question_two_usccs_would_override():
+    """A small constructed register: two registered units with distinct USCCs that the model finds alike
+    (no question: they can never merge), a meter with no code between them (a question: it may move), and
+    an unregistered taxpayer with a code of its own whose only candidate holds another (asked about its
+    registration, with no candidate it could never join)."""
+    from pipelines.resolve import DuckDBEngine, ResolveSettings
+    from pipelines.resolve.entities import ENTITY_FEEDS
+    from pipelines.resolve.tables import MEMBER_SCHEMA, review_rows
+    from pipelines.standardise.codes import make_uscc
+
+    codes = [make_uscc("9", "1", "330106", f"MA2H100{i}") for i in (1, 2, 3)]
+    entities = pa.Table.from_pylist(
+        [
+            {"entity_id": "reg1", "feed": "registration", "uscc": codes[0]},
+            {"entity_id": "reg2", "feed": "registration", "uscc": codes[1]},
+            {"entity_id": "meter", "feed": "utility", "uscc": None},
+            {"entity_id": "payer", "feed": "tax", "uscc": codes[2]},
+        ],
+        schema=pa.schema(
+            [
+                (c, pa.string())
+                for c in ("entity_id", "feed", "name", "address", "district_code", "township", "uscc")
+            ]
+        ),
+    )
+    members = pa.Table.from_pylist(
+        [
+            {"entity_id": "reg1", "cluster": "UA", "unit_id": "UA"},
+            {"entity_id": "reg2", "cluster": "UB", "unit_id": "UB"},
+            {
+                "entity_id": "meter",
+                "cluster": "UA",
+                "unit_id": "UA",
+                "matched_by": "model",
+                "probability": 0.995,
+            },
+            {"entity_id": "payer", "cluster": "UT", "unit_id": "UT"},
+        ],
+        schema=MEMBER_SCHEMA,
+    )
+    edges = pa.Table.from_pylist(
+        [
+            {"a": "reg1", "b": "reg2", "probability": 0.9, "matched_by": "model"},  # review band, two USCCs
+            {"a": "meter", "b": "reg1", "probability": 0.995, "matched_by": "model"},
+            {"a": "meter", "b": "reg2", "probability": 0.995, "matched_by": "model"},  # as high: rival
+            {"a": "payer", "b": "reg1", "probability": 0.6, "matched_by": "model"},  # another USCC
+        ]
+    )
+    records = {feed: pa.table({"record_id": pa.array([], pa.string()), "entity_id": pa.array([], pa.string())})
+               for feed in ENTITY_FEEDS}  # fmt: skip
+    records["registration"] = pa.table({"record_id": ["R1", "R2"], "entity_id": ["reg1", "reg2"]})
+    records["utility"] = pa.table({"record_id": ["E1"], "entity_id": ["meter"]})
+    records["tax"] = pa.table({"record_id": ["T1"], "entity_id": ["payer"]})
+    review = review_rows(
+        DuckDBEngine(),
+        members,
+        pa.array(["UA", "UB", "UT"]),
+        entities,
+        edges,
+        records,
+        pa.array(["UA", "UB"]),
+        ResolveSettings(),
+        "reg-1",
+    )
+    items = {r["review_id"]: (r["reason"], r["candidate_unit_ids"]) for r in review.to_pylist()}
+    assert items == {"utility/E1": ("rival_unit", ["UB"]), "tax/T1": ("no_registration_match", [])}
 
 
 # -- cells neutralised against spreadsheet formulas ---------------------------------------------------------

@@ -237,7 +237,7 @@ def test_one_file_per_township_with_chinese_headers_sorted_by_priority(small):
         (1, "E1"), (1, "E2"), (2, "E3"), (2, "E4")
     ]  # fmt: skip
     assert rows[0][HEADER["reason"]] != "no_registration_match" and CJK.search(rows[0][HEADER["reason"]])
-    # the technical columns are hidden and locked; the decision column offers the four choices
+    # the technical columns are hidden and locked; the decision column offers the five choices
     for column in REVIEW_COLUMNS:
         letter = openpyxl.utils.get_column_letter(headers.index(column.header) + 1)
         assert sheet.column_dimensions[letter].hidden == (column.kind == "tech")
@@ -245,7 +245,10 @@ def test_one_file_per_township_with_chinese_headers_sorted_by_priority(small):
     assert sheet.protection.sheet
     decision = openpyxl.utils.get_column_letter(headers.index(HEADER["decision"]) + 1)
     [choices] = [dv for dv in sheet.data_validations.dataValidation if f"{decision}2" in dv.sqref]
-    assert choices.type == "list" and choices.formula1 == '"同一单位,不同单位,新单位,非经营主体"'
+    assert (
+        choices.type == "list"
+        and choices.formula1 == '"同一单位,不同单位,新单位,非经营主体,同一经营者（一户多证）"'
+    )
     warned = read_sheet(mishi, WARNING_SHEET)
     assert list(warned[0]) == [c.header for c in WARNING_COLUMNS]
     assert [w["预警编号"] for w in warned] == ["W2", "W1"]

@@ -149,7 +149,7 @@ def _translate(
     side_b = sorted(entities_of_unit.get(verdict.unit_id_b or "", []))
     if verdict.decision == vd.SAME_UNIT:
         return [("must", a, b) for a in side_a[:1] for b in side_b[:1]]
-    if verdict.decision == vd.DIFFERENT_UNITS:
+    if verdict.decision in (vd.DIFFERENT_UNITS, vd.SAME_OPERATOR):  # 一户多证 is two units: never a merge
         return [("cannot", a, b) for a in side_a for b in side_b]
     if verdict.decision == vd.NEW_UNIT:
         return [("alone", a, None) for a in side_a]

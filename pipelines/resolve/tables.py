@@ -69,7 +69,9 @@ def review_rows(
     """Review items of the entities of the units ``scope``: tax and power records with no registration
     match, model links in the uncertain band, and records the model placed although another unit scored as
     high (a meter at the address of two licences of one operator: the code keeps the licences apart, only a
-    field check can say whose meter it is). ``members``: every entity's unit."""
+    field check can say whose meter it is). A candidate unit whose valid USCC differs from the record's own
+    is left out: "same unit" could never apply to it (distinct USCCs never merge), and an uncertain or rival
+    item left with no candidate is no question at all. ``members``: every entity's unit."""
     rows = engine.query(
         f"""
         WITH unit_of AS (
@@ -87,10 +89,20 @@ def review_rows(
             FROM either_way w JOIN unit_of o ON o.entity_id = w.other JOIN mine m ON m.entity_id = w.this
             WHERE o.unit_id <> m.unit_id GROUP BY w.this, o.unit_id
         ),
+        candidate_code AS (
+            SELECT o.unit_id, max(e.uscc) AS uscc FROM unit_of o JOIN entities e USING (entity_id)
+            WHERE e.uscc IS NOT NULL AND o.unit_id IN (SELECT candidate FROM scored) GROUP BY o.unit_id
+        ),
+        answerable AS (
+            -- "same unit?" cannot apply between distinct valid USCCs (they never merge): no such question
+            SELECT s.* FROM scored s JOIN entities e ON e.entity_id = s.this
+            LEFT JOIN candidate_code c ON c.unit_id = s.candidate
+            WHERE e.uscc IS NULL OR c.uscc IS NULL OR e.uscc = c.uscc
+        ),
         best AS (
             SELECT this, list(candidate ORDER BY p DESC, candidate)[1:3] AS candidates,
                    list(round(p, 4) ORDER BY p DESC, candidate)[1:3] AS scores, max(p) AS top
-            FROM scored GROUP BY this
+            FROM answerable GROUP BY this
         ),
         first_record AS (
             SELECT entity_id, min(record_id) AS record_id FROM ({records_sql()}) GROUP BY entity_id
@@ -120,7 +132,9 @@ def review_rows(
         """,
         members=members,
         scope=pa.table({"unit_id": pa.array(scope, pa.string())}),
-        entities=entities.select(["entity_id", "feed", "name", "address", "district_code", "township"]),
+        entities=entities.select(
+            ["entity_id", "feed", "name", "address", "district_code", "township", "uscc"]
+        ),
         edges=edges.select(["a", "b", "probability", "matched_by"]),
         registered=pa.table({"unit_id": pa.array(registered_units, pa.string())}),
         **{feed: records[feed].select(["record_id", "entity_id"]) for feed in ENTITY_FEEDS},

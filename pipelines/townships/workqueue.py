@@ -93,8 +93,10 @@ DECISIONS: dict[str, str] = {
     "不同单位": vd.DIFFERENT_UNITS,
     "新单位": vd.NEW_UNIT,
     "非经营主体": vd.NOT_A_BUSINESS,
+    "同一经营者（一户多证）": vd.SAME_OPERATOR,
 }
-NEEDS_UNIT = (vd.SAME_UNIT, vd.DIFFERENT_UNITS)  # the unit the record is, or is not, part of
+# the unit the record is, or is not, part of (or, 一户多证, another licence of its operator)
+NEEDS_UNIT = (vd.SAME_UNIT, vd.DIFFERENT_UNITS, vd.SAME_OPERATOR)
 REASONS = {
     "no_registration_match": "无对应登记（有税务或用电，找不到登记单位）",
     "uncertain_link": "疑似同一单位，待确认",
@@ -127,6 +129,8 @@ HELP_LINES = (
     "  不同单位 —— 该记录不属于“所属单位编号”所填单位；",
     "  新单位 —— 该记录是一个独立的新单位，不并入任何候选单位（所属单位编号可不填）；",
     "  非经营主体 —— 该记录不是经营单位（如个人、住宅用电），从名录中剔除（所属单位编号可不填）。",
+    "  同一经营者（一户多证） —— 与“所属单位编号”所填单位是同一经营者的不同执照（统一社会信用代码不同），"
+    "记录在案，两者仍为不同单位，不会合并。",
     "核查日期写成 2026-11-05 或 2026/11/5（按北京时间）。",
     "请勿修改、删除或插入列，勿改灰色隐藏列（来源代码、记录编号、核查编号），勿新增行。",
     "填好后将本文件（Excel 或 CSV 均可）交回区县运维人员，"
@@ -399,7 +403,7 @@ def _write_workbook(
                 errorTitle="核查结论",
                 error="请从下拉列表中选择：" + " / ".join(DECISIONS),
                 promptTitle="核查结论",
-                prompt="同一单位 / 不同单位 / 新单位 / 非经营主体；见“填写说明”",
+                prompt=" / ".join(DECISIONS) + "；见“填写说明”",
             )
             choices.add(f"{letter}2:{letter}{last}")
             sheet.add_data_validation(choices)
