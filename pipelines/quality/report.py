@@ -3,6 +3,11 @@
 The HTML is one self-contained file (inline CSS, no scripts, no external links) so it opens from the run
 store or an e-mail attachment anywhere. Values of personal fields never appear: outcomes and GE results
 were scrubbed at validation.
+
+Not GE's own Data Docs: with great-expectations 1.24, ``build_data_docs()`` on a filesystem site writes pages
+that load Bootstrap, bootstrap-table, jQuery, Popper, Vega and Font Awesome from six CDNs and a logo from
+S3 tagged with the context id (``render/view/templates/page.j2``, ``js_script_imports.j2``): offline they
+lose styling and scripts, and opening one calls out. GE's own results are kept as ``ge_<feed>.json``.
 """
 
 from __future__ import annotations
@@ -70,12 +75,27 @@ def _status(quality: FeedQuality) -> tuple[str, str]:
     if quality.blocking_failures:
         return "blocked", "blocked"
     if quality.warnings:
-        return "warned", "passed with warnings"
+        return "warned", _passed_with(len(quality.warnings))
     return "ok", "passed"
 
 
-def _badge(css: str, text: str) -> str:
-    return f'<span class="badge {css}">{escape(text)}</span>'
+def _overall(results: list[FeedQuality]) -> tuple[str, str]:
+    """The run's status: blocked (naming the feeds), passed with N warnings, or passed. A run with
+    warnings must not look clean: people read the badge, not the tables."""
+    blocked = [q.feed for q in results if not q.ok]
+    if blocked:
+        return "blocked", "blocked: " + ", ".join(blocked)
+    warnings = sum(len(q.warnings) for q in results)
+    return ("warned", _passed_with(warnings)) if warnings else ("ok", "passed")
+
+
+def _passed_with(warnings: int) -> str:
+    return f"passed with {warnings} warning{'' if warnings == 1 else 's'}"
+
+
+def _badge(css: str, text: str, id_: str | None = None) -> str:
+    attribute = f' id="{id_}"' if id_ else ""
+    return f'<span{attribute} class="badge {css}">{escape(text)}</span>'
 
 
 def _threshold(o: ExpectationOutcome) -> str:
@@ -145,8 +165,7 @@ def _feed_section(quality: FeedQuality) -> str:
 
 def render_html(results: list[FeedQuality], run_id: str, generated_at: str) -> str:
     """One self-contained page: a summary of the run, then per feed every expectation and its result."""
-    blocked = [q.feed for q in results if not q.ok]
-    overall = _badge("blocked", "blocked: " + ", ".join(blocked)) if blocked else _badge("ok", "passed")
+    css, status = _overall(results)
     summary = "".join(
         f'<tr><td><a href="#feed-{escape(q.feed)}">{escape(q.feed)}</a></td><td class="num">{q.rows}</td>'
         f'<td class="num">{"" if q.previous_rows is None else q.previous_rows}</td>'
@@ -156,8 +175,8 @@ def render_html(results: list[FeedQuality], run_id: str, generated_at: str) -> s
     )
     return (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
-        f"<title>Data quality {escape(run_id)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>Data quality of {escape(run_id)} {overall}</h1>"
+        f"<title>Data quality {escape(run_id)}: {escape(status)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>Data quality of {escape(run_id)} {_badge(css, status, 'status')}</h1>"
         f'<p class="muted">generated {escape(generated_at)} · {len(results)} feed(s) · a failed '
         "<em>block</em> expectation stops the run; a failed <em>warn</em> expectation is only recorded</p>"
         "<table><thead><tr><th>feed</th><th>rows</th><th>previous run</th><th>block failures</th>"
