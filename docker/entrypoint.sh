@@ -21,7 +21,8 @@ if env.get("UNITFUSION_HMAC_KEY"):
 if env.get("UNITFUSION_SMTP_CONN"):
     connections["unitfusion_smtp"] = json.loads(env["UNITFUSION_SMTP_CONN"])
 if env.get("UNITFUSION_WEBHOOK_URL"):
-    connections["unitfusion_webhook"] = {"conn_type": "http", "extra": {"url": env["UNITFUSION_WEBHOOK_URL"]}}
+    # the HTTP provider's standard form: the URL as host (a chat robot's shape: the extra "shape", docs/alerts.md)
+    connections["unitfusion_webhook"] = {"conn_type": "http", "host": env["UNITFUSION_WEBHOOK_URL"]}
 with open(sys.argv[1], "w") as f:
     json.dump(connections, f)
 # The API server's users (simple auth manager): one admin whose password comes from the environment.

@@ -249,7 +249,7 @@ def _pass_env(airflow_env: dict[str, str], bootstrap: str, out: Path, topic_pref
         "AIRFLOW_CONN_UNITFUSION_HMAC": json.dumps(
             {"conn_type": "generic", "password": "dag-test-key-0123456789"}
         ),
-        "AIRFLOW_CONN_UNITFUSION_WEBHOOK": json.dumps({"conn_type": "http", "extra": {"url": hook}}),
+        "AIRFLOW_CONN_UNITFUSION_WEBHOOK": json.dumps({"conn_type": "http", "host": hook}),  # URL as host
     }
     # `airflow dags test` (3.3.2) crashes after a successful run of a DAG with a deadline, apache/airflow#73428;
     # the deadline itself is checked by the parse test above.

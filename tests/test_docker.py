@@ -195,11 +195,11 @@ def test_init_job_migrates_and_stores_connections(tmp_path):
     read = (  # what the scheduler's tasks will read
         "import json; from airflow.models import Connection; from airflow.utils.session import create_session\n"
         "with create_session() as s:\n"
-        "    print(json.dumps({c.conn_id: [c.password, c.extra_dejson] for c in s.query(Connection)}))"
+        "    print(json.dumps({c.conn_id: [c.password, c.extra_dejson, c.host] for c in s.query(Connection)}))"
     )
     got = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True, timeout=120)
     assert got.returncode == 0, got.stderr[-2000:]
     connections = json.loads(got.stdout.strip().splitlines()[-1])
     assert connections["unitfusion_hmac"][0] == 'key-with-"quotes"-0123456789'
-    assert connections["unitfusion_webhook"][1] == {"url": "http://127.0.0.1:9/alerts"}
+    assert connections["unitfusion_webhook"][1:] == [{}, "http://127.0.0.1:9/alerts"]  # URL as host (http)
     assert connections["unitfusion_smtp"][1] == {"from": "uf@x.cn", "to": ["ops@x.cn"]}

@@ -1,10 +1,16 @@
-"""Alerts to ops: what a run found that someone should look at, by e-mail (SMTP) and webhook (JSON POST).
+"""Alerts to ops: what a run found that someone should look at, by e-mail and webhook.
 
 Sources: data-quality failures of an ingest run, quarantine spikes and volume drops per feed against the
-feed's own history, a pipeline that has not committed for too long, and a department whose month is overdue.
-Every text passes through ``mask_personal`` before it leaves the process. ``send_alerts`` delivers through an
-outbox per run (``alerts/<run_key>.jsonl``): queued first, marked sent per channel after each send, so a
-rerun sends what is missing and nothing twice.
+feed's own history, a pipeline that has not committed for too long, a department whose month is overdue, and
+(from ``pipelines.ops.notifier``) failed tasks and DAG runs. Every alert names the DAG run that sends it, the
+feed and run it is about, what failed with its counts, and an absolute path or link to the report; every text
+passes through ``mask_personal`` before it leaves the process.
+
+``compose`` builds the one message a batch becomes (e-mail and webhook say the same); ``send_alerts``
+delivers it through an outbox per run (``alerts/<run_key>.jsonl``): queued first, marked sent per channel
+after each send, so a rerun sends what is missing and nothing twice. The channels are Airflow's SMTP and HTTP
+providers inside Airflow (``pipelines.ops.notifier.airflow_channels``), the standard library outside
+(``AlertChannels.from_environment``).
 """
 
 from __future__ import annotations
@@ -14,21 +20,30 @@ import html
 import json
 import logging
 import os
-import smtplib
 import statistics
-import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
-from pipelines.ops.delivery import WEBHOOK_ENV, failure_alert, mask_personal, post_json
+from pipelines.ops.delivery import (
+    SMTP_ENV,
+    WEBHOOK_ENV,
+    WEBHOOK_SECRET_ENV,
+    WEBHOOK_SHAPE_ENV,
+    Message,
+    SmtpTarget,
+    check_shape,
+    dingtalk_signature,
+    mask_personal,
+    post_json,
+    send_email,
+    signed_url,
+)
 from pipelines.store import RunStore, utc_now
 
-SMTP_ENV = "UNITFUSION_ALERT_SMTP"  # smtp://user:password@host:port?from=a@x&to=b@y,c@z&starttls=1
-SMTP_CONNECTION_ID = "unitfusion_smtp"
-WEBHOOK_CONNECTION_ID = "unitfusion_webhook"
 log = logging.getLogger(__name__)
+SEVERITIES = ("critical", "error", "warning")
 
 
 @dataclass(frozen=True)
@@ -53,16 +68,19 @@ def _masked(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # dq_warning, dq_blocked, quarantine_spike, volume_drop, run_late, feed_due, run_failed
+    # dq_warning, dq_blocked, quarantine_spike, volume_drop, run_late, feed_due, run_failed, dag_failed
+    kind: str
     severity: str  # critical, error, warning
-    run_id: str | None
+    run_id: str | None  # the ingest run (run-000004) or the DAG run it is about
     feed: str | None
     title: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # the counts and what failed
+    report: str | None = None  # absolute path or URL; without one, the message links the DAG run
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "title", mask_personal(self.title))
         object.__setattr__(self, "details", _masked(self.details))
+        object.__setattr__(self, "report", _masked(self.report))
 
     @property
     def dedup_key(self) -> str:
@@ -85,10 +103,19 @@ def _split_history(store: RunStore, run_id: str) -> tuple[dict[str, Any], list[d
     raise FileNotFoundError(f"no committed ingest run {run_id} in {store.root}")
 
 
+def _report_of(store: RunStore, manifest: dict[str, Any]) -> str:
+    """The run's data-quality report (else its manifest, which lists the quarantine files), as an absolute
+    path: whoever reads the alert is not in the store's folder."""
+    relative = manifest.get("quality", {}).get("report")
+    path = store.root / relative if relative else store.manifests_dir / f"{manifest['run_id']}.json"
+    return str(path.resolve())
+
+
 def alerts_for_ingest(store: RunStore, run_id: str, thresholds: Thresholds = Thresholds()) -> list[Alert]:
     """Data-quality failures, quarantine spikes and volume drops of a committed ingest run."""
     manifest, earlier = _split_history(store, run_id)
     earlier = earlier[-thresholds.history_runs :]
+    report = _report_of(store, manifest)
     found = [
         Alert(
             kind="dq_warning",
@@ -101,8 +128,8 @@ def alerts_for_ingest(store: RunStore, run_id: str, thresholds: Thresholds = Thr
                 "message": failure.get("message"),
                 "unexpected_count": failure.get("unexpected_count"),
                 "unexpected_percent": failure.get("unexpected_percent"),
-                "report": manifest["quality"].get("report"),
             },
+            report=report,
         )
         for failure in manifest.get("quality", {}).get("failures", [])
     ]
@@ -126,6 +153,7 @@ def alerts_for_ingest(store: RunStore, run_id: str, thresholds: Thresholds = Thr
                     feed=feed,
                     title=f"{feed}: {share:.1%} of messages quarantined (usually {usual_share:.1%})",
                     details={"quarantined": stats["quarantined"], "read": read, "usual_share": usual_share},
+                    report=report,
                 )
             )
         volumes = [m["feeds"][feed]["staged"] for m in earlier if m["feeds"].get(feed, {}).get("staged")]
@@ -138,42 +166,51 @@ def alerts_for_ingest(store: RunStore, run_id: str, thresholds: Thresholds = Thr
                     feed=feed,
                     title=f"{feed}: {stats['staged']} records staged, usually {statistics.median(volumes):g}",
                     details={"staged": stats["staged"], "median_before": statistics.median(volumes)},
+                    report=report,
                 )
             )
     return found
 
 
-def alert_for_blocked(error: Exception, run_id: str | None) -> Alert:
-    """A blocking expectation stopped the run: which feeds and expectations (the error message names them)."""
+def _expectation(failure: Any) -> str:
+    """One failed expectation with its counts, e.g. ``tax: expect_column_values_to_not_be_null on
+    taxpayer_id: 12 unexpected (24.0%)``."""
+    text = f"{failure.feed}: {failure.expectation_type}" + (f" on {failure.column}" if failure.column else "")
+    if failure.unexpected_count is not None:
+        text += f": {failure.unexpected_count} unexpected"
+        if failure.unexpected_percent is not None:
+            text += f" ({failure.unexpected_percent:.1f}%)"
+    elif failure.observed_value is not None:
+        text += f": observed {failure.observed_value}"
+    return text
+
+
+def alert_for_blocked(error: Exception, run_id: str | None, report: str | None = None) -> Alert:
+    """A blocking expectation held a feed's batch back: which feeds and expectations, with their counts, and
+    the data-quality report (the error's own, else ``report``)."""
     failures = getattr(error, "failures", [])
     feeds = sorted({f.feed for f in failures})
+    batches = getattr(error, "batches", None) or {}
+    reports = [b["report_path"] for b in batches.values() if isinstance(b, dict) and b.get("report_path")]
+    landed = getattr(error, "landed", None)
     return Alert(
         kind="dq_blocked",
         severity="critical",
-        run_id=run_id,
+        run_id=getattr(error, "run_id", None) or run_id,
         feed=",".join(feeds) or None,
-        title=f"data quality blocked the run ({', '.join(feeds)}); nothing was committed",
+        title=f"data quality blocked {', '.join(feeds) or 'the run'}: "
+        f"{len(failures)} blocking expectation(s) failed",
         details={
-            "error": str(error)[:4000],
-            "expectations": [f"{f.feed}: {f.expectation_type} {f.column or ''}".strip() for f in failures],
+            "expectations": [_expectation(f) for f in failures],
+            "batches": {
+                feed: {k: v for k, v in batch.items() if isinstance(v, int) and not isinstance(v, bool)}
+                for feed, batch in batches.items()
+                if isinstance(batch, dict)
+            },
+            "landed": ", ".join(landed) if landed else None,
+            "error": str(error)[:2000],
         },
-    )
-
-
-def alert_for_failure(context: dict[str, Any]) -> Alert:
-    """A failed Airflow task (blocking data quality gets its own, more telling alert)."""
-
-    error = context.get("exception")
-    if error is not None and type(error).__name__ == "BlockingQualityError":
-        return alert_for_blocked(error, context.get("run_id"))
-    payload = failure_alert(context)
-    return Alert(
-        kind="run_failed",
-        severity="critical",
-        run_id=payload["run_id"],
-        feed=None,
-        title=f"{payload['dag_id']}.{payload['task_id']} failed (try {payload['try_number']})",
-        details=payload,
+        report=reports[0] if reports else report,
     )
 
 
@@ -193,6 +230,7 @@ def late_alerts(store: RunStore, max_age: timedelta, now: datetime | None = None
             feed=None,
             title=f"no ingest run committed for more than {max_age} (last: {since})",
             details={"last_committed_at": since, "max_age_hours": max_age.total_seconds() / 3600},
+            report=_report_of(store, latest) if latest else None,
         )
     ]
 
@@ -234,155 +272,153 @@ def feed_due_alerts(store: RunStore, period: str, feeds: list[str], due: date, t
     ]
 
 
-# -- delivery --------------------------------------------------------------------------------------------
+# -- one message per batch ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class SmtpTarget:
-    host: str
-    port: int
-    sender: str
-    recipients: tuple[str, ...]
-    login: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    ssl: bool = False
+class Origin:
+    """Who sends: a DAG run (with its link in the Airflow UI) or the CLI. Every message names it."""
 
-    @classmethod
-    def from_url(cls, url: str) -> SmtpTarget:
-        parts = urllib.parse.urlsplit(url)
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
-            sender=query.get("from", "unitfusion@localhost"),
-            recipients=tuple(r for r in query.get("to", "").split(",") if r),
-            login=urllib.parse.unquote(parts.username) if parts.username else None,
-            password=urllib.parse.unquote(parts.password) if parts.password else None,
-            starttls=query.get("starttls", "0") in ("1", "true", "yes"),
-            ssl=parts.scheme == "smtps",
+    dag_id: str | None = None
+    dag_run: str | None = None
+    url: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"DAG {self.dag_id}, run {self.dag_run}" if self.dag_id else "unitfusion CLI"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "; ".join(_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return " ".join(str(value).split())[:600]  # one line; the JSON body and the ledger keep it whole
+
+
+def _facts(alert: Alert, origin: Origin) -> list[tuple[str, str]]:
+    """What a reader needs, in order: which DAG run, feed and run, what failed with its counts, the report."""
+    facts = [("DAG", origin.dag_id or "none (unitfusion CLI)"), ("DAG run", origin.dag_run or "none")]
+    if alert.feed:
+        facts.append(("feed", alert.feed))
+    if alert.run_id and alert.run_id != origin.dag_run:
+        facts.append(("ingest run" if alert.run_id.startswith("run-") else "run", alert.run_id))
+    facts += [(key, _value(v)) for key, v in alert.details.items() if v not in (None, "", [], {})]
+    facts.append(("report", alert.report or origin.url or "none"))
+    return facts
+
+
+def compose(alerts: list[Alert], run_key: str, origin: Origin) -> Message:
+    """The one message a batch of alerts becomes: subject, chat markdown, e-mail HTML (the same facts) and
+    the plain JSON body."""
+    worst = min(alerts, key=lambda a: SEVERITIES.index(a.severity))
+    heading = f"unitfusion: {len(alerts)} alert(s), {origin.label}"
+    markdown = [f"### {heading}"]
+    page = [f"<h3>{html.escape(heading)}</h3>"]
+    for alert in alerts:
+        facts = _facts(alert, origin)
+        head = f"[{alert.severity}] {alert.kind}"
+        markdown += ["", f"**{head}**: {alert.title}"]
+        markdown += [f"- {label}: {value}" for label, value in facts]
+        page.append(f"<h4>{html.escape(head)}: {html.escape(alert.title)}</h4>")
+        page.append(
+            "<ul>"
+            + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts)
+            + "</ul>"
         )
+    where = {"dag_id": origin.dag_id, "dag_run": origin.dag_run}
+    data = {
+        "run": run_key,
+        **where,
+        "alerts": [{**a.to_dict(), **where, "report": a.report or origin.url} for a in alerts],
+    }
+    return Message(
+        title=mask_personal(
+            f"[unitfusion] {len(alerts)} alert(s) for {run_key} ({origin.label}): {worst.title}"
+        )[:250],
+        markdown=mask_personal("\n".join(markdown)),
+        html=mask_personal("\n".join(page)),
+        data=_masked(data),
+    )
+
+
+# -- channels --------------------------------------------------------------------------------------------
+
+Send = Callable[[Message], None]
 
 
 @dataclass(frozen=True)
 class AlertChannels:
+    """Where alerts go and on whose behalf (``origin``).
+
+    Two transports: ready-made ``senders`` by channel name (inside Airflow, the SMTP and HTTP providers'
+    hooks on the standard connections: ``pipelines.ops.notifier.airflow_channels``), else the plain ones,
+    ``smtp`` and ``webhook_url`` (outside Airflow, from the environment). The channel names, ``webhook`` and
+    ``email``, are what the ledger records, whichever transport sent."""
+
     smtp: SmtpTarget | None = None
     webhook_url: str | None = None
+    webhook_shape: str = "json"
+    webhook_secret: str | None = None  # a DingTalk robot's signing secret
+    origin: Origin = Origin()
+    senders: Mapping[str, Send] = field(default_factory=dict)
 
     @classmethod
-    def from_environment(cls) -> AlertChannels:
-        """The environment first, then (inside an Airflow task) the connections ``unitfusion_smtp`` and
-        ``unitfusion_webhook``."""
+    def from_environment(cls, origin: Origin = Origin()) -> AlertChannels:
+        """The plain transports: ``UNITFUSION_ALERT_SMTP``, ``UNITFUSION_ALERT_WEBHOOK`` with its
+        ``..._SHAPE`` and ``..._SECRET`` (how ``unitfusion run`` sends, Airflow installed or not)."""
         smtp = SmtpTarget.from_url(os.environ[SMTP_ENV]) if os.environ.get(SMTP_ENV) else None
-        webhook = os.environ.get(WEBHOOK_ENV) or None
-        if smtp is None:
-            smtp = _smtp_connection()
-        if webhook is None:
-            webhook = _webhook_connection()
-        return cls(smtp=smtp, webhook_url=webhook)
+        return cls(
+            smtp=smtp,
+            webhook_url=os.environ.get(WEBHOOK_ENV) or None,
+            webhook_shape=check_shape(os.environ.get(WEBHOOK_SHAPE_ENV) or "json"),
+            webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
+            origin=origin,
+        )
 
 
-def _connection(conn_id: str):  # type: ignore[no-untyped-def]
-    if not (os.environ.get("AIRFLOW_CTX_DAG_ID") or os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")):
-        return None  # not in Airflow: do not reach for its metadata
-    try:
-        from airflow.sdk import Connection
-
-        return Connection.get(conn_id)
-    except Exception:  # not configured
-        return None
+_email = send_email  # looked up at each send: the crash tests replace it to die between two channels
 
 
-def _smtp_connection() -> SmtpTarget | None:
-    conn = _connection(SMTP_CONNECTION_ID)
-    if conn is None or not conn.host:
-        return None
-    extra = conn.extra_dejson or {}
-    recipients = extra.get("to", [])
-    return SmtpTarget(
-        host=conn.host,
-        port=int(conn.port or 25),
-        sender=extra.get("from", "unitfusion@localhost"),
-        recipients=tuple([recipients] if isinstance(recipients, str) else recipients),
-        login=conn.login or None,
-        password=conn.password or None,
-        starttls=bool(extra.get("starttls", False)),
-        ssl=bool(extra.get("ssl", False)),
-    )
-
-
-def _webhook_connection() -> str | None:
-    conn = _connection(WEBHOOK_CONNECTION_ID)
-    if conn is None:
-        return None
-    extra = conn.extra_dejson or {}
-    if extra.get("url"):
-        return str(extra["url"])
-    if conn.host and conn.host.startswith(("http://", "https://")):
-        return conn.host
-    if conn.host:
-        scheme = conn.schema or "https"
-        return f"{scheme}://{conn.host}{f':{conn.port}' if conn.port else ''}"
-    return None
-
-
-def _post(url: str, run_key: str, alerts: list[Alert]) -> None:
-    post_json(url, {"run": run_key, "alerts": [a.to_dict() for a in alerts]})
-
-
-def _email(target: SmtpTarget, run_key: str, alerts: list[Alert]) -> None:
-    message = EmailMessage()
-    worst = min(alerts, key=lambda a: ("critical", "error", "warning").index(a.severity))
-    message["Subject"] = f"[unitfusion] {len(alerts)} alert(s) for {run_key}: {worst.title}"[:250]
-    message["From"], message["To"] = target.sender, ", ".join(target.recipients)
-    message.set_content("\n".join(f"[{a.severity}] {a.kind} {a.feed or ''}: {a.title}" for a in alerts))
-    rows = "".join(
-        f"<tr><td>{html.escape(a.severity)}</td><td>{html.escape(a.kind)}</td>"
-        f"<td>{html.escape(a.feed or '')}</td><td>{html.escape(a.title)}</td></tr>"
-        for a in alerts
-    )
-    message.add_alternative(
-        f"<table border=1><tr><th>severity</th><th>kind</th><th>feed</th><th>what</th></tr>{rows}</table>",
-        subtype="html",
-    )
-    client = smtplib.SMTP_SSL if target.ssl else smtplib.SMTP
-    with client(target.host, target.port, timeout=15) as smtp:
-        if target.starttls:
-            smtp.starttls()
-        if target.login:
-            smtp.login(target.login, target.password or "")
-        smtp.send_message(message)
-
-
-def _senders(channels: AlertChannels) -> dict[str, Any]:
-    """The configured channels, each a function sending one batch of alerts of a run."""
-    senders: dict[str, Any] = {}
+def _senders(channels: AlertChannels) -> dict[str, Send]:
+    """The configured channels, webhook first, each a function sending one message."""
+    if channels.senders:
+        return {name: channels.senders[name] for name in ("webhook", "email") if name in channels.senders}
+    senders: dict[str, Send] = {}
     if channels.webhook_url:
-        senders["webhook"] = lambda key, batch: _post(channels.webhook_url, key, batch)
+        url, shape, secret = channels.webhook_url, channels.webhook_shape, channels.webhook_secret
+
+        def post(message: Message) -> None:
+            signed = signed_url(url, dingtalk_signature(secret)) if secret and shape == "dingtalk" else url
+            post_json(signed, message.webhook_body(shape))
+
+        senders["webhook"] = post
     if channels.smtp:
-        senders["email"] = lambda key, batch: _email(channels.smtp, key, batch)
+        senders["email"] = lambda message: _email(channels.smtp, message)
     return senders
 
 
-def _send(channel: str, send: Any, run_key: str, batch: list[Alert]) -> str:
-    """Send one batch by one channel: ``sent``, or why it failed (reported and in the log, never hidden)."""
+def _send(channel: str, send: Send, message: Message) -> str:
+    """Send one message by one channel: ``sent``, or why it failed (reported and in the log, never hidden)."""
     try:
-        send(run_key, batch)
+        send(message)
         return "sent"
     except Exception as error:
-        log.error("alert delivery by %s failed: %s", channel, error)
+        log.error("alert delivery by %s failed: %s", channel, mask_personal(str(error))[:300])
         return f"failed: {type(error).__name__}: {mask_personal(str(error))[:300]}"
 
 
 def deliver(alerts: list[Alert], run_key: str, channels: AlertChannels) -> dict[str, str]:
-    """Send one batch per channel, without a record (the failure notifier); a channel that fails is
+    """Send one message per channel, without a record (when no run store is known); a channel that fails is
     logged and reported, the others still go."""
     for alert in alerts:
         log.info("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
     if not alerts:
         return {}
-    senders = _senders(channels)
-    outcome = {channel: _send(channel, send, run_key, alerts) for channel, send in senders.items()}
+    message = compose(alerts, run_key, channels.origin)
+    outcome = {channel: _send(channel, send, message) for channel, send in _senders(channels).items()}
     return outcome or {"log": "no channel configured; logged only"}
 
 
@@ -441,7 +477,8 @@ def send_alerts(
     pending = [a for key, a in unique.items() if not complete(key)]
     now = utc_now()
     fresh = [a for a in pending if a.dedup_key not in queued]
-    _append_log(store, run_key, [{"queued_at": now, **a.to_dict(), "delivery": {}} for a in fresh])
+    origin = {"dag_id": channels.origin.dag_id, "dag_run": channels.origin.dag_run}
+    _append_log(store, run_key, [{"queued_at": now, **a.to_dict(), **origin, "delivery": {}} for a in fresh])
     for alert in pending:
         log.info("unitfusion alert %s: %s", run_key, json.dumps(alert.to_dict(), ensure_ascii=False))
     outcome: dict[str, str] = {}
@@ -450,11 +487,13 @@ def send_alerts(
         _append_log(
             store, run_key, [{"dedup_key": a.dedup_key, "at": now, "delivery": outcome} for a in pending]
         )
+        for alert in pending:  # logged is delivered: the run is complete now, not one pass later
+            done[alert.dedup_key].add("log")
     for channel, send in senders.items():
         batch = [a for a in pending if channel not in done[a.dedup_key]]
         if not batch:
             continue
-        outcome[channel] = _send(channel, send, run_key, batch)
+        outcome[channel] = _send(channel, send, compose(batch, run_key, channels.origin))
         record = {channel: outcome[channel]}
         _append_log(
             store, run_key, [{"dedup_key": a.dedup_key, "at": utc_now(), "delivery": record} for a in batch]

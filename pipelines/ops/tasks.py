@@ -157,12 +157,14 @@ def land(params: dict[str, Any]) -> dict[str, Any]:
 # --- operations after the pass ----------------------------------------------------------------------------
 
 
-def _complete(params: dict[str, Any], step: str, period: str | None = None) -> dict[str, Any]:
+def _complete(
+    params: dict[str, Any], step: str, period: str | None = None, channels: Any = None
+) -> dict[str, Any]:
     """Finish ``step`` for every run that lacks it (not only the one this DAG run published): a run that
-    died after publishing is completed here."""
+    died after publishing is completed here. ``channels``: where alerts go (the Airflow connections)."""
     from pipelines.ops.outputs import complete_outputs
 
-    completed = complete_outputs(_store(params), steps=[step], period=period)
+    completed = complete_outputs(_store(params), steps=[step], period=period, channels=channels)
     return {
         "done": completed.done[step],
         "unfinished": {run: left["delivery"] for (_, run), left in completed.unfinished.items()},
@@ -199,11 +201,16 @@ def alerts(
     """Tell ops what the runs found: data-quality warnings, quarantine spikes and volume drops of every
     committed ingest run not yet alerted on (``ingest_run`` and any a crash left), under that run's key;
     then, under the DAG run's ``key``, a pipeline that has not committed for too long and, for a monthly
-    import, departments whose month is overdue. Each alert is sent once."""
+    import, departments whose month is overdue. Each alert is sent once, through the Airflow connections
+    (``pipelines.ops.notifier``), naming this DAG run."""
+    from airflow.sdk import get_current_context
+
     from pipelines.ops.alerts import feed_due_alerts, late_alerts, send_alerts
+    from pipelines.ops.notifier import airflow_channels, origin_of
 
     store = _store(params)
-    ingested = _complete(params, "alerts")
+    channels = airflow_channels(origin_of(get_current_context()))
+    ingested = _complete(params, "alerts", channels=channels)
     found = []
     late_hours = int(params.get("late_after_hours") or 0)
     if late_hours > 0:
@@ -211,7 +218,7 @@ def alerts(
     if period:
         feeds = feeds or []
         found += feed_due_alerts(store, period, feeds, due_date(period), today or date.today())
-    delivery = send_alerts(store, key, found)
+    delivery = send_alerts(store, key, found, channels)
     return {
         "ingest_run": ingest_run,
         "ingest_runs": ingested,
@@ -223,8 +230,9 @@ def alerts(
 
 def deadline_missed(context: dict[str, Any] | None = None, **_: Any) -> None:
     """Deadline-alert callback (Airflow runs it when a DAG run is still going at its deadline): a late-run
-    alert through the same channels as every other alert, sent once per DAG run."""
-    from pipelines.ops.alerts import Alert, send_alerts
+    alert through the same channels and ledger as every other alert, sent once per DAG run."""
+    from pipelines.ops.alerts import Alert, Origin, send_alerts
+    from pipelines.ops.notifier import airflow_channels, run_url
 
     dag_run = (context or {}).get("dag_run") or {}
     dag_id, run_id = str(dag_run.get("dag_id")), str(dag_run.get("dag_run_id") or dag_run.get("run_id"))
@@ -242,7 +250,8 @@ def deadline_missed(context: dict[str, Any] | None = None, **_: Any) -> None:
             "deadline": str(deadline.get("deadline_time")),
         },
     )
-    send_alerts(_store({}), run_key(dag_id, run_id), [alert])
+    origin = Origin(dag_id=dag_id, dag_run=run_id, url=run_url(dag_id, run_id))
+    send_alerts(_store({}), run_key(dag_id, run_id), [alert], airflow_channels(origin))
 
 
 def context_day(logical_date: datetime | None, run_after: datetime | None) -> date:
