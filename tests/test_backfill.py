@@ -210,7 +210,6 @@ def test_a_backfill_runs_its_periods_one_after_another(broker, topic_prefix, tmp
         "UNITFUSION_TASK_RETRIES": "0",  # a store-lock clash would fail the run instead of waiting for a retry
     }
     _airflow(env, "db", "migrate")
-    _airflow(env, "dags", "reserialize")
     started = []
 
     def start(*component: str) -> None:
@@ -222,7 +221,8 @@ def test_a_backfill_runs_its_periods_one_after_another(broker, topic_prefix, tmp
         )
 
     try:
-        start("api-server", "--apps", "execution")  # where the tasks report to
+        start("api-server", "--apps", "execution")  # where tasks report to; it starts while the DAG is parsed
+        _airflow(env, "dags", "reserialize")
         # created before the scheduler starts: SQLite takes one writer at a time
         _airflow(
             env, "backfill", "create", "--dag-id", "unitfusion_monthly", "--from-date", "2026-04-01",
@@ -241,7 +241,7 @@ def test_a_backfill_runs_its_periods_one_after_another(broker, topic_prefix, tmp
             os.killpg(process.pid, signal.SIGTERM)
         for process in started:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
 
