@@ -88,7 +88,30 @@ def common_params(late_after_hours: int) -> dict[str, Param]:
             minimum=0,
             description="Alert when no ingest run was committed for this many hours (0 = off)",
         ),
+        **{name: _decision_param(feeds, what) for name, what in _DECISIONS.items()},
     }
+
+
+_DECISIONS = {
+    "accept_blocked": "Accept the feed's blocked batch: it lands as is",
+    "set_aside_blocked": "Set the feed's blocked batch aside: quarantined (set_aside), offsets move on",
+}
+
+
+def _decision_param(feeds: list[str], what: str) -> Param:
+    """A decision about a batch data quality blocked (docs/runbook.md); this run applies it."""
+    return Param(
+        None,
+        type=["null", "object"],
+        properties={
+            "feed": {"type": "string", "enum": feeds} if feeds else {"type": "string"},
+            "reason": {"type": "string", "minLength": 1},
+            "by": {"type": "string"},
+        },
+        required=["feed", "reason"],
+        title=what.split(":")[0],
+        description=f'{what}. {{"feed": "tax", "reason": "why", "by": "who"}}; empty = no decision',
+    )
 
 
 # --- the tasks of one pass (bodies in pipelines.ops.tasks) ------------------------------------------------
@@ -113,6 +136,18 @@ def ingest(params: dict | None = None) -> dict:
     from pipelines.ops.tasks import ingest as run_ingest_pass
 
     return run_ingest_pass(params or {})
+
+
+@task(
+    retries=0,
+    doc_md="Fails the run when ingest held a feed's batch back (a failed block expectation), after the "
+    "other feeds landed: the failure alert names feed, expectation and counts. See docs/runbook.md to "
+    "accept or set the batch aside (params `accept_blocked` / `set_aside_blocked`).",
+)
+def quality_gate(ingested: dict) -> dict:
+    from pipelines.ops.tasks import quality_gate as check
+
+    return check(ingested)
 
 
 @task
@@ -169,7 +204,9 @@ def operations_pass(monthly: bool = False) -> None:
     """(after earlier runs) ingest >> resolve >> land, then the work queues, the run report and the alerts
     to ops."""
     landed = land()
-    wait_for_earlier_runs() >> ingest() >> resolve() >> landed
+    ingested = ingest()
+    wait_for_earlier_runs() >> ingested >> resolve() >> landed
+    quality_gate(ingested)  # a blocked feed fails the run; the others still resolve and land
     work_queues(landed, monthly=monthly)
     report(landed)
     landed >> alerts(monthly=monthly)

@@ -230,9 +230,32 @@ def produce(bootstrap: str, feed: str, topic: str | None, file: Path) -> None:
     console.print(f"sent {sent} messages")
 
 
+def _ranges(offsets: list[dict]) -> str:
+    return ", ".join(f"{o['topic']}[{o['partition']}] {o['start']}-{o['end']}" for o in offsets)
+
+
+def _print_blocked(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    """A blocked feed: what was held back, which block expectation failed, and how to decide about it."""
+    for feed, batch in sorted(result.blocked.items()):
+        held = f"{batch['planned']} messages held back ({_ranges(batch['offsets'])})"
+        console.print(f"BLOCKED {feed}: {held}; read again next run", markup=False, soft_wrap=True)
+        for failure in batch["failures"]:
+            if failure["severity"] == "block":
+                console.print(f"  - {failure['message']}", markup=False, soft_wrap=True)
+        report = out / batch["report"] if batch["report"] else "-"
+        console.print(f"  data-quality report: {report}", markup=False, soft_wrap=True)
+    console.print(
+        f"decide: unitfusion batches accept|set-aside --out {out} --feed FEED --reason TEXT --by NAME "
+        "(docs/runbook.md)",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
     if result.run_id is None or not result.committed:
-        console.print("nothing new since the last committed run: no-op")
+        if not result.blocked:
+            console.print("nothing new since the last committed run: no-op")
         return
     table = Table(title=f"ingest {result.run_id} ({result.seconds:.1f} s)")
     for column in ("feed", "read", "staged", "quarantined"):
@@ -250,6 +273,14 @@ def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
         console.print(f"  - {failure['message']}")
     if result.quality_report:
         console.print(f"data-quality report: {result.quality_report}")
+    for feed, decision in sorted(result.decisions.items()):
+        console.print(
+            f"{feed}: the batch blocked in {decision['blocked_in']} was "
+            f"{'accepted' if decision['action'] == 'accept' else 'set aside'} "
+            f"by {decision['by']} ({decision['reason']})",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
@@ -315,12 +346,15 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner))
     stop_shared_worker()  # the validation process holds Great Expectations: not needed to resolve
     _print_ingest(result)
+    if result.blocked:
+        _print_blocked(result, out)
     if result.committed:
         console.print(f"staging: {out.resolve()} (latest run in {out / 'LATEST'})")
     store = RunStore(out)
     landed = resolve_and_land(store)
     _print_register(landed)
     _operate(store, landed, result.run_id if result.committed else None)
+    result.raise_if_blocked()  # the other feeds landed and were resolved; the pass still fails (exit 1)
 
 
 @main.command()
@@ -382,6 +416,105 @@ def train(out: Path, model: Path | None, max_pairs: float) -> None:
         console.print(f"  {count:>10}  {rule}")
     path = train_model(engine, entities, model or MODEL_PATH, max_pairs=max_pairs)
     console.print(f"model written to {path} ({model_version(path)})")
+
+
+@main.group()
+def batches() -> None:
+    """Batches held back by a failed block expectation: list them, accept one or set it aside
+    (docs/runbook.md). A decision applies to exactly the offsets that blocked, at the next run."""
+
+
+_STORE = click.option(
+    "--out",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="The run store.",
+)
+
+
+@batches.command("list")
+@_STORE
+def batches_list(out: Path) -> None:
+    """Blocked batches, decisions waiting for the next run, and the decisions runs applied."""
+    from pipelines.ingest import batches as held
+    from pipelines.store import RunStore
+
+    store = RunStore(out)
+    blocked, pending = held.blocked_batches(store), held.pending_decisions(store)
+    if not blocked:
+        console.print("no blocked batch")
+    for feed, batch in sorted(blocked.items()):
+        console.print(
+            f"BLOCKED {feed} since {batch['run_id']} ({batch['blocked_at']}): {batch['planned']} messages, "
+            f"{batch['staged']} rows staged, {batch['quarantined']} quarantined; "
+            f"offsets {_ranges(batch['offsets'])}",
+            markup=False,
+            soft_wrap=True,
+        )
+        for failure in batch["failures"]:
+            if failure["severity"] == "block":
+                console.print(f"  - {failure['message']}", markup=False, soft_wrap=True)
+        report = out / batch["report"] if batch["report"] else "-"
+        console.print(f"  data-quality report: {report}", markup=False, soft_wrap=True)
+        if feed in pending:
+            decision = pending[feed]
+            console.print(
+                f"  decided: {decision['action']} by {decision['by']} at {decision['decided_at']} "
+                f"({decision['reason']}); the next run applies it",
+                markup=False,
+                soft_wrap=True,
+            )
+    for decision in held.decisions_taken(store)[:10]:
+        console.print(
+            f"applied in {decision['applied_in']}: {decision['feed']} {decision['action']} "
+            f"by {decision['by']} "
+            f"at {decision['decided_at']} ({decision['reason']}), batch blocked in {decision['blocked_in']}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _decide(out: Path, feed: str, action: str, reason: str, by: str | None) -> None:
+    from pipelines.ingest.batches import BatchDecisionError, decide
+    from pipelines.store import RunStore
+
+    try:
+        decision = decide(RunStore(out), feed, action, reason, by)
+    except BatchDecisionError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(
+        f"{feed}: the batch blocked in {decision['blocked_in']} ({_ranges(decision['offsets'])}) will be "
+        f"{'accepted' if action == 'accept' else 'set aside'} by the next run (decided by {decision['by']})",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+_DECISION = [
+    click.option("--feed", type=click.Choice(list(feed_names())), required=True),
+    click.option("--reason", required=True, help="Why (kept in the manifest and the run report)."),
+    click.option("--by", help="Who decides (default: your user name)."),
+]
+
+
+def _decision_options(command):  # type: ignore[no-untyped-def]
+    for option in reversed(_DECISION):
+        command = option(command)
+    return _STORE(command)
+
+
+@batches.command("accept")
+@_decision_options
+def batches_accept(out: Path, feed: str, reason: str, by: str | None) -> None:
+    """Let the feed's blocked batch land as it is, at the next run."""
+    _decide(out, feed, "accept", reason, by)
+
+
+@batches.command("set-aside")
+@_decision_options
+def batches_set_aside(out: Path, feed: str, reason: str, by: str | None) -> None:
+    """Quarantine the feed's blocked batch (reason set_aside) and move its offsets on, at the next run."""
+    _decide(out, feed, "set_aside", reason, by)
 
 
 @main.group()

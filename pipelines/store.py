@@ -96,6 +96,35 @@ class RunStore:
     def quality_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "dq"
 
+    def set_aside_file(self, run_id: str, feed: str) -> Path:
+        """Where a run writes the messages of a feed's batch an operator set aside (a quarantine part)."""
+        return self.run_dir(run_id) / "quarantine" / f"part-set_aside-{feed}.parquet"
+
+    # -- blocked batches and the operators' decisions about them (``batches/``) --------------------------
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.root / "batches"
+
+    def blocked_batch_file(self, feed: str) -> Path:
+        """``batches/blocked/<feed>.json``: the feed's batch that blocked last (offsets, counts, failures)."""
+        return self.batches_dir / "blocked" / f"{feed}.json"
+
+    def decision_file(self, feed: str) -> Path:
+        """``batches/decisions/<feed>.json``: an operator's accept or set-aside, for the next run to apply."""
+        return self.batches_dir / "decisions" / f"{feed}.json"
+
+    def batch_records(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Feed → record of ``kind`` (``blocked`` or ``decisions``)."""
+        folder = self.batches_dir / kind
+        if not folder.is_dir():
+            return {}
+        return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+    def write_record(self, path: Path, record: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+
     @property
     def verdicts_dir(self) -> Path:
         return self.root / "verdicts"
@@ -372,14 +401,24 @@ class RunStore:
         for run_dir in sorted(self.runs_dir.iterdir()):
             if run_dir.name in committed:
                 continue
-            quality = run_dir / "dq"
-            if quality.is_dir() and any(quality.iterdir()):
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-                self.rejected_dir.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(quality), self.rejected_dir / f"{run_dir.name}-{stamp}")
-            shutil.rmtree(run_dir)
+            self.reject_run(run_dir.name)
             discarded.append(run_dir.name)
         return discarded
+
+    def reject_run(self, run_id: str) -> Path | None:
+        """Drop an uncommitted run's folder, keeping its data-quality reports under ``rejected/`` (stamped:
+        the next run reuses the id); where they went, if it had any."""
+        run_dir = self.run_dir(run_id)
+        kept = None
+        quality = self.quality_dir(run_id)
+        if quality.is_dir() and any(quality.iterdir()):
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            self.rejected_dir.mkdir(parents=True, exist_ok=True)
+            kept = self.rejected_dir / f"{run_id}-{stamp}"
+            shutil.move(str(quality), kept)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        return kept
 
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.root.resolve()).as_posix()

@@ -172,6 +172,7 @@ def test_dags_run_the_operations_tasks_after_land(dagbag, dag_id):
     assert dag["upstream"] == {
         "wait_for_earlier_runs": [],
         "ingest": ["wait_for_earlier_runs"],
+        "quality_gate": ["ingest"],  # a blocked feed fails the run; the others resolve and land
         "resolve": ["ingest"],
         "land": ["resolve"],
         "work_queues": ["land"],

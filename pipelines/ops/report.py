@@ -421,6 +421,60 @@ def _quality_section(store: RunStore, manifest: dict[str, Any] | None) -> dict[s
     }
 
 
+def _offset_ranges(offsets: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{o['topic']}[{o['partition']}] {o['start']}–{o['end']}" for o in offsets)
+
+
+def _block_failures(failures: list[dict[str, Any]]) -> str:
+    """The failed block expectations of a batch, with their counts."""
+    return "; ".join(
+        f"{f['expectation_type']}({f.get('column') or 'table'}): {fmt_num(f.get('unexpected_count'))} "
+        f"({fmt_num(f.get('unexpected_percent'), 1)} %)"
+        for f in failures
+        if f.get("severity") == "block"
+    )
+
+
+def _batches_section(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batches data quality held back in this ingest run, and the operators' decisions the runs so far
+    applied (accepted: landed as is; set aside: quarantined), newest first: who, why, when, which offsets."""
+    current = manifests[-1] if manifests else {}
+    blocked = Grid(
+        ["feed", "offsets", "messages", "failed block expectations", "data-quality report"],
+        numeric=frozenset({2}),
+        css="blocked",
+    )
+    for feed, batch in sorted((current.get("blocked") or {}).items()):
+        blocked.rows.append(
+            [
+                feed_label(feed),
+                _offset_ranges(batch["offsets"]),
+                fmt_num(batch["planned"]),
+                _block_failures(batch["failures"]),
+                batch.get("report") or "–",
+            ]
+        )
+    headers = ["applied in", "feed", "decision", "by", "decided at", "reason", "blocked in", "offsets"]
+    headers += ["failed block expectations"]
+    decisions = Grid(headers, css="decisions")
+    for manifest in reversed(manifests):
+        for feed, d in sorted((manifest.get("decisions") or {}).items()):
+            decisions.rows.append(
+                [
+                    d.get("applied_in") or manifest["run_id"],
+                    feed_label(feed),
+                    {"accept": "accepted", "set_aside": "set aside"}.get(d["action"], d["action"]),
+                    d["by"],
+                    fmt_time(d["decided_at"]),
+                    d["reason"],
+                    d["blocked_in"],
+                    _offset_ranges(d["offsets"]),
+                    _block_failures(d.get("failures") or []),
+                ]
+            )
+    return {"blocked": blocked, "decisions": decisions}
+
+
 def _bins(values: list[float], count: int = 12) -> list[tuple[str, float]]:
     """Equal-width bins with whole-number edges over the values (for match weights, which are log2 odds)."""
     low, high = math.floor(min(values)), math.ceil(max(values))
@@ -722,6 +776,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
         "feeds": _feeds_section(manifests),
         "quarantine": _quarantine_section(store, manifest),
         "quality": _quality_section(store, manifest),
+        "batches": _batches_section(manifests),
         "linkage": linkage,
         "divisions": divisions,
         "flags": _flags_section(run_dir),

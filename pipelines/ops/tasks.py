@@ -120,7 +120,9 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
         out=Path(_setting(params, "out")),
         topics={feed: topics[feed] for feed in feeds},
     )
+    decided = record_decisions(params, settings.out)
     result = run_ingest(settings)
+    blocked = result.blocking_error()
     return {
         "run_id": result.run_id if result.committed else None,
         "feeds": feeds,
@@ -128,7 +130,59 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
         "staged": {feed: stats.staged for feed, stats in result.feeds.items()},
         "quarantined": {feed: stats.quarantined for feed, stats in result.feeds.items()},
         "quality_failures": len(result.quality_failures),
+        "decided": decided,
+        "decisions_applied": {feed: d["action"] for feed, d in result.decisions.items()},
+        # what quality_gate fails the DAG run with (the other feeds landed and go on to resolve)
+        "blocked": blocked.batches if blocked else {},
+        "landed": blocked.landed if blocked else [],
     }
+
+
+DECISION_PARAMS = {"accept_blocked": "accept", "set_aside_blocked": "set_aside"}
+
+
+def record_decisions(params: dict[str, Any], out: Path) -> dict[str, str]:
+    """The DAG params ``accept_blocked`` / ``set_aside_blocked`` (``{"feed": .., "reason": .., "by": ..}``,
+    ``feed`` may be a list) recorded as decisions about the blocked batches; this run applies them. A feed
+    with nothing blocked is only logged: a retry after the decision was applied must not fail."""
+    import logging
+
+    from pipelines.ingest.batches import blocked_batches, decide
+    from pipelines.store import RunStore
+
+    store, done = RunStore(out), {}
+    for name, action in DECISION_PARAMS.items():
+        wanted = params.get(name) or {}
+        if not wanted:
+            continue
+        feeds = wanted.get("feed") or wanted.get("feeds") or []
+        for feed in [feeds] if isinstance(feeds, str) else feeds:
+            if feed not in blocked_batches(store):
+                logging.getLogger(__name__).warning(
+                    "%s: %s has no blocked batch; nothing to decide", name, feed
+                )
+                done[feed] = "nothing blocked"
+                continue
+            decide(store, feed, action, str(wanted.get("reason") or ""), wanted.get("by") or "airflow")
+            done[feed] = action
+    return done
+
+
+def quality_gate(ingested: dict[str, Any]) -> dict[str, Any]:
+    """Fail the DAG run when ingest held a feed back (after the other feeds went on to resolve and land):
+    the error names feeds, expectations, counts, offsets and the report, for the failure alert."""
+    from pipelines.quality import BlockingQualityError
+
+    blocked = ingested.get("blocked") or {}
+    if blocked:
+        raise BlockingQualityError.from_batches(
+            blocked,
+            run_id=ingested.get("run_id"),
+            landed=ingested.get("landed") or [],
+            hint="accept or set aside with the DAG param accept_blocked / set_aside_blocked, or "
+            "`unitfusion batches` (docs/runbook.md)",
+        )
+    return {"blocked": [], "decisions_applied": ingested.get("decisions_applied") or {}}
 
 
 def resolve(params: dict[str, Any]) -> dict[str, Any]:

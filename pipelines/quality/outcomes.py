@@ -38,6 +38,11 @@ class ExpectationOutcome:
     def blocking(self) -> bool:
         return not self.success and self.severity == "block"
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExpectationOutcome:
+        """Back from ``to_dict`` (a manifest, an XCom)."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
             {
@@ -107,14 +112,50 @@ class FeedQuality:
 
 
 class BlockingQualityError(Exception):
-    """A ``block`` expectation failed: the run must not be committed."""
+    """A ``block`` expectation failed: the feed's batch is held back (its offsets stay), the other feeds land.
 
-    def __init__(self, failures: list[ExpectationOutcome]) -> None:
+    ``batches`` says, per blocked feed, what an operator and an alert need: the offset ranges, row counts and
+    the data-quality report (``report_path``: absolute). ``run_id`` is the run that found it and ``landed``
+    the feeds that run committed."""
+
+    def __init__(
+        self,
+        failures: list[ExpectationOutcome],
+        batches: dict[str, dict[str, Any]] | None = None,
+        run_id: str | None = None,
+        landed: list[str] | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.failures = failures
+        self.batches = batches or {}
+        self.run_id = run_id
+        self.landed = landed or []
         feeds = sorted({f.feed for f in failures})
         lines = [f"data quality blocks {', '.join(feeds)} ({len(failures)} failed block expectation(s)):"]
         lines += [f"  - {f.message}" for f in failures]
+        if batches is not None:
+            landed = f"{', '.join(self.landed)} landed in {run_id}" if self.landed else "nothing else landed"
+            lines.append(f"  the blocked feeds' messages are read again next run; {landed}")
+        if hint:
+            lines.append(f"  {hint}")
         super().__init__("\n".join(lines))
+
+    @classmethod
+    def from_batches(
+        cls,
+        batches: dict[str, dict[str, Any]],
+        run_id: str | None = None,
+        landed: list[str] | None = None,
+        hint: str | None = None,
+    ) -> BlockingQualityError:
+        """The error of blocked batches as recorded (each with its ``failures`` as dicts)."""
+        failures = [
+            ExpectationOutcome.from_dict(f)
+            for batch in batches.values()
+            for f in batch["failures"]
+            if f["severity"] == "block"
+        ]
+        return cls(failures, batches=batches, run_id=run_id, landed=landed, hint=hint)
 
     @property
     def feeds(self) -> list[str]:
