@@ -302,6 +302,8 @@ def test_monthly_dag_imports_the_selected_departments(airflow_env, broker, topic
     assert manifest["feeds"]["tax"]["staged"] == 20
     register = store.register_latest()
     assert register is not None and (store.reports_dir / f"{register.name}.html").exists()
+    pack = json.loads((store.pack_dir("2026-10") / "summary.json").read_text(encoding="utf-8"))
+    assert pack["records"]["tax"] == 20 and pack["register_run"] == register.name  # the month's pack
 
     due = [a for a in _alerts(received) if a["kind"] == "feed_due"]
     assert [a["feed"] for a in due] == ["utility"]  # tax delivered October; registration was not selected
