@@ -322,3 +322,20 @@ def test_a_dingtalk_robot_secured_by_signing_gets_a_signed_url(tmp_path, robot):
     assert send_alerts(RunStore(tmp_path), "k", [alert], channels)["complete"]
     [post] = posts
     assert signed_by(post["path"], "SEC0123") and post["body"]["msgtype"] == "markdown"
+
+
+def test_a_blocked_batch_alert_takes_the_batches_counts_and_report(tmp_path):
+    """The error a pass ends with when a feed is held back (``BlockingQualityError.from_batches``)."""
+    report = str(tmp_path / "runs" / "run-000007" / "dq" / "report.html")
+    failure = {**BLOCKED.failures[0].to_dict()}
+    error = BlockingQualityError.from_batches(
+        {"tax": {"failures": [failure], "rows": 50, "report": "runs/run-000007/dq/report.html",
+                 "report_path": report}},
+        run_id="run-000007", landed=["utility"],
+    )  # fmt: skip
+    alert = alert_for_blocked(error, "scheduled__x")
+    assert (alert.run_id, alert.feed, alert.report) == ("run-000007", "tax", report)
+    assert alert.details["batches"] == {"tax": {"rows": 50}} and alert.details["landed"] == "utility"
+    assert alert.details["expectations"] == [
+        "tax: expect_column_values_to_not_be_null on taxpayer_id: 12 unexpected (24.0%)"
+    ]
