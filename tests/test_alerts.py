@@ -152,6 +152,16 @@ def test_a_failing_channel_is_reported_and_retried_on_the_next_send(tmp_path, we
     assert len(posts) == 1
 
 
+def test_with_no_channel_logged_alerts_complete_the_run_at_once(tmp_path):
+    """No channel configured: the log is the channel, so the run's alerts are done in this pass (the CLI said
+    "not all sent, the next run retries" and the run's marker waited a pass)."""
+    alert = Alert("volume_drop", "error", "run-000002", "tax", "tax: 10 records staged, usually 1000")
+    store = RunStore(tmp_path)
+    first = send_alerts(store, "run-000002", [alert], AlertChannels())
+    assert first["complete"] and first["new"] == 1
+    assert send_alerts(store, "run-000002", [alert], AlertChannels())["new"] == 0
+
+
 # --- one message, every shape -----------------------------------------------------------------------------
 
 
