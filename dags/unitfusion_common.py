@@ -1,4 +1,5 @@
-"""What the unitfusion DAGs share: params, retries and timeouts, and the tasks of one pass.
+"""What the unitfusion DAGs share: params, retries and timeouts, the tasks of one pass, the assets they
+publish and the link from a run to its report.
 
 Not a DAG file (listed in ``.airflowignore``); the DAG files import it from the DAG folder. Kept light for
 parsing: only ``airflow.sdk`` and the notifier at import time; the work happens in ``pipelines.ops.tasks``.
@@ -12,10 +13,27 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DeadlineAlert, DeadlineReference, Param, SyncCallback, TriggerRule, task
+from airflow.sdk import (
+    Asset,
+    AssetAlias,
+    BaseOperatorLink,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    SyncCallback,
+    TriggerRule,
+    task,
+)
 
 from pipelines.ops.notifier import FailureNotifier
 from pipelines.resources import FEED_CONTRACTS
+
+# What a pass publishes, for DAGs that schedule on it (a BI refresh: ``schedule=REGISTER``). The run store's
+# location is a deployment setting, so the URIs name the store's layout; each event's extra carries the
+# absolute paths. Emitted through the alias only when ``land`` published a new register run.
+REGISTER = Asset(name="unitfusion_register", uri="x-unitfusion://store/register/latest")
+MARTS = Asset(name="unitfusion_marts", uri="x-unitfusion://store/marts")  # out/marts, once marts are built
+PUBLISHED = AssetAlias(name="unitfusion_published")
 
 
 def feed_names() -> list[str]:
@@ -25,8 +43,9 @@ def feed_names() -> list[str]:
 
 
 def default_args() -> dict[str, Any]:
-    """Retries, a per-task timeout and the failure notifier (e-mail and webhook to ops)."""
+    """Owner, retries, a per-task timeout and the failure notifier (e-mail and webhook to ops)."""
     return {
+        "owner": "unitfusion-ops",
         "retries": int(os.environ.get("UNITFUSION_TASK_RETRIES", "2")),
         "retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(hours=2),
@@ -70,12 +89,31 @@ def pass_dag_settings(dagrun_timeout: timedelta) -> dict[str, Any]:
 
 
 def common_params(late_after_hours: int) -> dict[str, Param]:
-    """Params of every pass; empty strings fall back to Airflow Variables, then the environment."""
+    """Params of every pass. Settings of the deployment are nullable (the trigger form may leave them
+    empty): empty means the Airflow Variable, then the environment."""
     feeds = feed_names()
     return {
-        "bootstrap": Param("", type="string", description="Kafka bootstrap servers; empty = Variable/env"),
-        "out": Param("", type="string", description="Run store directory; empty = Variable/env"),
-        "topic_prefix": Param("", type="string", description="Topic prefix; empty = contract topics"),
+        "bootstrap": Param(
+            None,
+            type=["null", "string"],
+            title="Kafka bootstrap servers",
+            description="host:port[,host:port]; empty = Variable unitfusion_bootstrap, "
+            "else env UNITFUSION_BOOTSTRAP",
+        ),
+        "out": Param(
+            None,
+            type=["null", "string"],
+            title="Run store directory",
+            description="Where runs, register and reports are kept; empty = Variable unitfusion_out, "
+            "else env UNITFUSION_OUT",
+        ),
+        "topic_prefix": Param(
+            None,
+            type=["null", "string"],
+            title="Topic prefix",
+            description="Prefix of the feed topics (dept. reads dept.tax); empty = env "
+            "UNITFUSION_TOPIC_PREFIX, else the contracts' topics",
+        ),
         "feeds": Param(
             feeds,
             type="array",
@@ -131,7 +169,11 @@ def wait_for_earlier_runs(ti=None) -> bool:
     return earlier is None
 
 
-@task
+@task(
+    doc_md="Reads the selected `feeds`' topics from the offsets the last committed ingest run recorded, "
+    "quarantines bad messages with a reason, tokenises personal data, validates data quality and commits "
+    "`runs/run-NNNNNN/` with its manifest and the new offsets. Safe to rerun; nothing new is a no-op."
+)
 def ingest(params: dict | None = None) -> dict:
     from pipelines.ops.tasks import ingest as run_ingest_pass
 
@@ -150,21 +192,41 @@ def quality_gate(ingested: dict) -> dict:
     return check(ingested)
 
 
-@task
+@task(
+    doc_md="Links the staged records into business units (saved Splink model, township verdicts) and writes "
+    "a new register run, unpublished, when staging, verdicts or the model changed."
+)
 def resolve(params: dict | None = None) -> dict:
     from pipelines.ops.tasks import resolve as resolve_register
 
     return resolve_register(params or {})
 
 
-@task
-def land(params: dict | None = None) -> dict:
+@task(
+    outlets=[PUBLISHED],
+    doc_md="Publishes the register run `resolve` wrote: `register/latest/` switches to it in one step. Then "
+    "it emits the asset `unitfusion_register` (and `unitfusion_marts` once `out/marts/` exists) with the "
+    "absolute paths in the event's extra, so DAGs scheduled on them run; nothing new published, no event.",
+)
+def land(params: dict | None = None, outlet_events=None, dag_run=None) -> dict:
     from pipelines.ops.tasks import land as publish_register
+    from pipelines.ops.tasks import published_register
 
-    return publish_register(params or {})
+    params = params or {}
+    landed = publish_register(params)
+    if landed.get("published"):
+        where = published_register(params, landed["published"])
+        extra = {**where, "dag_id": dag_run.dag_id, "dag_run_id": dag_run.run_id}
+        outlet_events[PUBLISHED].add(REGISTER, extra=extra)
+        if where.get("marts"):
+            outlet_events[PUBLISHED].add(MARTS, extra=extra)
+    return landed
 
 
-@task
+@task(
+    doc_md="Writes the township work lists (`queues/<reg-run>/<division>_<township>.xlsx` and `.csv`) of "
+    "every published register run that has none yet; exported queues are never rewritten."
+)
 def work_queues(landed: dict, monthly: bool = False, params: dict | None = None, dag_run=None) -> dict:
     from pipelines.ops.tasks import context_day, run_period
     from pipelines.ops.tasks import work_queues as export
@@ -174,15 +236,41 @@ def work_queues(landed: dict, monthly: bool = False, params: dict | None = None,
     return export(params, landed.get("published"), period)
 
 
-@task
+@task(
+    doc_md="Writes the run report `reports/<reg-run>.html` of every published register run that has none "
+    "yet. Its extra link **Run report** opens the report of this run's register (else the latest one)."
+)
 def report(landed: dict, params: dict | None = None) -> dict:
+    from pipelines.ops.tasks import published_register
     from pipelines.ops.tasks import report as write_report
 
-    return write_report(params or {}, landed.get("published"))
+    params = params or {}
+    written = write_report(params, landed.get("published"))
+    where = published_register(params, landed.get("published"))
+    return {**written, "report": where["report"], "report_url": where["report_url"]}
+
+
+class RunReportLink(BaseOperatorLink):
+    """The **Run report** button of the ``report`` task (REST: ``.../taskInstances/report/links``). The
+    worker stores the URL the task returned when the task ends; the UI shows http(s) links only, so set
+    ``unitfusion_report_base_url`` where ``reports/`` is served (else it is a ``file://`` URL)."""
+
+    name = "Run report"
+
+    def get_link(self, operator, *, ti_key) -> str:  # type: ignore[no-untyped-def]
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        returned = BaseXCom.get_value(ti_key=ti_key, key="return_value")
+        return (returned or {}).get("report_url") or ""
 
 
 # ALL_DONE: after a failed resolve or land too, so ops still hear what ingest saw
-@task(trigger_rule=TriggerRule.ALL_DONE)
+@task(
+    trigger_rule=TriggerRule.ALL_DONE,
+    doc_md="Tells ops (e-mail, webhook) about data-quality warnings, quarantine spikes and volume drops of "
+    "each committed ingest run, a pipeline that has not committed for `late_after_hours` and, monthly, "
+    "departments whose `period` is overdue. Runs even when resolve or land failed; each alert is sent once.",
+)
 def alerts(monthly: bool = False, params: dict | None = None, dag_run=None, ti=None) -> dict:
     from pipelines.ops.tasks import alerts as send
     from pipelines.ops.tasks import context_day, run_key, run_period, selected_feeds
@@ -208,5 +296,6 @@ def operations_pass(monthly: bool = False) -> None:
     wait_for_earlier_runs() >> ingested >> resolve() >> landed
     quality_gate(ingested)  # a blocked feed fails the run; the others still resolve and land
     work_queues(landed, monthly=monthly)
-    report(landed)
+    # TaskFlow has no argument for extra links; the operator takes them as any operator class does.
+    report(landed).operator.operator_extra_links = [RunReportLink()]
     landed >> alerts(monthly=monthly)

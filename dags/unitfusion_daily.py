@@ -18,6 +18,9 @@ Configuration (DAG params, else Airflow Variables `unitfusion_<name>`, else `UNI
 connection `unitfusion_hmac`; alerts go to the connections `unitfusion_smtp` and `unitfusion_webhook`.
 Failed tasks retry, then notify ops; a run still going after 3 hours raises a late-run alert, after 6 hours
 it is stopped.
+
+A new register emits the asset `unitfusion_register` (schedule a BI refresh on it); the `report` task's
+extra link **Run report** opens the run report.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from unitfusion_common import common_params, operations_pass, pass_dag_settings
 
 @dag(
     schedule="@daily",
+    description="Daily pass: Kafka feeds → staged runs → register → work queues, report, alerts",
     doc_md=__doc__,
     tags=["unitfusion"],
     params=common_params(late_after_hours=36),

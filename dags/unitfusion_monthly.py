@@ -32,6 +32,7 @@ from unitfusion_common import common_params, operations_pass, pass_dag_settings
 
 @dag(
     schedule="0 6 8 * *",  # 06:00 on the 8th: the fifth working day after month end is the 7th at the latest
+    description="Monthly department import of a period → register → work queues, report, alerts",
     doc_md=__doc__,
     tags=["unitfusion", "monthly"],
     params={

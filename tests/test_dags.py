@@ -128,6 +128,12 @@ for dag_id, dag in bag.dags.items():
         "params": dag.params.dump(),
         "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
         "trigger_rules": {t.task_id: t.trigger_rule.value for t in dag.tasks},
+        "param_schemas": {k: {**p.schema, "description": p.description} for k, p in dag.params.items()},
+        "description": dag.description,
+        "owners": sorted({t.owner for t in dag.tasks}),
+        "task_docs": {t.task_id: t.doc_md for t in dag.tasks},
+        "outlets": {t.task_id: [(type(o).__name__, o.name) for o in t.outlets] for t in dag.tasks},
+        "extra_links": {t.task_id: [link.name for link in t.operator_extra_links] for t in dag.tasks},
     }
 print(json.dumps(out))
 """
@@ -197,6 +203,32 @@ def test_monthly_dag_params_and_schedule(dagbag):
     assert dag["params"]["period"] == ""  # = the month before the logical date
     assert "period" not in dagbag["dags"]["unitfusion_daily"]["params"]
     assert dag["schedule"] == "0 6 8 * *"
+
+
+@pytest.mark.parametrize("dag_id", ["unitfusion_daily", "unitfusion_monthly"])
+def test_deployment_params_are_optional_in_the_trigger_form(dagbag, dag_id):
+    """The UI's trigger form marks a param required unless its type admits null, and keeps Trigger disabled
+    while a required one is empty: the settings that default to the Variable or environment are nullable."""
+    dag = dagbag["dags"][dag_id]
+    for name in ("bootstrap", "out", "topic_prefix"):
+        assert dag["params"][name] is None  # empty = the Variable, then the environment
+        assert dag["param_schemas"][name]["type"] == ["null", "string"]
+        assert dag["param_schemas"][name]["description"]
+
+
+@pytest.mark.parametrize("dag_id", ["unitfusion_daily", "unitfusion_monthly"])
+def test_dags_have_owner_description_and_task_docs(dagbag, dag_id):
+    dag = dagbag["dags"][dag_id]
+    assert dag["owners"] == ["unitfusion-ops"]
+    assert dag["description"]
+    assert all(dag["task_docs"].values()), dag["task_docs"]
+
+
+@pytest.mark.parametrize("dag_id", ["unitfusion_daily", "unitfusion_monthly"])
+def test_land_publishes_the_register_asset_and_report_has_a_link(dagbag, dag_id):
+    dag = dagbag["dags"][dag_id]
+    assert dag["outlets"]["land"] == [["AssetAlias", "unitfusion_published"]]  # register and marts through it
+    assert dag["extra_links"]["report"] == ["Run report"]
 
 
 # --- end to end -------------------------------------------------------------------------------------------

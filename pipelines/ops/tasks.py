@@ -19,24 +19,54 @@ DUE_WORKING_DAYS = 5  # per the pilots: a department delivers its month within f
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-def _setting(params: dict[str, Any], name: str) -> str:
-    """A DAG param if given, else the Airflow Variable ``unitfusion_<name>``, else ``UNITFUSION_<NAME>``."""
+def _optional_setting(params: dict[str, Any], name: str) -> str | None:
+    """A DAG param if given, else the Airflow Variable ``unitfusion_<name>``, else ``UNITFUSION_<NAME>``.
+    A param left empty in the trigger form arrives as ``None`` (or ``""`` from older confs): not given."""
     from airflow.sdk import Variable
 
     value = params.get(name) or Variable.get(f"unitfusion_{name}", default=None)
     value = value or os.environ.get(f"UNITFUSION_{name.upper()}")
-    if not value:
+    return str(value) if value else None
+
+
+def _setting(params: dict[str, Any], name: str) -> str:
+    """A setting the pass cannot do without (see ``_optional_setting``)."""
+    value = _optional_setting(params, name)
+    if value is None:
         raise ValueError(
             f"no {name!r}: set the DAG param, the Airflow Variable unitfusion_{name} "
             f"or the environment variable UNITFUSION_{name.upper()}"
         )
-    return str(value)
+    return value
 
 
 def _store(params: dict[str, Any]):  # type: ignore[no-untyped-def]
     from pipelines.store import RunStore
 
     return RunStore(Path(_setting(params, "out")))
+
+
+def published_register(params: dict[str, Any], register_run: str | None) -> dict[str, str | None]:
+    """Where a published register run and its report are (absolute paths, for the asset event and the
+    run's report link); ``None``: the register published last. ``report_url`` is the report under
+    ``report_base_url`` (Variable ``unitfusion_report_base_url`` or env, where ops serve ``reports/``
+    over HTTP), else a file URL."""
+    store = _store(params)
+    marts = store.root.resolve() / "marts"  # the BI marts, once they are built
+    if register_run is None:
+        latest = store.register_latest()
+        register_run = latest.name if latest else None
+    if register_run is None:
+        return {"register_run": None, "register": None, "report": None, "report_url": None, "marts": None}
+    report = store.report_path(register_run).resolve()
+    base = _optional_setting(params, "report_base_url")
+    return {
+        "register_run": register_run,
+        "register": str(store.register_run_dir(register_run).resolve()),
+        "report": str(report),
+        "report_url": f"{base.rstrip('/')}/{report.name}" if base else report.as_uri(),
+        "marts": str(marts) if marts.is_dir() else None,
+    }
 
 
 def ensure_hmac_key() -> None:
