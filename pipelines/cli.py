@@ -270,7 +270,7 @@ def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
         )
     console.print(f"data-quality failures (warn): {len(result.quality_failures)}")
     for failure in result.quality_failures:
-        console.print(f"  - {failure['message']}")
+        console.print(f"  - {failure['message']}", markup=False)  # "[warn]" is not markup
     if result.quality_report:
         console.print(f"data-quality report: {result.quality_report}")
     for feed, decision in sorted(result.decisions.items()):

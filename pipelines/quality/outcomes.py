@@ -135,9 +135,9 @@ class BlockingQualityError(Exception):
         lines += [f"  - {f.message}" for f in failures]
         if batches is not None:
             landed = f"{', '.join(self.landed)} landed in {run_id}" if self.landed else "nothing else landed"
-            lines.append(f"  the blocked feeds' messages are read again next run; {landed}")
+            lines.append(f"  (held back and read again next run; {landed})")
         if hint:
-            lines.append(f"  {hint}")
+            lines.append(f"  next: {hint}")
         super().__init__("\n".join(lines))
 
     @classmethod
