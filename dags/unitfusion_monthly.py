@@ -38,9 +38,10 @@ from unitfusion_common import common_params, operations_pass, pass_dag_settings
     params={
         **common_params(late_after_hours=24 * 35),
         "period": Param(
-            "",
-            type="string",
+            None,  # nullable: the trigger form would mark an empty string field required
+            type=["null", "string"],
             pattern=r"^(\d{4}-(0[1-9]|1[0-2]))?$",
+            title="Period (YYYY-MM)",
             description="Month imported, YYYY-MM; empty = the month before the logical date",
         ),
     },

@@ -200,7 +200,8 @@ def test_a_run_waits_for_earlier_runs_before_it_reads(dagbag, dag_id):
 
 def test_monthly_dag_params_and_schedule(dagbag):
     dag = dagbag["dags"]["unitfusion_monthly"]
-    assert dag["params"]["period"] == ""  # = the month before the logical date
+    assert dag["params"]["period"] is None  # = the month before the logical date
+    assert dag["param_schemas"]["period"]["type"] == ["null", "string"]  # not required in the trigger form
     assert "period" not in dagbag["dags"]["unitfusion_daily"]["params"]
     assert dag["schedule"] == "0 6 8 * *"
 
