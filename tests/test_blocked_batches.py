@@ -7,6 +7,7 @@ while registration is fine.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pipelines.ops import tasks
 from pipelines.quality import BlockingQualityError
 from pipelines.standardise.codes import make_uscc
 from pipelines.store import RunStore
+from tests.test_dags import AIRFLOW, REPO, _alerts, _pass_env, airflow_env  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
 FEEDS = ("registration", "tax")
@@ -229,3 +231,38 @@ def test_the_dags_take_a_decision_as_a_param():
         for wrong in ({"feed": "nope", "reason": "x"}, {"feed": "tax"}):
             with pytest.raises(ParamValidationError):
                 params[name].resolve(wrong)
+
+
+@pytest.mark.airflow
+def test_the_daily_dag_lands_the_other_feeds_and_fails_on_the_blocked_one(
+    airflow_env,  # noqa: F811
+    broker,
+    topic_prefix,
+    tmp_path,
+    webhook,
+):
+    """Under Airflow: ingest commits registration, resolve and land publish it, the quality gate fails the
+    run, and the failure alert names the blocked feed."""
+    topics = default_topics(topic_prefix)
+    _send(broker.bootstrap, topics["tax"], _bad_tax(0))
+    _send(broker.bootstrap, topics["registration"], [_registration(i) for i in range(10)])
+    out = tmp_path / "out"
+    env = _pass_env(airflow_env, broker.bootstrap, out, topic_prefix, webhook[0])
+    done = subprocess.run(
+        [AIRFLOW, "dags", "test", "unitfusion_daily"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0 and "DagRun failed" in done.stdout + done.stderr, done.stdout[-3000:]
+    store = RunStore(out)
+    [manifest] = store.manifests()
+    assert manifest["feeds"]["registration"]["staged"] == 10 and list(manifest["blocked"]) == ["tax"]
+    register = store.register_latest()  # resolve and land went on for registration
+    assert register is not None and (store.reports_dir / f"{register.name}.html").exists()
+    blocked = [a for a in _alerts(webhook[1]) if a["kind"] == "dq_blocked"]
+    assert (
+        blocked and blocked[0]["feed"] == "tax" and "tax_paid" in json.dumps(blocked[0], ensure_ascii=False)
+    )
