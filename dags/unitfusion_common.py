@@ -225,7 +225,9 @@ def land(params: dict | None = None, outlet_events=None, dag_run=None) -> dict:
 
 @task(
     doc_md="Writes the township work lists (`queues/<reg-run>/<division>_<township>.xlsx` and `.csv`) of "
-    "every published register run that has none yet; exported queues are never rewritten."
+    "every published register run that has none yet; exported queues are never rewritten. Monthly: also "
+    "the pack of `period` (`packs/<period>/`: that month's work queues and `summary.json`), even when "
+    "nothing new arrived."
 )
 def work_queues(landed: dict, monthly: bool = False, params: dict | None = None, dag_run=None) -> dict:
     from pipelines.ops.tasks import context_day, run_period
