@@ -33,6 +33,7 @@ from pipelines.ops.alerts import (
     send_alerts,
 )
 from pipelines.ops.delivery import Message, check_reply, dingtalk_signature, mask_personal
+from pipelines.ops.settings import _store, run_key
 
 SMTP_CONNECTION_ID = "unitfusion_smtp"
 WEBHOOK_CONNECTION_ID = "unitfusion_webhook"
@@ -147,7 +148,6 @@ def _feeds(context: dict[str, Any]) -> str | None:
 
 def _store_of(context: dict[str, Any]):  # type: ignore[no-untyped-def]
     """The run store (param, Variable or environment ``out``), or None: the alert still goes, unrecorded."""
-    from pipelines.ops.tasks import _store
 
     try:
         return _store(context.get("params") or {})
@@ -218,7 +218,6 @@ def dag_failed(context: dict[str, Any]) -> Alert:
 def notify_failure(context: dict[str, Any]) -> dict[str, Any]:
     """Alert a failed task or DAG run (a DAG callback's context has a ``reason``) through the connections,
     recorded in the DAG run's ledger when the run store is known."""
-    from pipelines.ops.tasks import run_key
 
     origin = origin_of(context)
     store = _store_of(context)
