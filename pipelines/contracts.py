@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import resources
 
@@ -102,6 +103,21 @@ class FeedContract:
     @property
     def personal_fields(self) -> tuple[FieldSpec, ...]:
         return tuple(f for f in self.fields if f.personal)
+
+    @property
+    def period_field(self) -> str:
+        """The field that says which month a record is about: the ``period`` field, else the first timestamp
+        (a registration's last change, a waybill's shipping time)."""
+        return next((f.name for f in self.fields if f.type == "period"), None) or next(
+            f.name for f in self.fields if f.type == "timestamp"
+        )
+
+    def record_periods(self, table: pa.Table) -> pa.Array:
+        """The month (``YYYY-MM``, China time for timestamps) each staged record in ``table`` is about."""
+        column = table[self.period_field]
+        if pa.types.is_timestamp(column.type):
+            column = pc.strftime(column.cast(pa.timestamp("us", tz="Asia/Shanghai")), format="%Y-%m")
+        return column
 
     def staging_schema(self) -> pa.Schema:
         """Typed staging schema: contract fields, validity flags of checked codes, then Kafka metadata."""

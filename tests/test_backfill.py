@@ -19,14 +19,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines.contracts import output_schema
+from pipelines.contracts import contract, output_schema
 from pipelines.kafka import produce_messages
 from pipelines.ops import tasks
 from pipelines.ops.outputs import complete_outputs, complete_pack
 from pipelines.staging import latest_records
 from pipelines.standardise.codes import make_uscc
 from pipelines.store import RunStore
-from pipelines.townships.workqueue import record_periods
 from tests.staging import commit_rows
 from tests.test_workqueue import _review_item, _warning
 
@@ -131,8 +130,10 @@ def test_a_record_is_about_its_period_or_its_date_in_china_time(tmp_path):
             "utility": [_power("E1", "2026-04")],
         },
     )
-    assert record_periods(latest_records(store, "registration"), "registration").to_pylist() == ["2026-05"]
-    assert record_periods(latest_records(store, "utility"), "utility").to_pylist() == ["2026-04"]
+    assert contract("registration").record_periods(latest_records(store, "registration")).to_pylist() == [
+        "2026-05"
+    ]
+    assert contract("utility").record_periods(latest_records(store, "utility")).to_pylist() == ["2026-04"]
 
 
 # --- a backfill under Airflow's scheduler -----------------------------------------------------------------

@@ -235,23 +235,19 @@ def late_alerts(store: RunStore, max_age: timedelta, now: datetime | None = None
     ]
 
 
-_PERIOD_SQL = {  # how a feed's records say which month they are about
-    "tax": "period",
-    "utility": "period",
-    "registration": "strftime(updated_at, '%Y-%m')",
-    "waybill": "strftime(shipped_at, '%Y-%m')",
-    "nucleic_contact": "strftime(sampled_at, '%Y-%m')",
-}
-
-
 def _delivered(store: RunStore, feed: str, period: str) -> int:
-    import duckdb
+    """Staged records of ``feed`` about ``period`` (by the contract's rule, as the monthly packs count)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from pipelines.contracts import contract
 
     files = [str(f) for f in store.committed_files(feed)]
     if not files:
         return 0
-    query = f"SELECT count(*) FROM read_parquet($files, union_by_name = true) WHERE {_PERIOD_SQL[feed]} = $p"
-    return duckdb.connect().execute(query, {"files": files, "p": period}).fetchone()[0]
+    about = contract(feed)
+    table = ds.dataset(files, format="parquet").to_table(columns=[about.period_field])
+    return pc.sum(pc.equal(about.record_periods(table), period)).as_py() or 0
 
 
 def feed_due_alerts(store: RunStore, period: str, feeds: list[str], due: date, today: date) -> list[Alert]:

@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import verdicts as vd
@@ -186,23 +184,6 @@ def export_period_pack(store: RunStore, period: str, register_run: str | None = 
     return summary
 
 
-def period_field(feed: str) -> str:
-    """The field that says which month a record of ``feed`` is about: the contract's ``period`` field, else
-    its first timestamp (a registration's last change, a waybill's shipping time)."""
-    fields = load_contracts()[feed].fields
-    return next((f.name for f in fields if f.type == "period"), None) or next(
-        f.name for f in fields if f.type == "timestamp"
-    )
-
-
-def record_periods(table: pa.Table, feed: str) -> pa.Array:
-    """The month (``YYYY-MM``, China time for timestamps) each staged record of ``feed`` is about."""
-    column = table[period_field(feed)]
-    if pa.types.is_timestamp(column.type):
-        column = pc.strftime(column.cast(pa.timestamp("us", tz="Asia/Shanghai")), format="%Y-%m")
-    return column
-
-
 def _records_of(store: RunStore, period: str) -> tuple[set[tuple[str, str]], dict[str, int], dict[str, int]]:
     """(feed, record_id) of the records about ``period`` (latest versions of committed staging), their
     number per feed, and the number per feed of records about later months."""
@@ -211,7 +192,7 @@ def _records_of(store: RunStore, period: str) -> tuple[set[tuple[str, str]], dic
     selected: set[tuple[str, str]] = set()
     counts, later = {}, {}
     for feed, table in all_latest_records(store).items():
-        periods = record_periods(table, feed).to_pylist()
+        periods = load_contracts()[feed].record_periods(table).to_pylist()
         ids = table["record_id"].to_pylist()
         selected |= {(feed, rid) for rid, p in zip(ids, periods, strict=True) if p == period}
         counts[feed] = sum(p == period for p in periods)
