@@ -25,12 +25,16 @@ def _data_dir(name: str) -> Path:
 SCHEMAS = _data_dir("schemas")
 FEED_CONTRACTS = SCHEMAS / "feeds"
 OUTPUT_SCHEMAS = SCHEMAS / "outputs"
+MART_SCHEMAS = SCHEMAS / "marts"
+VOCABULARIES = SCHEMAS / "vocabularies"
 VERDICT_SCHEMA = SCHEMAS / "verdict.json"
 EXPECTATIONS = _data_dir("expectations")
 WARNING_RULES = PACKAGE / "rules" / "warning_rules.toml"
 UNIT_MODEL = PACKAGE / "resolve" / "unit_model.json"
 REPORT_TEMPLATE = PACKAGE / "ops" / "report.html.j2"
 BUSINESS_MARKERS = PACKAGE / "business_markers.toml"
+MART_RULES = PACKAGE / "marts" / "marts.toml"
+MART_TEMPLATES = PACKAGE / "marts"  # unit profile and township pack pages (*.html.j2)
 
 
 def data_files() -> list[Path]:
@@ -38,10 +42,15 @@ def data_files() -> list[Path]:
     return [
         *sorted(FEED_CONTRACTS.glob("*.json")),
         *sorted(OUTPUT_SCHEMAS.glob("*.json")),
+        *sorted(MART_SCHEMAS.glob("*.json")),
+        *sorted(VOCABULARIES.glob("*.csv")),
+        *sorted(VOCABULARIES.glob("*.toml")),
+        *sorted(MART_TEMPLATES.glob("*.html.j2")),
         VERDICT_SCHEMA,
         *sorted(EXPECTATIONS.glob("*.json")),
         WARNING_RULES,
         UNIT_MODEL,
         REPORT_TEMPLATE,
         BUSINESS_MARKERS,
+        MART_RULES,
     ]
