@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
         "staging",
     },  # values read from the core: tokens, settings, verdicts, records
     {"kafka", "quality"},  # infrastructure over the core
+    {"marts"},  # BI marts, tiers and the pages people read, built from a register run's tables
     {"ingest", "resolve", "rules", "townships", "generate"},  # the stages
     {"malformed"},  # bad input for the demo and tests, built from ingest's reason codes
     {"landing"},  # the pass that runs the stages
