@@ -1,0 +1,939 @@
+"""The pages people read: one file per unit (一户一档) and the township monthly pack pages.
+
+Both are offline HTML: inline CSS, charts as inline SVG (``pipelines.marts.charts``), no script and no URL,
+so they open from a file share, a USB stick or an e-mail attachment. Monthly figures come from the
+``unit_month`` mart and nothing else (one implementation of "a unit's month"); counts by industry and status
+from the ``units`` mart, births and closures from ``demography``, lock-on lists from ``lockon`` and quality
+from ``register_quality``; identity, links, review items, warnings and lineage from the register run itself.
+Personal fields of records are HMAC tokens already; a profile shows only the key fields listed in
+``RECORD_FIELDS`` and shows a personal field only as its token.
+
+Verdicts are passed in as values (``pipelines.verdicts.Verdict``): reading the verdict files is the
+townships' business, and the callers (CLI, township pack) read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from pipelines.contracts import load_contracts, output_schema
+from pipelines.marts.charts import LINE, bar_chart, fmt_value, month_range, monthly_chart
+from pipelines.resources import MART_RULES, MART_TEMPLATES
+from pipelines.staging import latest_records
+from pipelines.standardise.divisions import by_code
+from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
+from pipelines.verdicts import Verdict
+
+__all__ = [
+    "ProfileData",
+    "UnknownUnitError",
+    "load_profile_data",
+    "profile_context",
+    "profile_path",
+    "render_page",
+    "write_pack_pages",
+    "write_profile",
+]
+
+PROFILES_DIR = "profiles"
+UNITS_DIR = "units"  # profiles inside a pack folder
+CHINA_TIME = timezone(timedelta(hours=8), "北京时间")
+TOKEN_PREFIX = "t1_"
+HIDDEN = "（已隐藏）"
+
+# Key fields of a linked record, per feed, with their Chinese headers. Phones are left out (a mobile is a
+# person's even where the contract does not call it personal); a personal field shows only as its token.
+RECORD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "registration": (
+        ("uscc", "统一社会信用代码"),
+        ("name", "名称"),
+        ("entity_type", "企业类型"),
+        ("status", "登记状态"),
+        ("established_on", "成立日期"),
+        ("abnormal_since", "列入经营异常日期"),
+        ("address", "住所"),
+    ),
+    "tax": (
+        ("taxpayer_id", "纳税人识别号"),
+        ("taxpayer_name", "纳税人名称"),
+        ("period", "所属期"),
+        ("tax_paid", "实缴税额（元）"),
+        ("sales", "销售额（元）"),
+        ("taxpayer_status", "纳税人状态"),
+    ),
+    "utility": (
+        ("account_no", "户号"),
+        ("account_name", "户名"),
+        ("customer_class", "用电类别"),
+        ("period", "账期"),
+        ("kwh", "用电量（千瓦时）"),
+        ("address", "用电地址"),
+    ),
+    "waybill": (
+        ("carrier", "快递公司"),
+        ("sender_company", "寄件单位"),
+        ("shipped_at", "寄件时间"),
+        ("parcel_count", "件数"),
+    ),
+    "nucleic_contact": (
+        ("person_name", "人员（令牌）"),
+        ("work_unit", "工作单位"),
+        ("site", "采样点"),
+        ("sampled_at", "采样时间"),
+    ),
+}
+MATCHED_BY = {
+    "uscc": "统一社会信用代码相同",
+    "org_code": "组织机构代码相同",
+    "registered_name": "登记全称相同",
+    "model": "模型匹配",
+    "verdict": "乡镇核查结论",
+    "legal_rep": "法定代表人证件相同",
+    "legal_rep_name": "法定代表人姓名相同",
+    "work_unit": "工作单位名称",
+    "self": "本单位自身记录",
+}
+FLAGS = {
+    "unregistered": "未登记经营",
+    "multi_licence": "一户多证",
+    "multi_meter": "一户多表",
+    "ecommerce_candidate": "疑似电商",
+    "zombie_candidate": "疑似僵尸企业",
+    "tax_active": "近期纳税",
+    "power_active": "近期用电",
+}
+RULES = {
+    "power_without_tax": "用电多但无税",
+    "tax_without_power": "有税无电",
+    "kwh_change": "用电量骤变",
+    "tax_change": "税额骤变",
+    "inactive_but_active": "非正常/吊销/注销仍有活动",
+    "zombie": "疑似僵尸企业",
+    "multi_licence": "一户多证",
+    "multi_meter": "一户多表",
+    "unregistered_ecommerce": "未登记的电商寄件户",
+}
+SEVERITIES = {"high": "高", "medium": "中", "low": "低"}
+REVIEW_REASONS = {
+    "no_registration_match": "无对应登记",
+    "uncertain_link": "疑似同一单位，待确认",
+    "rival_unit": "与另一单位同样相似，待确认归属",
+}
+DECISIONS = {
+    "same_unit": "同一单位",
+    "different_units": "不同单位",
+    "new_unit": "新单位",
+    "not_a_business": "非经营主体",
+    "same_operator": "同一经营者（一户多证）",
+}
+LINEAGE_EVENTS = {"merged": "合并", "split": "拆分", "retired": "注销编号"}
+LOCKON_LISTS = {
+    "dormant": "长期休眠单位",
+    "falling": "持续下滑单位",
+    "pillar_change": "重点单位大幅变动",
+}
+MEASURES = {"tax_paid": "实缴税额", "kwh": "用电量", "sales": "销售额", "activity": "活跃度"}
+TIMELINES = (  # unit_month column, title, unit, chart kind
+    ("tax_paid", "实缴税额", "元", "bar"),
+    ("kwh", "用电量", "千瓦时", "bar"),
+    ("parcels", "寄件量", "件", "bar"),
+)
+TRENDS = (("tax_paid", "实缴税额", "元"), ("kwh", "用电量", "千瓦时"), ("parcels", "寄件量", "件"))
+
+
+class UnknownUnitError(LookupError):
+    """A unit id the register run does not hold."""
+
+
+# -- formatting -----------------------------------------------------------------------------------------
+
+
+def fmt_cell(value: Any) -> str:
+    """A value for a table cell: numbers with separators, dates and times in Beijing time, – for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, datetime):
+        moment = value.astimezone(CHINA_TIME) if value.tzinfo else value
+        return f"{moment:%Y-%m-%d %H:%M}"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        return fmt_value(value)
+    if isinstance(value, list | tuple):
+        return "、".join(fmt_cell(v) for v in value) or "–"
+    return str(value)
+
+
+def fmt_share(part: float | None, whole: float | None) -> str:
+    return f"{100 * part / whole:.1f} %" if whole and part is not None else "–"
+
+
+def division_name(code: str | None) -> str:
+    """``330106 杭州市西湖区``: the district with its city, from the division table."""
+    if not code:
+        return "未分区县"
+    divisions = by_code()
+    district = divisions.get(code)
+    if district is None:
+        return code
+    city = divisions.get(code[:4] + "00") or divisions.get(code[:2] + "0000")
+    prefix = city.name if city and city.name not in ("市辖区", "县", district.name) else ""
+    return f"{code} {prefix}{district.name}"
+
+
+def _record_value(feed: str, name: str, value: Any) -> str:
+    """A record's field for the page: a personal field only as its token (never anything else)."""
+    personal = {spec.name for spec in load_contracts()[feed].personal_fields}
+    if name in personal and value is not None and not str(value).startswith(TOKEN_PREFIX):
+        return HIDDEN
+    return fmt_cell(value)
+
+
+# -- reading a register run -------------------------------------------------------------------------------
+
+
+def mart_path(run_dir: Path, table: str) -> Path:
+    return run_dir / "marts" / table
+
+
+def read_mart(
+    run_dir: Path, table: str, filters: Any = None, columns: list[str] | None = None
+) -> pa.Table | None:
+    """A mart of the run (hive-partitioned where it is), or None when the run has none (older runs)."""
+    path = mart_path(run_dir, table)
+    if not path.is_dir():
+        return None
+    dataset = ds.dataset(path, format="parquet", partitioning="hive")
+    names = [n for n in (columns or dataset.schema.names) if n in dataset.schema.names]
+    return dataset.to_table(columns=names, filter=filters)
+
+
+def _rows_of(path: Path, key: str, wanted: Iterable[str], columns: list[str] | None = None) -> list[dict]:
+    """The rows of a Parquet table whose ``key`` is one of ``wanted`` (none if the file is missing)."""
+    wanted = sorted(set(wanted))
+    if not wanted or not path.is_file():
+        return []
+    return pq.read_table(path, columns=columns, filters=[(key, "in", wanted)]).to_pylist()
+
+
+def _group(rows: Iterable[dict], key: str) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row[key]].append(row)
+    return grouped
+
+
+def _runs_up_to(store: RunStore, run: str) -> list[Path]:
+    """The published register runs up to ``run``, oldest first: where warnings and lineage have a history."""
+    return [store.register_run_dir(r) for r in store.register_runs() if r <= run]
+
+
+def _run_dir(store: RunStore, register_run: str | None) -> Path:
+    run_dir = store.register_run_dir(register_run) if register_run else store.register_latest()
+    if run_dir is None or not (run_dir / "register.parquet").is_file():
+        raise FileNotFoundError(f"no published register run {register_run or '(latest)'} in {store.root}")
+    return run_dir
+
+
+@dataclass
+class ProfileData:
+    """What the profiles of some units of one register run are made from, read once for all of them."""
+
+    run: str
+    units: dict[str, dict[str, Any]]
+    links: dict[str, list[dict]]
+    records: dict[tuple[str, str], dict[str, Any]]
+    months: dict[str, list[dict]]
+    warnings: dict[str, list[dict]]
+    history: dict[str, list[dict]]
+    review: dict[str, list[dict]]
+    lineage: dict[str, list[dict]]
+    has_unit_month: bool
+    verdicts: Sequence[Verdict] = field(default_factory=tuple)
+
+
+def load_profile_data(
+    store: RunStore,
+    unit_ids: Iterable[str],
+    register_run: str | None = None,
+    verdicts: Sequence[Verdict] = (),
+) -> ProfileData:
+    """Read, for ``unit_ids``, every row a profile shows: only those rows (Parquet filters), so a pack
+    naming a few hundred units of a city's register reads little."""
+    run_dir = _run_dir(store, register_run)
+    ids = sorted(set(unit_ids))
+    units = {r["unit_id"]: r for r in _rows_of(run_dir / "register.parquet", "unit_id", ids)}
+    for row in (read_mart(run_dir, "units", ds.field("unit_id").isin(ids)) or pa.table({})).to_pylist():
+        units[row["unit_id"]] = {**row, **units.get(row["unit_id"], {})}  # mart labels beside the register's
+    links = _rows_of(run_dir / "links.parquet", "unit_id", ids)
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for feed, of_feed in _group(links, "feed").items():
+        wanted = {link["record_id"] for link in of_feed}
+        columns = ["record_id", *(name for name, _ in RECORD_FIELDS.get(feed, ()))]
+        state = run_dir / STATE_DIR / "records" / f"{feed}.parquet"
+        if state.is_file():
+            rows = _rows_of(state, "record_id", wanted, columns)
+        else:  # a run whose state was pruned: the staged records (the latest version of each)
+            table = latest_records(store, feed).select(columns)
+            rows = table.filter(pc.is_in(table["record_id"], pa.array(sorted(wanted)))).to_pylist()
+        records |= {(feed, row["record_id"]): row for row in rows}
+    unit_month = read_mart(run_dir, "unit_month", ds.field("unit_id").isin(ids))
+    runs = _runs_up_to(store, run_dir.name)
+    warning_columns = ["warning_id", "rule", "severity", "unit_id", "period", "message", "first_raised_run"]
+    history = [
+        {**row, "raised_in": path.name}
+        for path in runs
+        for row in _rows_of(path / "warnings.parquet", "unit_id", ids, warning_columns)
+    ]
+    review = pq.read_table(run_dir / "review.parquet").to_pylist()
+    about: dict[str, list[dict]] = defaultdict(list)
+    for item in review:
+        for unit_id in {item["current_unit_id"], *(item["candidate_unit_ids"] or [])} & set(ids):
+            about[unit_id].append(item)
+    lineage: dict[str, list[dict]] = defaultdict(list)
+    for path in runs:
+        for event in (
+            pq.read_table(path / "lineage.parquet").to_pylist()
+            if (path / "lineage.parquet").is_file()
+            else []
+        ):
+            for unit_id in {event["from_unit_id"], event["to_unit_id"]} & set(ids):
+                lineage[unit_id].append(event)
+    return ProfileData(
+        run=run_dir.name,
+        units=units,
+        links=_group(links, "unit_id"),
+        records=records,
+        months=_group((unit_month or pa.table({"unit_id": []})).to_pylist(), "unit_id"),
+        warnings=_group([w for w in history if w["raised_in"] == run_dir.name], "unit_id"),
+        history=_group(history, "unit_id"),
+        review=about,
+        lineage=lineage,
+        has_unit_month=unit_month is not None,
+        verdicts=tuple(verdicts),
+    )
+
+
+# -- the unit profile ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    """A table for a page: headers and rows of formatted cells; ``links`` maps a row to a unit page."""
+
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    numeric: frozenset[int] = frozenset()
+
+
+def _verdict_row(verdict: Verdict) -> list[str]:
+    return [
+        verdict.verdict_id,
+        DECISIONS.get(verdict.decision, verdict.decision),
+        verdict.about,
+        verdict.decided_by,
+        fmt_cell(datetime.fromisoformat(verdict.decided_at)),
+        verdict.note or "",
+    ]
+
+
+def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
+    """Every section of one unit's profile, formatted for the template."""
+    unit = data.units.get(unit_id)
+    if unit is None:
+        raise UnknownUnitError(f"unknown unit {unit_id}: not in register run {data.run}")
+    industry = " ".join(
+        part
+        for part in (
+            unit.get("industry_code"),
+            unit.get("industry_section_name"),
+            unit.get("industry_division_name"),
+        )
+        if part
+    )
+    status = unit.get("status_label") or unit.get("status")
+    identity = [
+        ("单位编号", unit_id),
+        ("名称", unit.get("name")),
+        ("曾用名/别名", fmt_cell(unit.get("aliases") or [])),
+        ("统一社会信用代码", unit.get("uscc")),
+        ("类型", unit.get("entity_type")),
+        ("法定代表人/经营者", unit.get("legal_rep_name")),
+        ("行业", industry or None),
+        ("地址", unit.get("address")),
+        ("区县", division_name(unit.get("division_code"))),
+        ("乡镇街道", unit.get("township") or "未分乡镇"),
+        ("状态", status),
+        ("活跃度等级", _tier_text(unit)),
+        ("首次出现", fmt_cell(unit.get("first_seen"))),
+        ("最近出现", fmt_cell(unit.get("last_seen"))),
+        ("匹配置信度", fmt_cell(unit.get("confidence"))),
+    ]
+    contracts = load_contracts()
+    links = sorted(data.links.get(unit_id, []), key=lambda r: (r["feed"], r["record_id"]))
+    records = []
+    for feed, of_feed in _group(links, "feed").items():
+        fields = RECORD_FIELDS.get(feed, ())
+        grid = Grid(["记录编号", *(label for _, label in fields), "匹配方式", "匹配概率"])
+        period_field = contracts[feed].period_field if feed in contracts else "record_id"
+        for link in sorted(
+            of_feed, key=lambda r: _when(data.records.get((feed, r["record_id"]), {}), period_field)
+        ):
+            record = data.records.get((feed, link["record_id"]), {})
+            grid.rows.append(
+                [
+                    link["record_id"],
+                    *(_record_value(feed, name, record.get(name)) for name, _ in fields),
+                    MATCHED_BY.get(link["matched_by"], link["matched_by"]),
+                    f"{link['match_probability']:.3f}" if link["match_probability"] is not None else "–",
+                ]
+            )
+        department = contracts[feed].department if feed in contracts else feed
+        records.append({"feed": feed, "department": department, "grid": grid})
+    months = sorted(data.months.get(unit_id, []), key=lambda r: r["period"])
+    axis = month_range(months[0]["period"], months[-1]["period"]) if months else []
+    timelines = [
+        monthly_chart(
+            {r["period"]: r[column] for r in months if r.get(column) is not None},
+            title,
+            unit_label,
+            kind,
+            axis,
+        )
+        for column, title, unit_label, kind in TIMELINES
+    ]
+    flag_names = [f.name for f in output_schema("register") if pa.types.is_boolean(f.type)]
+    flags = [(FLAGS.get(name, name), bool(unit.get(name))) for name in flag_names]
+    in_force = sorted(data.warnings.get(unit_id, []), key=lambda w: (w["period"], w["rule"]), reverse=True)
+    warnings = Grid(["等级", "预警类型", "所属期", "预警内容", "首次预警批次", "预警编号"])
+    warnings.rows = [
+        [
+            SEVERITIES.get(w["severity"], w["severity"]),
+            RULES.get(w["rule"], w["rule"]),
+            w["period"],
+            w["message"],
+            w["first_raised_run"] or "–",
+            w["warning_id"],
+        ]
+        for w in in_force
+    ]
+    history = Grid(["预警编号", "预警类型", "所属期", "首次预警批次", "最近预警批次", "批次数", "当前"])
+    by_id = _group(data.history.get(unit_id, []), "warning_id")
+    current = {w["warning_id"] for w in in_force}
+    for warning_id, raised in sorted(by_id.items(), key=lambda kv: kv[1][-1]["raised_in"], reverse=True):
+        last = raised[-1]
+        history.rows.append(
+            [
+                warning_id,
+                RULES.get(last["rule"], last["rule"]),
+                last["period"],
+                min(w["first_raised_run"] or w["raised_in"] for w in raised),
+                last["raised_in"],
+                str(len(raised)),
+                "在列" if warning_id in current else "已解除",
+            ]
+        )
+    review = Grid(
+        ["核查原因", "来源部门", "记录编号", "名称", "当前归属单位", "候选单位（匹配度）", "优先级"]
+    )
+    for item in sorted(
+        data.review.get(unit_id, []), key=lambda i: (i["priority"], i["feed"], i["record_id"])
+    ):
+        candidates = "；".join(
+            f"{u} {s:.2f}"
+            for u, s in zip(item["candidate_unit_ids"] or [], item["candidate_scores"] or [], strict=False)
+        )
+        review.rows.append(
+            [
+                REVIEW_REASONS.get(item["reason"], item["reason"]),
+                contracts[item["feed"]].department if item["feed"] in contracts else item["feed"],
+                item["record_id"],
+                item["name"] or "–",
+                item["current_unit_id"] or "–",
+                candidates or "–",
+                str(item["priority"]),
+            ]
+        )
+    records_of_unit = {(link["feed"], link["record_id"]) for link in links}
+    records_of_unit |= {(i["feed"], i["record_id"]) for i in data.review.get(unit_id, [])}
+    verdicts = Grid(["核查编号", "核查结论", "核查对象", "核查人", "核查日期", "备注"])
+    verdicts.rows = [
+        _verdict_row(v)
+        for v in sorted(data.verdicts, key=lambda v: v.decided_at, reverse=True)
+        if unit_id in (v.unit_id_a, v.unit_id_b) or (v.feed, v.record_id) in records_of_unit
+    ]
+    lineage = Grid(["事件", "原单位", "现单位", "记录数", "批次"])
+    lineage.rows = [
+        [
+            LINEAGE_EVENTS.get(e["event"], e["event"]),
+            e["from_unit_id"] or "–",
+            e["to_unit_id"] or "–",
+            fmt_cell(e["records"]),
+            e["run_id"],
+        ]
+        for e in sorted(data.lineage.get(unit_id, []), key=lambda e: e["run_id"], reverse=True)
+    ]
+    return {
+        "page": "profile",
+        "title": f"一户一档 · {unit.get('name') or unit_id}",
+        "unit_id": unit_id,
+        "name": unit.get("name") or unit_id,
+        "register_run": data.run,
+        "generated_at": fmt_cell(datetime.fromisoformat(utc_now())),
+        "identity": [(label, fmt_cell(value)) for label, value in identity],
+        "records": records,
+        "record_counts": [(r["department"], len(r["grid"].rows)) for r in records],
+        "timelines": timelines if months else [],
+        "has_unit_month": data.has_unit_month,
+        "flags": flags,
+        "warnings": warnings,
+        "history": history,
+        "review": review,
+        "verdicts": verdicts,
+        "lineage": lineage,
+    }
+
+
+def _when(record: dict[str, Any], period_field: str) -> str:
+    """Sorts a feed's records by the month they are about (newest last), then by id."""
+    return f"{fmt_cell(record.get(period_field))} {record.get('record_id')}"
+
+
+def _tier_text(unit: dict[str, Any]) -> str | None:
+    if not unit.get("tier"):
+        return None
+    score = unit.get("activity_score")
+    return f"{unit['tier']} 级（{score:.0f} 分）" if score is not None else f"{unit['tier']} 级"
+
+
+def render_page(context: dict[str, Any]) -> str:
+    """The profile or pack page of a context (``context['page']`` says which template)."""
+    environment = Environment(
+        loader=FileSystemLoader(MART_TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template(f"{context['page']}.html.j2").render(**context)
+
+
+def profile_path(store: RunStore, register_run: str, unit_id: str) -> Path:
+    return store.root / PROFILES_DIR / register_run / f"{unit_id}.html"
+
+
+def write_profile(
+    store: RunStore, unit_id: str, register_run: str | None = None, verdicts: Sequence[Verdict] = ()
+) -> tuple[Path, dict[str, Any]]:
+    """Write ``profiles/<reg-run>/<unit_id>.html`` atomically; returns its path and the page's context
+    (the CLI prints a summary from it). ``UnknownUnitError`` when the run has no such unit."""
+    data = load_profile_data(store, [unit_id], register_run, verdicts)
+    context = profile_context(data, unit_id)
+    path = profile_path(store, data.run, unit_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, render_page(context))
+    return path, context
+
+
+# -- the township monthly pack --------------------------------------------------------------------------
+
+
+def pack_rows() -> int:
+    """At most this many units per lock-on list and page (``marts.toml`` [lockon] pack_rows)."""
+    return int(tomllib.loads(MART_RULES.read_text(encoding="utf-8"))["lockon"]["pack_rows"])
+
+
+def look_back_months() -> int:
+    return int(tomllib.loads(MART_RULES.read_text(encoding="utf-8"))["activity"]["look_back_months"])
+
+
+def _months_back(period: str, count: int) -> list[str]:
+    """The ``count`` months ending at ``period``."""
+    year, month = int(period[:4]), int(period[5:7])
+    index = year * 12 + month - 1 - (count - 1)
+    return month_range(f"{index // 12:04d}-{index % 12 + 1:02d}", period)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One pack page: its file stem and the (division_code, township) pairs it covers (None: the city)."""
+
+    stem: str
+    division_code: str | None
+    township: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{division_name(self.division_code)} {self.township or '未分乡镇'}"
+
+
+def _table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None, schema: dict[str, str]) -> bool:
+    """Register a mart with DuckDB, or an empty table of the columns the pack reads when the run has none."""
+    if table is None:
+        columns = ", ".join(f"NULL::{kind} AS {column}" for column, kind in schema.items())
+        con.execute(f"CREATE TABLE {name} AS SELECT {columns} WHERE false")
+        return False
+    con.register(name, table)
+    return True
+
+
+def _where(page: Page | None) -> tuple[str, list[Any]]:
+    """SQL condition (and parameters) for the rows of one township page, or every row for the city."""
+    if page is None:
+        return "true", []
+    return "division_code IS NOT DISTINCT FROM ? AND township IS NOT DISTINCT FROM ?", [
+        page.division_code,
+        page.township,
+    ]
+
+
+def _unit_link(unit_id: str | None, name: str | None, linked: set[str]) -> dict[str, Any]:
+    """A cell naming a unit, linked to its profile in the pack (``units/<id>.html``)."""
+    if unit_id:
+        linked.add(unit_id)
+    return {"href": f"{UNITS_DIR}/{unit_id}.html" if unit_id else None, "text": name or unit_id or "–"}
+
+
+def _pack_page_context(
+    con: duckdb.DuckDBPyConnection,
+    page: Page | None,
+    period: str,
+    review: list[dict[str, Any]],
+    warnings: list[dict[str, Any]] | None,
+    verdicts: Sequence[Verdict],
+    marts: dict[str, bool],
+    quality: dict[str, Any],
+    linked: set[str],
+) -> dict[str, Any]:
+    where, params = _where(page)
+    limit = pack_rows()
+    window = _months_back(period, look_back_months())
+    by_section = con.execute(
+        f"SELECT coalesce(industry_section_name, industry_section, '未分类') AS label, count(*) AS n "
+        f"FROM units WHERE {where} GROUP BY ALL ORDER BY n DESC, label",
+        params,
+    ).fetchall()
+    by_status = con.execute(
+        f"SELECT coalesce(status_label, status, '未知') AS label, count(*) AS n "
+        f"FROM units WHERE {where} GROUP BY ALL ORDER BY n DESC, label",
+        params,
+    ).fetchall()
+    by_tier = dict(
+        con.execute(
+            f"SELECT coalesce(tier, '–'), count(*) FROM units WHERE {where} GROUP BY ALL", params
+        ).fetchall()
+    )
+    sums = con.execute(
+        f"SELECT period, sum(tax_paid), sum(kwh), sum(parcels), count(*) FILTER (WHERE active) "
+        f"FROM unit_month WHERE {where} AND period BETWEEN ? AND ? GROUP BY period ORDER BY period",
+        [*params, window[0], period],
+    ).fetchall()
+    monthly = {row[0]: row for row in sums}
+    trends = [
+        monthly_chart({m: monthly[m][i + 1] for m in window if m in monthly}, title, unit, LINE, window)
+        for i, (_, title, unit) in enumerate(TRENDS)
+    ]
+    active = monthly_chart(
+        {m: monthly[m][4] for m in window if m in monthly}, "活跃单位数", "户", "bar", window
+    )
+    demography = con.execute(
+        f"SELECT period, sum(births), sum(closures), sum(revivals), sum(went_dormant), sum(active_units) "
+        f"FROM demography WHERE {where} AND period BETWEEN ? AND ? GROUP BY period ORDER BY period DESC",
+        [*params, window[0], period],
+    ).fetchall()
+    births = Grid(
+        ["月份", "新增", "关闭", "恢复活跃", "转入休眠", "活跃单位"], numeric=frozenset(range(1, 6))
+    )
+    births.rows = [[row[0], *(fmt_cell(v) for v in row[1:])] for row in demography]
+    lockon = []
+    for code, title in LOCKON_LISTS.items():
+        rows = con.execute(
+            f"SELECT unit_id, name, tier, measure, value, previous_value, change, reason FROM lockon "
+            f"WHERE {where} AND list = ? AND period = ? ORDER BY rank, unit_id LIMIT ?",
+            [*params, code, period, limit],
+        ).fetchall()
+        total = con.execute(
+            f"SELECT count(*) FROM lockon WHERE {where} AND list = ? AND period = ?", [*params, code, period]
+        ).fetchone()[0]
+        lockon.append(
+            {
+                "code": code,
+                "title": title,
+                "total": total,
+                "rows": [
+                    {
+                        "unit": _unit_link(r[0], r[1], linked),
+                        "cells": [
+                            r[2] or "–",
+                            MEASURES.get(r[3], r[3] or "–"),
+                            fmt_cell(r[4]),
+                            fmt_cell(r[5]),
+                            f"{100 * r[6]:+.0f} %" if r[6] is not None else "–",
+                            r[7] or "",
+                        ],
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    mine = [
+        w
+        for w in warnings or []
+        if page is None or (w["division_code"], w["township"]) == (page.division_code, page.township)
+    ]
+    items = [
+        i
+        for i in review
+        if page is None or (i["division_code"], i["township"]) == (page.division_code, page.township)
+    ]
+    # answered: a review item when a verdict in force is about its record; a warning when one names its unit
+    answered_records = {(v.feed, v.record_id) for v in verdicts if v.record_id}
+    answered_units = {u for v in verdicts for u in (v.unit_id_a, v.unit_id_b) if u}
+    items_answered = sum((i["feed"], i["record_id"]) in answered_records for i in items)
+    warnings_answered = sum(w["unit_id"] in answered_units for w in mine)
+    by_rule = Counter(RULES.get(w["rule"], w["rule"]) for w in mine)
+    top = sorted(mine, key=lambda w: (w["priority"], w["rule"], w["unit_id"]))[:limit]
+    warning_rows = [
+        {
+            "unit": _unit_link(w["unit_id"], w["unit_name"], linked),
+            "cells": [
+                SEVERITIES.get(w["severity"], w["severity"]),
+                RULES.get(w["rule"], w["rule"]),
+                w["message"],
+            ],
+        }
+        for w in top
+    ]
+    handled = [
+        ("预警（本期）", len(mine), warnings_answered),
+        ("待核查记录", len(items), items_answered),
+    ]
+    units_total = sum(n for _, n in by_section)
+    return {
+        "counts": {"units": units_total, "warnings": len(mine), "review": len(items)},
+        "overview": [
+            ("单位数", fmt_cell(units_total)),
+            ("A/B/C/D 级", " / ".join(fmt_cell(by_tier.get(t, 0)) for t in "ABCD")),
+            ("本期活跃单位", fmt_cell(monthly[period][4]) if period in monthly else "–"),
+            ("本期预警", fmt_cell(len(mine))),
+            ("本期待核查记录", fmt_cell(len(items))),
+        ],
+        "by_section": bar_chart([(label, n) for label, n in by_section], "按行业门类"),
+        "by_status": bar_chart([(label, n) for label, n in by_status], "按登记状态"),
+        "trends": trends,
+        "active": active,
+        "births": births,
+        "lockon": lockon,
+        "warnings_by_rule": bar_chart(by_rule.most_common(), "本期预警（按类型）", "条"),
+        "warning_rows": warning_rows,
+        "warnings_total": len(mine),
+        "handled": [
+            (label, fmt_cell(raised), fmt_cell(answered), fmt_share(answered, raised))
+            for label, raised, answered in handled
+        ],
+        "marts": marts,
+        "quality": quality,
+    }
+
+
+def _quality_context(run_dir: Path) -> dict[str, Any]:
+    """Quality indicators of the register: the ``register_quality`` mart (every run so far), else the run's
+    ``_meta.json`` "quality"."""
+    table = read_mart(run_dir, "register_quality")
+    rows = table.to_pylist() if table is not None else []
+    if not rows:
+        meta = json.loads((run_dir / "_meta.json").read_text(encoding="utf-8"))
+        rows = [{"run_id": run_dir.name, **meta["quality"]}] if meta.get("quality") else []
+    rows = sorted(rows, key=lambda r: r.get("run_id") or "")[-6:]
+    grid = Grid(
+        [
+            "批次",
+            "单位数",
+            "无信用代码占比",
+            "疑似重复",
+            "待核查",
+            "待核查时长中位数（天）",
+            "登记滞后中位数（天）",
+            "编号变动",
+        ],
+        numeric=frozenset(range(1, 8)),
+    )
+    for row in reversed(rows):
+        share = row.get("units_without_uscc_share")
+        grid.rows.append(
+            [
+                row.get("run_id") or "–",
+                fmt_cell(row.get("units")),
+                f"{100 * share:.1f} %" if share is not None else "–",
+                fmt_cell(row.get("duplicate_candidates")),
+                fmt_cell(row.get("review_open")),
+                fmt_cell(row.get("review_age_median_days")),
+                fmt_cell(row.get("registration_lag_median_days")),
+                fmt_cell(row.get("id_churn")),
+            ]
+        )
+    coverage = (rows[-1].get("coverage") or {}) if rows else {}
+    contracts = load_contracts()
+    chart = bar_chart(
+        [
+            (contracts[feed].department if feed in contracts else feed, round(100 * share, 1))
+            for feed, share in coverage.items()
+            if share is not None
+        ],
+        "各部门记录关联率（%）",
+        "%",
+    )
+    return {"grid": grid, "coverage": chart if coverage else None}
+
+
+UNITS_SCHEMA = {
+    "unit_id": "VARCHAR",
+    "name": "VARCHAR",
+    "division_code": "VARCHAR",
+    "township": "VARCHAR",
+    "industry_section": "VARCHAR",
+    "industry_section_name": "VARCHAR",
+    "status": "VARCHAR",
+    "status_label": "VARCHAR",
+    "tier": "VARCHAR",
+}
+UNIT_MONTH_SCHEMA = {
+    "unit_id": "VARCHAR",
+    "period": "VARCHAR",
+    "division_code": "VARCHAR",
+    "township": "VARCHAR",
+    "tax_paid": "DOUBLE",
+    "kwh": "DOUBLE",
+    "parcels": "DOUBLE",
+    "active": "BOOLEAN",
+}
+DEMOGRAPHY_SCHEMA = {
+    "period": "VARCHAR",
+    "division_code": "VARCHAR",
+    "township": "VARCHAR",
+    "births": "BIGINT",
+    "closures": "BIGINT",
+    "revivals": "BIGINT",
+    "went_dormant": "BIGINT",
+    "active_units": "BIGINT",
+}
+LOCKON_SCHEMA = {
+    "list": "VARCHAR",
+    "unit_id": "VARCHAR",
+    "name": "VARCHAR",
+    "division_code": "VARCHAR",
+    "township": "VARCHAR",
+    "tier": "VARCHAR",
+    "period": "VARCHAR",
+    "measure": "VARCHAR",
+    "value": "DOUBLE",
+    "previous_value": "DOUBLE",
+    "change": "DOUBLE",
+    "reason": "VARCHAR",
+    "rank": "BIGINT",
+}
+
+
+def write_pack_pages(
+    store: RunStore,
+    folder: Path,
+    period: str,
+    register_run: str,
+    review: list[dict[str, Any]],
+    warnings: list[dict[str, Any]] | None,
+    verdicts: Sequence[Verdict],
+    stem_of: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """Write the pack pages of month ``period`` into ``folder`` (the pack's folder being written):
+    ``index.html`` for the city, one ``<stem>.html`` per township (``stem_of`` names it from a row's
+    ``division_code`` and ``township``, as the work queues are named), and ``units/<unit_id>.html`` for the
+    units the pages name. ``review`` and ``warnings`` are the pack's (of that month). Returns the names."""
+    run_dir = _run_dir(store, register_run)
+    con = duckdb.connect()
+    marts = {
+        "units": _table(con, "units", read_mart(run_dir, "units", columns=list(UNITS_SCHEMA)), UNITS_SCHEMA),
+        "unit_month": _table(
+            con,
+            "unit_month",
+            read_mart(run_dir, "unit_month", columns=list(UNIT_MONTH_SCHEMA)),
+            UNIT_MONTH_SCHEMA,
+        ),
+        "demography": _table(con, "demography", read_mart(run_dir, "demography"), DEMOGRAPHY_SCHEMA),
+        "lockon": _table(con, "lockon", read_mart(run_dir, "lockon"), LOCKON_SCHEMA),
+    }
+    places = con.execute(
+        "SELECT DISTINCT division_code, township FROM ("
+        "SELECT division_code, township FROM units UNION ALL SELECT division_code, township FROM unit_month)"
+    ).fetchall()
+    places += [(row["division_code"], row["township"]) for row in [*review, *(warnings or [])]]
+    pages = sorted(
+        {Page(stem_of({"division_code": d, "township": t}), d, t) for d, t in set(places)},
+        key=lambda p: p.stem,
+    )
+    quality = _quality_context(run_dir)
+    linked: set[str] = set()
+    common = {
+        "page": "pack",
+        "period": period,
+        "register_run": run_dir.name,
+        "generated_at": fmt_cell(datetime.fromisoformat(utc_now())),
+    }
+    names = []
+    township_links = []
+    for page in pages:
+        context = _pack_page_context(con, page, period, review, warnings, verdicts, marts, quality, linked)
+        html = render_page(
+            {
+                **common,
+                **context,
+                "title": f"{page.label} {period} 月度数据分析",
+                "heading": page.label,
+                "index": False,
+            }
+        )
+        write_atomically(folder / f"{page.stem}.html", html)
+        names.append(f"{page.stem}.html")
+        counts = context["counts"]
+        township_links.append(
+            {
+                "href": f"{page.stem}.html",
+                "text": page.label,
+                "cells": [fmt_cell(counts[key]) for key in ("units", "warnings", "review")],
+            }
+        )
+    city = _pack_page_context(con, None, period, review, warnings, verdicts, marts, quality, linked)
+    html = render_page(
+        {
+            **common,
+            **city,
+            "title": f"全市 {period} 月度数据分析",
+            "heading": "全市概览",
+            "index": True,
+            "townships": township_links,
+        }
+    )
+    write_atomically(folder / "index.html", html)
+    names.append("index.html")
+    (folder / UNITS_DIR).mkdir(exist_ok=True)
+    data = load_profile_data(store, linked, run_dir.name, verdicts)
+    for unit_id in sorted(linked & set(data.units)):
+        write_atomically(folder / UNITS_DIR / f"{unit_id}.html", render_page(profile_context(data, unit_id)))
+        names.append(f"{UNITS_DIR}/{unit_id}.html")
+    return names
