@@ -100,6 +100,7 @@ def generate(units: int, seed: int, out_dir: Path) -> GenerateSummary:
             planter.end(anomaly_file, write_jsonl_line)
             for unit in family:
                 write_jsonl_line(unit_file, unit_row(unit, tax_paid[unit.unit_id]))
+        planter.finish(anomaly_file, write_jsonl_line)  # anomalies that need the whole city (pillar ranks)
     return GenerateSummary(
         units=units,
         seed=seed,
