@@ -244,8 +244,11 @@ def _entity_rules() -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def entity_type_text(text: str) -> str:
-    """The type as shown: full-width → half-width ('（）' → '()'), no whitespace."""
-    return _SPACES_RE.sub("", unicodedata.normalize("NFKC", text))
+    """The type as shown: full-width → half-width ('（）' → '()'), no whitespace. Repeated until nothing
+    changes, because removing a space can leave two characters that NFKC combines."""
+    while (tidied := _SPACES_RE.sub("", unicodedata.normalize("NFKC", text))) != text:
+        text = tidied
+    return text
 
 
 def _entity_kind(text: str) -> str | None:
