@@ -278,7 +278,7 @@ def _unmatched(vocabulary: str) -> Callable[[str], bool]:
     if vocabulary == "industry":
         return lambda text: bool(_industry_key(text)) and industry_path(text) is None
     if vocabulary == "entity_type":
-        return lambda text: bool(entity_type_text(text)) and _entity_kind(text) is None
+        return lambda text: bool(tidied := entity_type_text(text)) and _entity_kind(tidied) is None
     if vocabulary in ("registration", "taxpayer"):
         lookup = _status_vocabulary(vocabulary)
         return lambda text: (_status_of(lookup, text) or ("",))[0] == UNKNOWN
