@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -523,16 +524,21 @@ def _tier_text(unit: dict[str, Any]) -> str | None:
     return f"{unit['tier']} 级（{score:.0f} 分）" if score is not None else f"{unit['tier']} 级"
 
 
-def render_page(context: dict[str, Any]) -> str:
-    """The profile or pack page of a context (``context['page']`` says which template)."""
-    environment = Environment(
+@cache
+def _templates() -> Environment:
+    """One environment per process: a pack renders hundreds of pages from two templates."""
+    return Environment(
         loader=FileSystemLoader(MART_TEMPLATES),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return environment.get_template(f"{context['page']}.html.j2").render(**context)
+
+
+def render_page(context: dict[str, Any]) -> str:
+    """The profile or pack page of a context (``context['page']`` says which template)."""
+    return _templates().get_template(f"{context['page']}.html.j2").render(**context)
 
 
 def profile_path(store: RunStore, register_run: str, unit_id: str) -> Path:
@@ -617,7 +623,7 @@ def _pack_page_context(
     period: str,
     review: list[dict[str, Any]],
     warnings: list[dict[str, Any]] | None,
-    verdicts: Sequence[Verdict],
+    verdicts: Sequence[Verdict] | None,
     marts: dict[str, bool],
     quality: dict[str, Any],
     linked: set[str],
@@ -704,8 +710,8 @@ def _pack_page_context(
         if page is None or (i["division_code"], i["township"]) == (page.division_code, page.township)
     ]
     # answered: a review item when a verdict in force is about its record; a warning when one names its unit
-    answered_records = {(v.feed, v.record_id) for v in verdicts if v.record_id}
-    answered_units = {u for v in verdicts for u in (v.unit_id_a, v.unit_id_b) if u}
+    answered_records = {(v.feed, v.record_id) for v in verdicts or () if v.record_id}
+    answered_units = {u for v in verdicts or () for u in (v.unit_id_a, v.unit_id_b) if u}
     items_answered = sum((i["feed"], i["record_id"]) in answered_records for i in items)
     warnings_answered = sum(w["unit_id"] in answered_units for w in mine)
     by_rule = Counter(RULES.get(w["rule"], w["rule"]) for w in mine)
@@ -721,6 +727,7 @@ def _pack_page_context(
         }
         for w in top
     ]
+    known = verdicts is not None
     handled = [
         ("预警（本期）", len(mine), warnings_answered),
         ("待核查记录", len(items), items_answered),
@@ -729,8 +736,11 @@ def _pack_page_context(
     return {
         "counts": {"units": units_total, "warnings": len(mine), "review": len(items)},
         "overview": [
-            ("单位数", fmt_cell(units_total)),
-            ("A/B/C/D 级", " / ".join(fmt_cell(by_tier.get(t, 0)) for t in "ABCD")),
+            ("单位数", fmt_cell(units_total) if marts["units"] else "–"),
+            (
+                "A/B/C/D 级",
+                " / ".join(fmt_cell(by_tier.get(t, 0)) for t in "ABCD") if marts["units"] else "–",
+            ),
             ("本期活跃单位", fmt_cell(monthly[period][4]) if period in monthly else "–"),
             ("本期预警", fmt_cell(len(mine))),
             ("本期待核查记录", fmt_cell(len(items))),
@@ -745,7 +755,11 @@ def _pack_page_context(
         "warning_rows": warning_rows,
         "warnings_total": len(mine),
         "handled": [
-            (label, fmt_cell(raised), fmt_cell(answered), fmt_share(answered, raised))
+            (
+                label,
+                fmt_cell(raised),
+                *((fmt_cell(answered), fmt_share(answered, raised)) if known else ("–", "–")),
+            )
             for label, raised, answered in handled
         ],
         "marts": marts,
@@ -858,13 +872,14 @@ def write_pack_pages(
     register_run: str,
     review: list[dict[str, Any]],
     warnings: list[dict[str, Any]] | None,
-    verdicts: Sequence[Verdict],
+    verdicts: Sequence[Verdict] | None,
     stem_of: Callable[[dict[str, Any]], str],
 ) -> list[str]:
     """Write the pack pages of month ``period`` into ``folder`` (the pack's folder being written):
     ``index.html`` for the city, one ``<stem>.html`` per township (``stem_of`` names it from a row's
     ``division_code`` and ``township``, as the work queues are named), and ``units/<unit_id>.html`` for the
-    units the pages name. ``review`` and ``warnings`` are the pack's (of that month). Returns the names."""
+    units the pages name. ``review`` and ``warnings`` are the pack's (of that month); ``verdicts`` the
+    verdicts in force (None: not known, so no feedback rate). Returns the names."""
     run_dir = _run_dir(store, register_run)
     con = duckdb.connect()
     marts = {
@@ -908,7 +923,7 @@ def write_pack_pages(
                 "index": False,
             }
         )
-        write_atomically(folder / f"{page.stem}.html", html)
+        (folder / f"{page.stem}.html").write_text(html, encoding="utf-8")
         names.append(f"{page.stem}.html")
         counts = context["counts"]
         township_links.append(
@@ -929,11 +944,13 @@ def write_pack_pages(
             "townships": township_links,
         }
     )
-    write_atomically(folder / "index.html", html)
+    (folder / "index.html").write_text(html, encoding="utf-8")
     names.append("index.html")
     (folder / UNITS_DIR).mkdir(exist_ok=True)
-    data = load_profile_data(store, linked, run_dir.name, verdicts)
+    data = load_profile_data(store, linked, run_dir.name, verdicts or ())
     for unit_id in sorted(linked & set(data.units)):
-        write_atomically(folder / UNITS_DIR / f"{unit_id}.html", render_page(profile_context(data, unit_id)))
+        (folder / UNITS_DIR / f"{unit_id}.html").write_text(
+            render_page(profile_context(data, unit_id)), encoding="utf-8"
+        )
         names.append(f"{UNITS_DIR}/{unit_id}.html")
     return names

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from pipelines import verdicts as vd
 from pipelines.contracts import load_contracts
+from pipelines.marts.pages import write_pack_pages
 from pipelines.store import RunStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -156,10 +157,17 @@ def export_work_queues(
     return [target / name for name in names]
 
 
-def export_period_pack(store: RunStore, period: str, register_run: str | None = None) -> dict[str, Any]:
+def export_period_pack(
+    store: RunStore,
+    period: str,
+    register_run: str | None = None,
+    verdicts: Sequence[vd.Verdict] | None = None,
+) -> dict[str, Any]:
     """Write the pack of month ``period`` (``packs/<period>/``) from a published register run (default:
     the latest): the township work queues of that month only (review items of records about ``period``,
-    warnings of ``period``) and ``summary.json``. Ingest reads every topic to its end, so the register also
+    warnings of ``period``), the pack pages (``index.html``, ``<division>_<township>.html``, the profiles of
+    the units they name in ``units/``; ``verdicts``, the verdicts in force, give the feedback rate) and
+    ``summary.json``. Ingest reads every topic to its end, so the register also
     holds records of later months that arrived before this run: they stay staged and in the register, and
     are only counted here (``later_records``), so a month's pack is the same whenever it is built from the
     same register. The folder is replaced whole. Returns the summary."""
@@ -169,6 +177,16 @@ def export_period_pack(store: RunStore, period: str, register_run: str | None = 
     warnings = None if run.warnings is None else [w for w in run.warnings if w["period"] == period]
     partial = _fresh(store.pack_partial_dir(period))
     names = _write_queues(partial, run, review, warnings)
+    pages = write_pack_pages(
+        store,
+        partial,
+        period,
+        run.name,
+        review,
+        warnings,
+        verdicts,
+        stem_of=lambda row: _safe("_".join(_queue_key(row))),  # a page per township, named as its queue
+    )
     summary = {
         "period": period,
         "register_run": run.name,
@@ -177,6 +195,7 @@ def export_period_pack(store: RunStore, period: str, register_run: str | None = 
         "review_items": len(review),
         "warnings": dict(sorted(Counter(w["rule"] for w in warnings or []).items())),
         "files": names,
+        "pages": len(pages),
     }
     text = json.dumps(summary, ensure_ascii=False, indent=2)
     (partial / "summary.json").write_text(text + "\n", encoding="utf-8")
