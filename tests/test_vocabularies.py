@@ -114,23 +114,12 @@ def test_higher_levels_leave_the_lower_fields_empty():
     assert industry_path("F519").group_name == group.name == group.group_name
 
 
-# Codes of the 2011 edition that the demo generator (pipelines/generate/names.py) still writes; 2017 has
-# R8890 其他文化艺术业, Q8499 其他未列明卫生服务 (or Q8491), C1819 其他机织服装制造. Strict: fixed, the mark fails.
-GENERATOR_2011_CODES = {"R8790", "Q8490", "C1810"}
 GENERATOR_CODES = sorted(
     {industry.code for industry in (*COMPANY_INDUSTRIES.items, *INDIVIDUAL_TRADES.items)}
 )
 
 
-@pytest.mark.parametrize(
-    "code",
-    [
-        pytest.param(code, marks=pytest.mark.xfail(strict=True, reason="a GB/T 4754-2011 code"))
-        if code in GENERATOR_2011_CODES
-        else code
-        for code in GENERATOR_CODES
-    ],
-)
+@pytest.mark.parametrize("code", GENERATOR_CODES)
 def test_every_industry_the_generator_uses_resolves_under_its_letter(code):
     path = industry_path(code)
     assert path is not None and path.level == "class" and path.section == code[0]
@@ -300,7 +289,7 @@ def test_every_value_the_generator_writes_is_known(tmp_path):
     assert unknown_values("registration", _column(registration, "status")) == {}
     assert unknown_values("taxpayer", _column(tax, "taxpayer_status")) == {}
     assert unknown_values("entity_type", _column(registration, "entity_type")) == {}
-    assert set(unknown_values("industry", _column(registration, "industry_code"))) <= GENERATOR_2011_CODES
+    assert unknown_values("industry", _column(registration, "industry_code")) == {}
     # Values a small sample may not draw.
     active = [value for weighted in ACTIVE_STATUSES.values() for value in weighted.items]
     for value in (*active, *REVOKED_STATUSES.items, "注销", "迁出", "停业"):

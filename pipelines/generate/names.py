@@ -139,17 +139,17 @@ COMPANY_INDUSTRIES = _industries(
     装饰工程    E5012  construction   4
     物流        G5990  logistics      3
     供应链      G5990  logistics      2
-    文化传媒    R8790  office         4
+    文化传媒    R8890  office         4
     广告        L7251  office         2
     管理咨询    L7243  office         3
     企业管理    L7219  office         2
     物业管理    K7020  office         2
     人力资源    L7263  office         1
     教育科技    P8399  office         2
-    健康管理    Q8490  office         1
-    医疗器械    F5174  office         1
+    健康管理    Q8499  office         1
+    医疗器械    F5154  office         1
     机械设备    C3499  factory        3
-    服饰        C1810  factory        2
+    服饰        C1819  factory        2
     纺织        C1711  factory        1
     食品        C1499  factory        2
     新材料      C2929  factory        1
@@ -171,7 +171,7 @@ INDIVIDUAL_TRADES = _industries(
     水果店          F5223  retail      4
     便利店          F5213  retail      5
     超市            F5212  retail      3
-    五金店          F5264  retail      3
+    五金店          F5281  retail      3
     烟酒店          F5227  retail      3
     副食店          F5229  retail      2
     日用品店        F5239  retail      2
@@ -180,7 +180,7 @@ INDIVIDUAL_TRADES = _industries(
     茶叶店          F5226  retail      1
     花店            F5239  retail      1
     文具店          F5241  retail      1
-    建材商行        F5264  retail      2
+    建材商行        F5289  retail      2
     百货商行        F5211  retail      2
     美发店          O8040  service     4
     美容店          O8040  service     3
