@@ -575,6 +575,35 @@ def report(out: Path, run: str | None, open_page: bool) -> None:
         webbrowser.open(path.resolve().as_uri())
 
 
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="The run store.",
+)
+@click.option("--run", "run", help="Register run (default: the latest published one).")
+@click.argument("unit_id")
+def unit(out: Path, run: str | None, unit_id: str) -> None:
+    """Print a summary of unit UNIT_ID and write its profile (一户一档) as one offline HTML page."""
+    from pipelines.marts.pages import UnknownUnitError, write_profile
+    from pipelines.store import RunStore
+    from pipelines.townships.verdict_files import load_verdicts
+
+    store = RunStore(out)
+    try:
+        path, profile = write_profile(store, unit_id, run, load_verdicts(store.verdicts_dir).in_force)
+    except (FileNotFoundError, UnknownUnitError) as error:
+        raise click.ClickException(str(error)) from None
+    records = "，".join(f"{department} {count}" for department, count in profile["record_counts"])
+    warnings = "，".join(f"{row[1]} {row[2]}" for row in profile["warnings"].rows)
+    click.echo(f"{unit_id} {profile['name']}（名录批次 {profile['register_run']}）")
+    click.echo(f"活跃度等级: {profile['tier']}")
+    click.echo(f"关联记录: {records or '无'}")
+    click.echo(f"当前预警: {len(profile['warnings'].rows)}{'（' + warnings + '）' if warnings else ''}")
+    click.echo(f"profile: {path}")
+
+
 def _demo_key(out: Path) -> None:
     """The demo makes its own tokenisation key (kept beside its output) when none is configured."""
     if os.environ.get(HMAC_KEY_ENV):

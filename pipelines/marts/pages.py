@@ -498,6 +498,7 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
         "name": unit.get("name") or unit_id,
         "register_run": data.run,
         "generated_at": fmt_cell(datetime.fromisoformat(utc_now())),
+        "tier": fmt_cell(_tier_text(unit)),
         "identity": [(label, fmt_cell(value)) for label, value in identity],
         "records": records,
         "record_counts": [(r["department"], len(r["grid"].rows)) for r in records],
