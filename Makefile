@@ -24,11 +24,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Debian packages the tests use: Chromium (run report in a headless browser), docker-compose (static check
-# of docker/compose.yaml; no Docker engine is needed).
+# Debian packages the tests use: Chromium (run report, unit profiles and township packs in a headless
+# browser), a CJK font for the Chinese of those pages (fonts-noto-cjk: "Noto Sans CJK SC"), docker-compose
+# (static check of docker/compose.yaml; no Docker engine is needed).
+NOTO_CJK := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 system:
-	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || \
-		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium docker-compose)
+	@command -v chromium >/dev/null && command -v docker-compose >/dev/null && test -f $(NOTO_CJK) || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium docker-compose fonts-noto-cjk)
 
 # The package as a user installs it: the wheel in a clean virtualenv without extras (no Airflow, no dev tools),
 # running a small demo from another directory.
