@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from pipelines.contracts import load_contracts, output_schema
+from pipelines.marts.quality import USCC_SHARE_TARGET
 from pipelines.resources import REPORT_TEMPLATE
 from pipelines.store import RunStore, utc_now, write_atomically
 
@@ -51,6 +52,9 @@ SEVERITIES = ("high", "medium", "low")
 REGISTER_TREND_RUNS = 30  # register runs in the timings trend (chart and table)
 MODE_UNRECORDED = "mode not recorded"  # register runs from before runs were incremental
 MODE_COLOURS = {"incremental": PALETTE[0], "rebuild": PALETTE[3], MODE_UNRECORDED: PALETTE[7]}
+UNDER_TARGET = f"< {100 * USCC_SHARE_TARGET:g} %"  # the national register's ceiling on units without a USCC
+OVER_TARGET = f"≥ {100 * USCC_SHARE_TARGET:g} %"
+TARGET_COLOURS = {UNDER_TARGET: PALETTE[2], OVER_TARGET: PALETTE[1]}
 
 
 # -- formatting for people ---------------------------------------------------------------------------------
@@ -740,6 +744,137 @@ def _timings_section(
     return {"work": work, "grid": grid, "chart": chart if stages else None, "trend": _register_trend(metas)}
 
 
+def _days(value: float | None) -> str:
+    return "–" if value is None else f"{fmt_num(value, 0 if float(value).is_integer() else 1)} d"
+
+
+def _share_pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f} %"
+
+
+def _without_uscc(share: float | None) -> str | Markup:
+    """The share of units without a USCC, marked when it reaches the national register's ceiling."""
+    text = _share_pct(share, 2)
+    if share is None or share < USCC_SHARE_TARGET:
+        return text
+    return Markup('<span class="alert">{}</span>').format(text)
+
+
+def _coverage_cell(share: float | None) -> str | Markup:
+    """A share linked as a figure with a small CSS bar behind it."""
+    if share is None:
+        return "–"
+    width = max(0.0, min(100.0, 100 * share))
+    return Markup('<span class="meter"><span style="width:{:.1f}%"></span></span>{}').format(
+        width, _share_pct(share)
+    )
+
+
+def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The register's own quality figures (``meta["quality"]``, from ``pipelines.marts.quality``) over the
+    register runs so far: whether it keeps getting more complete (USCC, coverage) and cleaner (duplicates,
+    review backlog, id churn). Runs from before the figures were kept show as missing."""
+    shown = metas[-REGISTER_TREND_RUNS:]
+    figures = [
+        (run, meta.get("quality") if isinstance(meta.get("quality"), dict) else None) for run, meta in shown
+    ]
+    recorded = [(f"#{int(run.split('-')[1])}", quality) for run, quality in figures if quality]
+    headers = [
+        "run",
+        "units",
+        "no USCC",
+        "share no USCC",
+        "duplicate pairs",
+        "in review",
+        "review age median",
+        "review age max",
+        "registration lag",
+        "merged",
+        "split",
+        "retired",
+        "id churn",
+    ]
+    grid = Grid(headers, numeric=_numeric_from(1, headers), css="register-quality")
+    feeds = list(load_contracts())
+    coverage = Grid(["run", *feeds], numeric=_numeric_from(1, ["", *feeds]), css="register-coverage")
+    for run, quality in reversed(figures):
+        if quality is None:
+            grid.rows.append([run, *["–"] * (len(headers) - 1)])
+            coverage.rows.append([run, *["–"] * len(feeds)])
+            continue
+        churn = quality.get("id_churn") or {}
+        grid.rows.append(
+            [
+                run,
+                fmt_num(quality.get("units")),
+                fmt_num(quality.get("units_without_uscc")),
+                _without_uscc(quality.get("units_without_uscc_share")),
+                fmt_num(quality.get("duplicate_candidates")),
+                fmt_num(quality.get("review_open")),
+                _days(quality.get("review_age_median_days")),
+                _days(quality.get("review_age_max_days")),
+                _days(quality.get("registration_lag_median_days")),
+                fmt_num(churn.get("merged")),
+                fmt_num(churn.get("split")),
+                fmt_num(churn.get("retired")),
+                _share_pct(churn.get("share"), 2),
+            ]
+        )
+        shares = quality.get("coverage") or {}
+        coverage.rows.append([run, *(_coverage_cell(shares.get(feed)) for feed in feeds)])
+    charts = []
+    if recorded:
+        shares = [(name, q.get("units_without_uscc_share")) for name, q in recorded]
+        over = [share is not None and share >= USCC_SHARE_TARGET for _, share in shares]
+        charts = [  # (caption, chart)
+            (
+                f"Without a USCC (target {UNDER_TARGET})",
+                column_chart(
+                    [(name, 100 * (share or 0)) for name, share in shares],
+                    "Units without a USCC per run (%)",
+                    "register run",
+                    "% of units",
+                    width=320,
+                    fmt=lambda v: f"{v:.2f} %",
+                    colours=[TARGET_COLOURS[OVER_TARGET if o else UNDER_TARGET] for o in over],
+                    legend={name: TARGET_COLOURS[name] for name in (UNDER_TARGET, OVER_TARGET)},
+                ),
+            ),
+            (
+                "Duplicate candidate pairs",
+                column_chart(
+                    [(name, q.get("duplicate_candidates") or 0) for name, q in recorded],
+                    "Duplicate candidate pairs per run",
+                    "register run",
+                    "pairs",
+                    width=320,
+                ),
+            ),
+            (
+                "Open review items",
+                column_chart(
+                    [(name, q.get("review_open") or 0) for name, q in recorded],
+                    "Open review items per run",
+                    "register run",
+                    "items",
+                    width=320,
+                ),
+            ),
+        ]
+    missing = sum(1 for _, quality in figures if quality is None)
+    scope = f"The last {len(shown)} of {len(metas)}" if len(shown) < len(metas) else f"All {len(metas)}"
+    scope += " register run(s) up to this one, newest first."
+    if missing:
+        scope += f" {missing} run(s) from before these figures were kept show –."
+    return {
+        "grid": grid,
+        "coverage": coverage,
+        "charts": charts,
+        "scope": scope,
+        "target": f"{100 * USCC_SHARE_TARGET:g} %",
+    }
+
+
 def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
     """Every figure of the page for one register run, formatted, ready for the template."""
     run_dir = store.register_run_dir(register_run)
@@ -753,6 +888,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
     stats = meta.get("stats") or {}  # older register runs kept predicted pairs and refused joins at the top
     linkage = _linkage_section(store, run_dir, manifests)
     divisions = _divisions_section(run_dir)
+    metas = _register_metas(store, register_run)
     overview = [
         ("register run", register_run),
         ("ingest run", ingest_run or "–"),
@@ -781,7 +917,8 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
         "divisions": divisions,
         "flags": _flags_section(run_dir),
         "verdicts": _verdicts_section(meta),
-        "timings": _timings_section(manifest, meta, _register_metas(store, register_run)),
+        "register_quality": _register_quality_section(metas),
+        "timings": _timings_section(manifest, meta, metas),
     }
 
 
