@@ -191,6 +191,8 @@ class AnomalyPlanter:
     def end(self, handle: IO[str], write: Callable[[IO[str], dict[str, Any]], None]) -> None:
         """Write the anomalies of the family that the figures show."""
         for unit_id, (kind, plan) in self.chosen.items():
+            if kind in TREND_SHARES and not plan.get("changed"):
+                continue  # its own figures already looked so: not planted
             if kind == "pillar_power_halves":
                 detail = _halving_shown(self.seen[unit_id])
                 if detail:
@@ -317,8 +319,9 @@ def _change_trend(feed: str, record: dict[str, Any], kind: str, plan: dict[str, 
     period = record.get("period")
     if kind == "goes_dormant" and period and period > plan["stop"]:
         for name in ("tax_paid", "sales") if feed == "tax" else ("kwh",) if feed == "utility" else ():
-            if record.get(name) is not None:
+            if record.get(name):
                 record[name] = 0.0 if feed == "tax" else 0
+                plan["changed"] = True
     elif kind == "tax_falling" and feed == "tax" and period:
         if period == plan["start"] and (record.get("tax_paid") or 0) > 0:
             plan["base"] = (record["tax_paid"], record.get("sales"))
@@ -327,6 +330,7 @@ def _change_trend(feed: str, record: dict[str, Any], kind: str, plan: dict[str, 
             share = math.prod(plan["ratios"][:steps])
             paid, sales = plan["base"]
             record["tax_paid"] = round(paid * share, 2)
+            plan["changed"] = True
             if sales is not None and record.get("sales") is not None:
                 record["sales"] = round(sales * share, 2)
     elif kind == "pillar_power_halves" and feed == "utility" and period:
@@ -337,6 +341,7 @@ def _change_trend(feed: str, record: dict[str, Any], kind: str, plan: dict[str, 
         if kwh is None:
             return
         factor = plan.setdefault("factor", plan["target_kwh"] / max(kwh, 1.0))
+        plan["changed"] = True
         if period == LAST_MONTH and plan["readings"]:
             record["kwh"] = round(statistics.mean(plan["readings"]) * plan["half"])
         else:
