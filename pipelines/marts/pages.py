@@ -618,13 +618,57 @@ def _unit_link(unit_id: str | None, name: str | None, linked: set[str]) -> dict[
     return {"href": f"{UNITS_DIR}/{unit_id}.html" if unit_id else None, "text": name or unit_id or "–"}
 
 
+@dataclass(frozen=True)
+class PackInputs:
+    """The month's review items and warnings of the register run, those raised about the month in any run
+    so far (the feedback rate's denominator), and the verdicts in force (None: not known)."""
+
+    review: list[dict[str, Any]]
+    warnings: list[dict[str, Any]] | None
+    raised_review: list[dict[str, Any]]
+    raised_warnings: list[dict[str, Any]]
+    verdicts: Sequence[Verdict] | None
+
+    @classmethod
+    def read(
+        cls,
+        store: RunStore,
+        run_dir: Path,
+        period: str,
+        of_period: set[tuple[str, str]],
+        verdicts: Sequence[Verdict] | None,
+    ) -> PackInputs:
+        raised_review: dict[str, dict[str, Any]] = {}
+        raised_warnings: dict[str, dict[str, Any]] = {}
+        review: list[dict[str, Any]] = []
+        warnings: list[dict[str, Any]] | None = None
+        for path in _runs_up_to(store, run_dir.name):  # oldest first: the latest row of an item wins
+            items = [
+                i
+                for i in pq.read_table(path / "review.parquet").to_pylist()
+                if (i["feed"], i["record_id"]) in of_period
+            ]
+            raised_review |= {i["review_id"]: i for i in items}
+            found = None
+            if (path / "warnings.parquet").is_file():
+                table = pq.read_table(path / "warnings.parquet", filters=[("period", "=", period)])
+                found = table.to_pylist()
+                raised_warnings |= {w["warning_id"]: w for w in found}
+            if path == run_dir:
+                review, warnings = items, found
+        return cls(review, warnings, list(raised_review.values()), list(raised_warnings.values()), verdicts)
+
+
+def _on(page: Page | None, row: dict[str, Any]) -> bool:
+    """Whether a review item or warning belongs on a page (every one on the city's)."""
+    return page is None or (row["division_code"], row["township"]) == (page.division_code, page.township)
+
+
 def _pack_page_context(
     con: duckdb.DuckDBPyConnection,
     page: Page | None,
     period: str,
-    review: list[dict[str, Any]],
-    warnings: list[dict[str, Any]] | None,
-    verdicts: Sequence[Verdict] | None,
+    inputs: PackInputs,
     marts: dict[str, bool],
     quality: dict[str, Any],
     linked: set[str],
@@ -700,21 +744,8 @@ def _pack_page_context(
                 ],
             }
         )
-    mine = [
-        w
-        for w in warnings or []
-        if page is None or (w["division_code"], w["township"]) == (page.division_code, page.township)
-    ]
-    items = [
-        i
-        for i in review
-        if page is None or (i["division_code"], i["township"]) == (page.division_code, page.township)
-    ]
-    # answered: a review item when a verdict in force is about its record; a warning when one names its unit
-    answered_records = {(v.feed, v.record_id) for v in verdicts or () if v.record_id}
-    answered_units = {u for v in verdicts or () for u in (v.unit_id_a, v.unit_id_b) if u}
-    items_answered = sum((i["feed"], i["record_id"]) in answered_records for i in items)
-    warnings_answered = sum(w["unit_id"] in answered_units for w in mine)
+    mine = [w for w in inputs.warnings or [] if _on(page, w)]
+    items = [i for i in inputs.review if _on(page, i)]
     by_rule = Counter(RULES.get(w["rule"], w["rule"]) for w in mine)
     top = sorted(mine, key=lambda w: (w["priority"], w["rule"], w["unit_id"]))[:limit]
     warning_rows = [
@@ -728,10 +759,21 @@ def _pack_page_context(
         }
         for w in top
     ]
-    known = verdicts is not None
+    # Raised: in any register run so far (an answered item leaves the review of the runs after its verdict).
+    # Answered: a review item when a verdict in force is about its record; a warning when one names its unit.
+    verdicts = inputs.verdicts or ()
+    answered_records = {(v.feed, v.record_id) for v in verdicts if v.record_id}
+    answered_units = {u for v in verdicts for u in (v.unit_id_a, v.unit_id_b) if u}
+    raised_items = [i for i in inputs.raised_review if _on(page, i)]
+    raised_warnings = [w for w in inputs.raised_warnings if _on(page, w)]
+    known = inputs.verdicts is not None
     handled = [
-        ("预警（本期）", len(mine), warnings_answered),
-        ("待核查记录", len(items), items_answered),
+        ("预警", len(raised_warnings), sum(w["unit_id"] in answered_units for w in raised_warnings)),
+        (
+            "待核查记录",
+            len(raised_items),
+            sum((i["feed"], i["record_id"]) in answered_records for i in raised_items),
+        ),
     ]
     units_total = sum(n for _, n in by_section)
     return {
@@ -871,17 +913,18 @@ def write_pack_pages(
     folder: Path,
     period: str,
     register_run: str,
-    review: list[dict[str, Any]],
-    warnings: list[dict[str, Any]] | None,
+    of_period: set[tuple[str, str]],
     verdicts: Sequence[Verdict] | None,
     stem_of: Callable[[dict[str, Any]], str],
 ) -> list[str]:
     """Write the pack pages of month ``period`` into ``folder`` (the pack's folder being written):
     ``index.html`` for the city, one ``<stem>.html`` per township (``stem_of`` names it from a row's
     ``division_code`` and ``township``, as the work queues are named), and ``units/<unit_id>.html`` for the
-    units the pages name. ``review`` and ``warnings`` are the pack's (of that month); ``verdicts`` the
-    verdicts in force (None: not known, so no feedback rate). Returns the names."""
+    units the pages name. ``of_period``: the (feed, record_id) of the records about the month, whose review
+    items the pack holds; ``verdicts``: the verdicts in force (None: not known, so no feedback rate).
+    Returns the names."""
     run_dir = _run_dir(store, register_run)
+    inputs = PackInputs.read(store, run_dir, period, of_period, verdicts)
     con = duckdb.connect()
     marts = {
         "units": _table(con, "units", read_mart(run_dir, "units", columns=list(UNITS_SCHEMA)), UNITS_SCHEMA),
@@ -898,7 +941,7 @@ def write_pack_pages(
         "SELECT DISTINCT division_code, township FROM ("
         "SELECT division_code, township FROM units UNION ALL SELECT division_code, township FROM unit_month)"
     ).fetchall()
-    places += [(row["division_code"], row["township"]) for row in [*review, *(warnings or [])]]
+    places += [(row["division_code"], row["township"]) for row in [*inputs.review, *(inputs.warnings or [])]]
     pages = sorted(
         {Page(stem_of({"division_code": d, "township": t}), d, t) for d, t in set(places)},
         key=lambda p: p.stem,
@@ -914,7 +957,7 @@ def write_pack_pages(
     names = []
     township_links = []
     for page in pages:
-        context = _pack_page_context(con, page, period, review, warnings, verdicts, marts, quality, linked)
+        context = _pack_page_context(con, page, period, inputs, marts, quality, linked)
         html = render_page(
             {
                 **common,
@@ -934,7 +977,7 @@ def write_pack_pages(
                 "cells": [fmt_cell(counts[key]) for key in ("units", "warnings", "review")],
             }
         )
-    city = _pack_page_context(con, None, period, review, warnings, verdicts, marts, quality, linked)
+    city = _pack_page_context(con, None, period, inputs, marts, quality, linked)
     html = render_page(
         {
             **common,

@@ -182,8 +182,7 @@ def export_period_pack(
         partial,
         period,
         run.name,
-        review,
-        warnings,
+        of_period,
         verdicts,
         stem_of=lambda row: _safe("_".join(_queue_key(row))),  # a page per township, named as its queue
     )
