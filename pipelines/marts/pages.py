@@ -362,11 +362,7 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
         raise UnknownUnitError(f"unknown unit {unit_id}: not in register run {data.run}")
     industry = " ".join(
         part
-        for part in (
-            unit.get("industry_code"),
-            unit.get("industry_section_name"),
-            unit.get("industry_division_name"),
-        )
+        for part in (unit.get("industry_code"), unit.get("industry_section_name"), unit.get("industry_name"))
         if part
     )
     status = unit.get("status_label") or unit.get("status")
@@ -716,12 +712,12 @@ def _pack_page_context(
     lockon = []
     for code, title in LOCKON_LISTS.items():
         rows = con.execute(
-            f"SELECT unit_id, name, tier, measure, value, previous_value, change, reason FROM lockon "
-            f"WHERE {where} AND list = ? AND period = ? ORDER BY rank, unit_id LIMIT ?",
-            [*params, code, period, limit],
+            f"SELECT unit_id, name, tier, measure, value, previous_value, change, reason, period FROM lockon "
+            f"WHERE {where} AND list = ? ORDER BY rank, unit_id LIMIT ?",
+            [*params, code, limit],
         ).fetchall()
         total = con.execute(
-            f"SELECT count(*) FROM lockon WHERE {where} AND list = ? AND period = ?", [*params, code, period]
+            f"SELECT count(*) FROM lockon WHERE {where} AND list = ?", [*params, code]
         ).fetchone()[0]
         lockon.append(
             {
@@ -733,6 +729,7 @@ def _pack_page_context(
                         "unit": _unit_link(r[0], r[1], linked),
                         "cells": [
                             r[2] or "–",
+                            r[8] or "–",
                             MEASURES.get(r[3], r[3] or "–"),
                             fmt_cell(r[4]),
                             fmt_cell(r[5]),
@@ -843,7 +840,7 @@ def _quality_context(run_dir: Path) -> dict[str, Any]:
                 fmt_cell(row.get("review_open")),
                 fmt_cell(row.get("review_age_median_days")),
                 fmt_cell(row.get("registration_lag_median_days")),
-                fmt_cell(row.get("id_churn")),
+                _churn(row.get("id_churn")),
             ]
         )
     coverage = (rows[-1].get("coverage") or {}) if rows else {}
@@ -858,6 +855,13 @@ def _quality_context(run_dir: Path) -> dict[str, Any]:
         "%",
     )
     return {"grid": grid, "coverage": chart if coverage else None}
+
+
+def _churn(churn: dict[str, Any] | None) -> str:
+    """Lineage events of a run: 合并 2 / 拆分 0 / 注销编号 1."""
+    if not churn:
+        return "–"
+    return " / ".join(f"{label} {fmt_cell(churn.get(event) or 0)}" for event, label in LINEAGE_EVENTS.items())
 
 
 UNITS_SCHEMA = {
