@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import html as htmllib
 import json
@@ -23,6 +24,7 @@ from pipelines.ingest.job import run_ingest
 from pipelines.kafka import produce_messages
 from pipelines.landing import resolve_and_land
 from pipelines.malformed import malformed_messages
+from pipelines.marts.quality import USCC_SHARE_TARGET, register_quality
 from pipelines.ops.report import (
     bar_chart,
     build_context,
@@ -55,6 +57,7 @@ SECTIONS = {
     "linkage": "Linkage",
     "divisions": "Review and warnings by division",
     "flags": "Flags",
+    "register-quality": "Register quality",
     "timings": "Timings",
 }
 
@@ -429,3 +432,78 @@ def test_register_runs_from_before_modes_and_stats_still_render(store, tmp_path)
     assert runs["reg-000001"][1:] == ["–"] * 5
     assert runs["reg-000002"][1] == "incremental"
     assert "mode not recorded" in _section(page, "timings")  # in the trend chart's legend
+
+
+def _quality_of(store: RunStore, run: str) -> dict:
+    """The register quality figures of a run, from its own files (as the pass stores them in its meta)."""
+    run_dir = store.register_run_dir(run)
+    tables = {
+        name: pq.read_table(run_dir / f"{name}.parquet")
+        for name in ("register", "links", "review", "lineage", "warnings")
+    }
+    records = {path.stem: pq.read_table(path) for path in (run_dir / "state" / "records").glob("*.parquet")}
+    created_at = store.register_meta(run_dir)["created_at"]
+    today = datetime.datetime.fromisoformat(created_at).date()
+    return register_quality(tables, records, run, created_at, today)
+
+
+def _with_quality(store: RunStore, tmp_path: Path, runs: dict[str, dict | None]) -> RunStore:
+    """A copy of the store whose register runs carry these quality figures (None: the run has none)."""
+    copy = RunStore(tmp_path / "store")
+    shutil.copytree(store.root, copy.root, symlinks=True)
+    for run, quality in runs.items():
+        path = copy.register_run_dir(run) / "_meta.json"
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta.pop("quality", None)
+        if quality is not None:
+            meta["quality"] = quality
+        path.write_text(json.dumps(meta), encoding="utf-8")
+    return copy
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_the_register_quality_of_each_run_shows_across_runs_and_older_runs_show_as_missing(store, tmp_path):
+    figures = {run: _quality_of(store, run) for run in ("reg-000002", "reg-000003")}
+    copy = _with_quality(store, tmp_path, {"reg-000001": None, **figures})
+    page = write_report(copy, "reg-000003").read_text(encoding="utf-8")
+    assert all(f'<section id="{section}">' in page for section in SECTIONS)
+    section = _section(page, "register-quality")
+    assert "1 run(s) from before these figures were kept" in section
+
+    rows = {row[0]: row for row in _table(page, "register-quality")}
+    assert list(rows) == ["reg-000003", "reg-000002", "reg-000001"]
+    assert rows["reg-000001"][1:] == ["–"] * 12
+    for run, quality in figures.items():
+        row = rows[run]
+        churn = quality["id_churn"]
+        assert row[1:3] == [fmt_num(quality["units"]), fmt_num(quality["units_without_uscc"])]
+        assert f"{100 * quality['units_without_uscc_share']:.2f} %" in row[3]
+        assert ('class="alert"' in row[3]) == (quality["units_without_uscc_share"] >= USCC_SHARE_TARGET)
+        assert row[4:6] == [fmt_num(quality["duplicate_candidates"]), fmt_num(quality["review_open"])]
+        assert row[9:12] == [fmt_num(churn["merged"]), fmt_num(churn["split"]), fmt_num(churn["retired"])]
+
+    coverage = {row[0]: row for row in _table(page, "register-coverage")}
+    assert coverage["reg-000001"][1:] == ["–"] * len(load_contracts())
+    for run, quality in figures.items():
+        for feed, cell in zip(load_contracts(), coverage[run][1:], strict=True):
+            assert cell.endswith(f"{100 * quality['coverage'][feed]:.1f} %")
+            assert f'style="width:{100 * quality["coverage"][feed]:.1f}%"' in cell
+
+    # the charts (share without USCC, duplicate pairs, review items): a column per run with figures
+    tips = re.findall(r"<rect [^>]*><title>(.*?)</title></rect>", section)
+    runs = [(f"#{int(run.split('-')[1])}", quality) for run, quality in sorted(figures.items())]
+    assert tips == [
+        *(f"{n}: {100 * q['units_without_uscc_share']:.2f} %" for n, q in runs),
+        *(f"{n}: {fmt_num(q['duplicate_candidates'])}" for n, q in runs),
+        *(f"{n}: {fmt_num(q['review_open'])}" for n, q in runs),
+    ]
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_register_runs_without_quality_figures_still_render(store, tmp_path):
+    copy = _with_quality(store, tmp_path, dict.fromkeys(store.register_runs()))
+    page = write_report(copy, "reg-000003").read_text(encoding="utf-8")
+    section = _section(page, "register-quality")
+    assert "no register run recorded quality figures yet" in section and "<svg" not in section
+    assert [row[1:] for row in _table(page, "register-quality")] == [["–"] * 12] * 3
+    assert all(f'<section id="{section}">' in page for section in SECTIONS)
