@@ -167,15 +167,23 @@ _TABLE_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _table_schema(path: Path) -> pa.Schema:
+def _table_schema(path: Path, resolved_only: bool = False) -> pa.Schema:
     spec = json.loads(path.read_text(encoding="utf-8"))
-    return pa.schema([pa.field(f["name"], _TABLE_TYPES[f["type"]]) for f in spec["fields"]])
+    fields = [f for f in spec["fields"] if not (resolved_only and f.get("added_by"))]
+    return pa.schema([pa.field(f["name"], _TABLE_TYPES[f["type"]]) for f in fields])
 
 
 @cache
 def output_schema(table: str) -> pa.Schema:
-    """Arrow schema of a register table (register, links, review, lineage)."""
+    """Arrow schema of a register table (register, links, review, lineage) as published."""
     return _table_schema(resources.OUTPUT_SCHEMAS / f"{table}.json")
+
+
+@cache
+def resolver_schema(table: str) -> pa.Schema:
+    """The columns of a register table the resolver writes: without those a later step adds (the fields
+    marked ``added_by``, such as the register's tier from the marts)."""
+    return _table_schema(resources.OUTPUT_SCHEMAS / f"{table}.json", resolved_only=True)
 
 
 @cache

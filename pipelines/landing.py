@@ -16,12 +16,15 @@ import resource
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.marts.analysis import write_analysis_database
+from pipelines.marts.build import PARTITIONED, TIER_COLUMNS, MartInputs, build_marts
 from pipelines.pii import Tokeniser, load_key
 from pipelines.resolve import (
     MODEL_PATH,
@@ -37,12 +40,13 @@ from pipelines.resolve import (
 from pipelines.resolve.state import ISSUED_SCHEMA, STATE_VERSION
 from pipelines.rules.warnings import Facts, Figures, compute_warnings
 from pipelines.staging import all_latest_records
-from pipelines.store import RunStore, utc_now
+from pipelines.store import MARTS_DIR, RunStore, utc_now
 from pipelines.townships.verdict_files import load_verdicts
 from pipelines.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 PUBLISHED = ("register", "links", "review", "warnings")
+CARRIED_MARTS = ["unit_month", "register_quality"]  # what a run's marts start from: the last run's
 
 
 @dataclass
@@ -156,6 +160,21 @@ def prepare_register(
             **resolution.timings,
             "warnings": round(time.monotonic() - begun, 3),
         }
+        begun = time.monotonic()
+        marts = build_marts(
+            MartInputs(
+                tables=resolution.tables,
+                records=resolution.state.records,
+                reference=resolution.state.reference,
+                run_id=run_id,
+                created_at=utc_now(),
+                today=date.today(),
+                touched=None if reason else resolution.touched_units,
+                previous=store.register_marts(latest, CARRIED_MARTS) if latest and not reason else {},
+            )
+        )
+        resolution.tables["register"] = marts.register
+        timings["marts"] = round(time.monotonic() - begun, 3)
         meta = {
             "run_id": run_id,
             "mode": "rebuild" if reason else "incremental",
@@ -171,6 +190,8 @@ def prepare_register(
             },
             "timings_s": timings,
             "state": {"reference": resolution.state.reference, "tax_periods": tax_periods},
+            "quality": marts.quality,
+            "marts": {name: table.num_rows for name, table in marts.tables.items()},
         }
         begun = time.monotonic()
         state_tables = {
@@ -178,7 +199,7 @@ def prepare_register(
             "issued": resolution.history.issued,
             "constraints": resolution.history.constraints,
         }
-        store.write_register(run_id, resolution.tables, meta, state_tables)
+        store.write_register(run_id, resolution.tables, meta, state_tables, marts.tables, PARTITIONED)
         meta["timings_s"]["write"] = round(time.monotonic() - begun, 3)
         meta["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         store.rewrite_register_meta(run_id, meta)
@@ -228,9 +249,11 @@ def _history(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | 
     if not published:
         return History.empty()
     kept = kept or {}
+    register = published["register"]
+    register = register.drop_columns([c for c in TIER_COLUMNS if c in register.column_names])
     return History(
-        issued=kept.get("issued", _issued_from(published["register"])),
-        register=published["register"],
+        issued=kept.get("issued", _issued_from(register)),
+        register=register,
         links=published["links"],
         review=published["review"],
         constraints=kept.get("constraints", History.empty().constraints),
@@ -294,7 +317,22 @@ def publish_pending(store: RunStore) -> Path | None:
         pending = store.pending_registers()
         published = store.publish_register(pending[-1]) if pending else store.finish_publishing()
         store.prune_state()
+        _point_bi_at_latest(store)
         return published
+
+
+def _point_bi_at_latest(store: RunStore) -> None:
+    """The stable paths BI tools use: ``<out>/marts`` and the views of ``<out>/analysis.duckdb``."""
+    latest = store.register_latest()
+    if latest is None or not (latest / MARTS_DIR).is_dir():
+        return
+    if not store.marts_link.is_symlink():
+        store.marts_link.symlink_to(Path("register") / "latest" / MARTS_DIR, target_is_directory=True)
+    names = sorted(p.name for p in (latest / MARTS_DIR).iterdir() if p.is_dir())
+    # the link itself, not where it points now: the views follow each new run without being rewritten
+    write_analysis_database(
+        store.analysis_database, store.register_latest_link.absolute(), names, PARTITIONED
+    )
 
 
 def resolve_and_land(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 STATE_DIR = "state"  # inside a register run: what the next run starts from
+MARTS_DIR = "marts"  # inside a register run: the BI marts, one folder per table
 
 
 class StoreLockedError(RuntimeError):
@@ -154,9 +155,12 @@ class RunStore:
         tables: dict[str, pa.Table],
         meta: dict[str, Any],
         state: dict[str, pa.Table] | None = None,
+        marts: dict[str, pa.Table] | None = None,
+        partitions: dict[str, str] | None = None,
     ) -> Path:
         """Write a run's register tables (and the resolution state the next run starts from, under
-        ``state/``) into a hidden folder nobody reads; ``publish_register`` shows it."""
+        ``state/``; and the BI marts, one folder each under ``marts/``, hive-partitioned by the column
+        ``partitions`` names) into a hidden folder nobody reads; ``publish_register`` shows it."""
         import pyarrow.parquet as pq
 
         if self.register_run_dir(run_id).exists():
@@ -170,6 +174,16 @@ class RunStore:
             path = partial / f"{name}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path)
+        for name, table in (marts or {}).items():
+            folder = partial / MARTS_DIR / name
+            column = (partitions or {}).get(name)
+            if column and table.num_rows:
+                pq.write_to_dataset(
+                    table, folder, partition_cols=[column], basename_template="part-{i}.parquet"
+                )
+            else:
+                folder.mkdir(parents=True)
+                pq.write_table(table, folder / "part-0.parquet")
         meta_text = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
         (partial / "_meta.json").write_text(meta_text + "\n", encoding="utf-8")
         return partial
@@ -218,6 +232,37 @@ class RunStore:
 
         paths = {name: run_dir / f"{name}.parquet" for name in names}
         return {name: pq.read_table(path) for name, path in paths.items() if path.is_file()}
+
+    def register_marts(self, run_dir: Path, names: list[str]) -> dict[str, pa.Table]:
+        """The named marts of a register run (those it has); partition columns come back as strings."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        found = {}
+        for name in names:
+            folder = run_dir / MARTS_DIR / name
+            if folder.is_dir():
+                table = ds.dataset(folder, partitioning="hive").to_table()
+                found[name] = table.cast(
+                    pa.schema(
+                        [
+                            f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
+                            for f in table.schema
+                        ]
+                    )
+                )
+        return found
+
+    @property
+    def marts_link(self) -> Path:
+        """``<out>/marts``: the latest register run's marts, at a path that never changes (BI tools and the
+        ``unitfusion_marts`` asset point here)."""
+        return self.root / "marts"
+
+    @property
+    def analysis_database(self) -> Path:
+        """``<out>/analysis.duckdb``: a DuckDB file with a view per mart of the latest register run."""
+        return self.root / "analysis.duckdb"
 
     def rewrite_register_meta(self, run_id: str, meta: dict[str, Any]) -> None:
         """Replace the ``_meta.json`` of a written, unpublished run (figures known only after writing)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 import pyarrow as pa
 
-from pipelines.contracts import output_schema
+from pipelines.contracts import output_schema, resolver_schema
 from pipelines.resolve.entities import ENTITY_SCHEMA
 from pipelines.resolve.evidence import CONSTRAINT_SCHEMA
 from pipelines.resolve.model import EDGE_SCHEMA
@@ -102,7 +102,7 @@ class History:
     def empty(cls) -> History:
         return cls(
             issued=ISSUED_SCHEMA.empty_table(),
-            register=output_schema("register").empty_table(),
+            register=resolver_schema("register").empty_table(),
             links=output_schema("links").empty_table(),
             review=output_schema("review").empty_table(),
             constraints=CONSTRAINT_SCHEMA.empty_table(),

@@ -14,7 +14,7 @@ from datetime import date
 
 import pyarrow as pa
 
-from pipelines.contracts import output_schema
+from pipelines.contracts import resolver_schema
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.types import ResolveSettings
 
@@ -289,4 +289,4 @@ def register_rows(
         multi_licence=pa.table({"unit_id": pa.array(multi_licence, pa.string())}),
         **{feed: records[feed] for feed in FIGURES},
     )
-    return rows.cast(output_schema("register"))
+    return rows.cast(resolver_schema("register"))

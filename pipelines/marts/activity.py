@@ -1,0 +1,303 @@
+"""What ``unit_month`` says about each unit over time: births, closures, dormancy and revivals per month
+(``demography``), the activity and credit tier of each unit, and the lock-on lists townships follow up.
+
+A unit is active in a month when any activity flag of ``unit_month`` is set. Its months run from its first
+month with any record to the reference month ("now": the latest month of the tax and electricity figures,
+as the warnings see it, ``Resolution.state.reference``); months with no record are inactive.
+``dormant_months`` inactive months in a row make it dormant, counted in the month the run reaches that
+length (known then, without looking ahead); its next active month is a revival. Everything is computed
+over all units at once in DuckDB: the cost follows the rows of ``unit_month``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipelines.contracts import contract
+from pipelines.marts.config import MartConfig
+from pipelines.marts.sql import month_index, month_text, query
+
+CLOSED_STATUSES = ("cancelled", "revoked")  # a registration that ended: the month it changed is a closure
+
+
+def registration_facts(links: pa.Table, records: dict[str, pa.Table], config: MartConfig) -> pa.Table:
+    """Per registered unit: the month it was established, the month its registration last changed, and
+    whether it is listed as abnormal (the registration feed's fields, named in ``marts.toml``)."""
+    names = config.registration
+    feed = names["feed"]
+    table = records[feed]
+    changed = table[names["changed"]]
+    changed_month = contract(feed).record_periods(pa.table({names["changed"]: changed}))
+    registrations = pa.table(
+        {
+            "record_id": table["record_id"],
+            "established": table[names["established"]],
+            "changed_month": changed_month.cast(pa.string()),
+            "abnormal_since": table[names["abnormal_since"]],
+        }
+    )
+    return query(
+        f"""
+        SELECT l.unit_id, strftime(min(r.established), '%Y-%m') AS established_month,
+               max(r.changed_month) AS changed_month, bool_or(r.abnormal_since IS NOT NULL) AS abnormal
+        FROM registrations r JOIN links l ON l.feed = '{feed}' AND l.record_id = r.record_id
+        GROUP BY l.unit_id
+        """,
+        registrations=registrations,
+        links=links.select(["feed", "record_id", "unit_id"]),
+    )
+
+
+def _grid_sql(config: MartConfig, reference: str) -> str:
+    """Every unit's months up to the reference month, with ``active`` and ``idle``: months since its last
+    active month (0 when active, null before its first). A unit's months start at its first record, but
+    not before every department it appears in reports at all (the first month that department's figure
+    has any value in the city): a month no department of the unit covered says nothing about it."""
+    measures = sorted({flag.measure for flag in config.activity_flags})
+    covered = ", ".join(f"min(m) FILTER (WHERE {name} IS NOT NULL) AS from_{name}" for name in measures)
+    starts = ", ".join(
+        f"CASE WHEN bool_or(a.{name} IS NOT NULL) THEN any_value(c.from_{name}) END" for name in measures
+    )
+    return f"""
+        am AS (SELECT unit_id, {month_index("period")} AS m, active, {", ".join(measures)} FROM unit_month),
+        coverage AS (SELECT {covered} FROM am),
+        span AS (
+            SELECT a.unit_id, min(a.m) AS first_m, greatest(min(a.m), {starts}) AS from_m
+            FROM am a, coverage c GROUP BY a.unit_id
+        ),
+        grid AS (
+            SELECT unit_id, first_m, unnest(range(from_m, {month_index(f"'{reference}'")} + 1)) AS m FROM span
+        ),
+        filled AS (
+            SELECT g.unit_id, g.m, coalesce(am.active, false) AS active
+            FROM grid g LEFT JOIN am USING (unit_id, m)
+        ),
+        months AS (
+            SELECT *, m - max(CASE WHEN active THEN m END) OVER (
+                PARTITION BY unit_id ORDER BY m ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) AS idle
+            FROM filled
+        ),
+        events AS (
+            SELECT *, coalesce(idle = {config.dormant_months}, false) AS went_dormant,
+                   coalesce(active AND lag(idle) OVER (PARTITION BY unit_id ORDER BY m)
+                       >= {config.dormant_months}, false) AS revived
+            FROM months
+        )"""
+
+
+def demography(
+    unit_month: pa.Table, units: pa.Table, registration: pa.Table, config: MartConfig, reference: str | None
+) -> pa.Table:
+    """Births, closures, revivals, units going dormant and active units per month, division, township and
+    industry section. A birth is the month a unit was established (registered units) or its first month
+    with any record (the others); a closure the month a registration that is now cancelled or revoked last
+    changed. ``reference``: the latest month of the figures."""
+    if reference is None:
+        return _empty_demography()
+    closed = ", ".join(f"'{status}'" for status in CLOSED_STATUSES)
+    return query(
+        f"""
+        WITH {_grid_sql(config, reference)},
+        monthly AS (
+            SELECT unit_id, {month_text("m")} AS period, active::INT AS active, went_dormant::INT AS dormant,
+                   revived::INT AS revived, 0 AS birth, 0 AS closure
+            FROM events
+        ),
+        births AS (
+            SELECT s.unit_id, coalesce(r.established_month, {month_text("s.first_m")}) AS period,
+                   0, 0, 0, 1, 0
+            FROM span s LEFT JOIN registration r USING (unit_id)
+        ),
+        closures AS (
+            SELECT r.unit_id, r.changed_month, 0, 0, 0, 0, 1
+            FROM registration r JOIN units u USING (unit_id)
+            WHERE u.status IN ({closed}) AND r.changed_month IS NOT NULL
+        ),
+        everything AS (SELECT * FROM monthly UNION ALL SELECT * FROM births UNION ALL SELECT * FROM closures)
+        SELECT e.period, u.division_code, u.township, u.industry_section,
+               sum(e.birth)::BIGINT AS births, sum(e.closure)::BIGINT AS closures,
+               sum(e.revived)::BIGINT AS revivals, sum(e.dormant)::BIGINT AS went_dormant,
+               sum(e.active)::BIGINT AS active_units
+        FROM everything e JOIN units u USING (unit_id)
+        GROUP BY ALL
+        ORDER BY ALL
+        """,
+        unit_month=unit_month,
+        units=units.select(["unit_id", "division_code", "township", "industry_section", "status"]),
+        registration=registration,
+    )
+
+
+def _empty_demography() -> pa.Table:
+    strings = ["period", "division_code", "township", "industry_section"]
+    counts = ["births", "closures", "revivals", "went_dormant", "active_units"]
+    return pa.schema(
+        [pa.field(n, pa.string()) for n in strings] + [pa.field(n, pa.int64()) for n in counts]
+    ).empty_table()
+
+
+def _recency_sql(points: list[list[int]]) -> str:
+    cases = " ".join(f"WHEN months_since <= {upto} THEN {score}" for upto, score in points)
+    return f"CASE {cases} ELSE 0 END"
+
+
+def tiers(
+    unit_month: pa.Table,
+    units: pa.Table,
+    registration: pa.Table,
+    warnings: pa.Table,
+    config: MartConfig,
+    reference: str | None,
+) -> pa.Table:
+    """Each unit's activity and credit score (0..100) and tier A–D, by the rules of ``marts.toml``:
+    recency of its last active month, the share of active months and the sources active in the look-back
+    window, a registration kept up, less an abnormal listing and warnings in force. Units whose
+    registration ended are graded D."""
+    tier = config.tier
+    ref, look_back = month_index(f"'{reference or '0000-01'}'"), config.look_back_months
+    sources = " + ".join(f"bool_or({f.name})::INT" for f in config.activity_flags)
+    grades = sorted(tier["grades"].items(), key=lambda grade: -grade[1])
+    grade_sql = " ".join(f"WHEN score >= {low} THEN '{name}'" for name, low in grades)
+    capped = ", ".join(f"'{status}'" for status in tier["cap"]["grade_d_statuses"])
+    penalties = tier["penalties"]
+    return query(
+        f"""
+        WITH um AS (SELECT *, {month_index("period")} AS m FROM unit_month),
+        recent AS (
+            SELECT unit_id, count(*) FILTER (WHERE active) AS active_months, {sources} AS sources
+            FROM um WHERE active AND m > {ref} - {look_back} GROUP BY unit_id
+        ),
+        last AS (
+            SELECT unit_id, {ref} - max(m) FILTER (WHERE active) AS months_since FROM um GROUP BY unit_id
+        ),
+        warned AS (SELECT unit_id, count(*) AS warnings FROM warnings GROUP BY unit_id),
+        scored AS (
+            SELECT u.unit_id, u.status,
+                {_recency_sql(tier["recency"]["points"])}
+                + {tier["volume"]["points"]} * coalesce(r.active_months, 0) / {look_back}
+                + {tier["breadth"]["per_source"]} * coalesce(r.sources, 0)
+                + CASE WHEN {month_index("g.changed_month")} > {ref} - {look_back}
+                       THEN {tier["registration"]["recent_change"]} ELSE 0 END
+                - CASE WHEN g.abnormal THEN {penalties["abnormal_listing"]} ELSE 0 END
+                - {penalties["per_warning"]} * least(coalesce(w.warnings, 0), {penalties["max_warnings"]})
+                AS raw
+            FROM units u LEFT JOIN recent r USING (unit_id) LEFT JOIN last l USING (unit_id)
+            LEFT JOIN warned w USING (unit_id) LEFT JOIN registration g USING (unit_id)
+        ),
+        clipped AS (SELECT *, round(greatest(0, least(100, raw)), 1)::DOUBLE AS score FROM scored)
+        SELECT unit_id, score AS activity_score,
+               CASE WHEN status IN ({capped}) THEN 'D' {grade_sql} ELSE 'D' END AS tier
+        FROM clipped ORDER BY unit_id
+        """,
+        unit_month=unit_month,
+        units=units.select(["unit_id", "status"]),
+        registration=registration,
+        warnings=warnings.select(["unit_id"]),
+    )
+
+
+def lockon(unit_month: pa.Table, units: pa.Table, config: MartConfig, reference: str | None) -> pa.Table:
+    """The lock-on lists as of the reference month: long-dormant units, units whose tax or kWh fell
+    filing after filing, and pillar units (the largest by sales or kWh) whose latest month moved sharply.
+    Each list is ranked by tier (A first: the units that matter most), then by how far the figure moved."""
+    if reference is None:
+        return _empty_lockon()
+    rules, dormant = config.lockon, config.dormant_months
+    ref, look_back = month_index(f"'{reference}'"), config.look_back_months
+    closed = ", ".join(f"'{status}'" for status in (*CLOSED_STATUSES, "moved_out"))
+    parts = [
+        f"""
+        SELECT 'dormant' AS list, unit_id, {month_text("m - idle")} AS period, 'activity' AS measure,
+               idle::DOUBLE AS value, NULL::DOUBLE AS previous_value, NULL::DOUBLE AS change,
+               '连续' || idle || '个月无纳税、用电或寄件' AS reason
+        FROM events e JOIN units u USING (unit_id)
+        WHERE m = {ref} AND idle >= {dormant} AND u.status NOT IN ({closed})
+        """
+    ]
+    falls = int(rules["falling_months"])
+    for name in rules["falling_measures"]:
+        label = config.measure(name).label
+        parts.append(
+            f"""
+            SELECT 'falling', unit_id, {month_text("max(m)")}, '{name}',
+                   max(v) FILTER (WHERE k = 1), max(before) FILTER (WHERE k = {falls}),
+                   max(v) FILTER (WHERE k = 1) / max(before) FILTER (WHERE k = {falls}) - 1,
+                   '{label}连续{falls}期下降，降幅'
+                   || round(100 * (1 - max(v) FILTER (WHERE k = 1) / max(before) FILTER (WHERE k = {falls})))
+                   || '%'
+            FROM (
+                SELECT unit_id, m, {name} AS v,
+                       row_number() OVER (PARTITION BY unit_id ORDER BY m DESC) AS k,
+                       lead({name}) OVER (PARTITION BY unit_id ORDER BY m DESC) AS before
+                FROM um WHERE {name} IS NOT NULL
+            )
+            WHERE k <= {falls}
+            GROUP BY unit_id
+            HAVING count(before) = {falls} AND bool_and(v < before) AND max(m) > {ref} - {look_back}
+               AND max(before) FILTER (WHERE k = {falls}) > 0
+               AND max(v) FILTER (WHERE k = 1) / max(before) FILTER (WHERE k = {falls})
+                   <= 1 - {rules["falling_min_drop"]}
+            """
+        )
+    for name in rules["pillar_measures"]:
+        label = config.measure(name).label
+        parts.append(
+            f"""
+            SELECT 'pillar_change', unit_id, {month_text("latest")}, '{name}', now_value, baseline,
+                   now_value / baseline - 1,
+                   '支柱单位' || '{label}' || CASE WHEN now_value > baseline THEN '上升' ELSE '下降' END
+                   || round(100 * abs(now_value / baseline - 1)) || '%（对比此前月均）'
+            FROM (
+                SELECT w.unit_id, p.latest,
+                       max(w.{name}) FILTER (WHERE w.m = p.latest) AS now_value,
+                       avg(w.{name}) FILTER (WHERE w.m < p.latest) AS baseline
+                FROM um w, (SELECT max(m) AS latest FROM um WHERE {name} IS NOT NULL) p
+                WHERE w.unit_id IN (
+                    SELECT unit_id FROM um WHERE m > {ref} - {look_back} AND {name} IS NOT NULL
+                    GROUP BY unit_id ORDER BY sum({name}) DESC, unit_id LIMIT {int(rules["pillar_top"])}
+                ) AND w.m > {ref} - {look_back} AND w.{name} IS NOT NULL
+                GROUP BY w.unit_id, p.latest
+            )
+            WHERE now_value IS NOT NULL AND baseline > 0
+              AND abs(now_value / baseline - 1) >= {rules["pillar_change"]}
+            """
+        )
+    return query(
+        f"""
+        WITH um AS (SELECT *, {month_index("period")} AS m FROM unit_month), {_grid_sql(config, reference)},
+        listed AS ({" UNION ALL ".join(parts)})
+        SELECT l.list, l.unit_id, u.name, u.division_code, u.township, u.tier, u.activity_score,
+               l.period, l.measure, l.value, l.previous_value, l.change, l.reason,
+               row_number() OVER (
+                   PARTITION BY l.list ORDER BY u.tier, abs(coalesce(l.change, l.value)) DESC, l.unit_id
+               ) AS rank
+        FROM listed l JOIN units u USING (unit_id)
+        ORDER BY l.list, rank
+        """,
+        unit_month=unit_month,
+        units=units.select(
+            ["unit_id", "name", "division_code", "township", "status", "tier", "activity_score"]
+        ),
+    )
+
+
+def _empty_lockon() -> pa.Table:
+    return pa.schema(
+        [
+            ("list", pa.string()),
+            ("unit_id", pa.string()),
+            ("name", pa.string()),
+            ("division_code", pa.string()),
+            ("township", pa.string()),
+            ("tier", pa.string()),
+            ("activity_score", pa.float64()),
+            ("period", pa.string()),
+            ("measure", pa.string()),
+            ("value", pa.float64()),
+            ("previous_value", pa.float64()),
+            ("change", pa.float64()),
+            ("reason", pa.string()),
+            ("rank", pa.int64()),
+        ]
+    ).empty_table()
