@@ -186,7 +186,15 @@ def stage_figures(store: Path) -> dict:
         "rebuild_reason": meta.get("rebuild_reason"),
         "register_s": meta.get("timings_s"),
         "register": {k: v for k, v in meta.items() if k not in META_SHOWN_APART},
+        "marts_mib": _mib_under(latest / "marts") if latest else None,
     }
+
+
+def _mib_under(folder: Path) -> float | None:
+    """Bytes on disk of the files under ``folder`` (the BI marts of a register run), in MiB."""
+    if not folder.is_dir():
+        return None
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / MIB, 1)
 
 
 def broker_rss_mib(broker: EmbeddedBroker) -> int:
