@@ -354,6 +354,7 @@ def test_the_mart_holds_one_row_per_run_with_nested_figures_as_structs(planted, 
     assert pa.types.is_struct(table.schema.field("coverage").type)
     assert pa.types.is_struct(table.schema.field("id_churn").type)
     assert table["run_id"].to_pylist() == ["reg-000002", "reg-000003"]  # oldest first
+    assert quality_table(table.to_pylist()).equals(table)  # the previous run's rows, read back, carry over
     path = tmp_path / "register_quality" / "part-0.parquet"
     path.parent.mkdir()
     pq.write_table(table, path)

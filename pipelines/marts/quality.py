@@ -122,7 +122,7 @@ def register_quality(
     ``created_at`` of earlier register runs by run id, to age review items raised by them."""
     register, review = tables["register"], tables["review"]
     units = register.num_rows
-    without_uscc = units - pc.count(pc.drop_null(_blank_to_null(register["uscc"]))).as_py()
+    without_uscc = units - pc.count(_blank_to_null(register["uscc"])).as_py()
     return {
         "run_id": run_id,
         "created_at": created_at,
