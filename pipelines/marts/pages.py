@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pipelines.contracts import load_contracts, output_schema
 from pipelines.marts.charts import LINE, bar_chart, fmt_value, month_range, monthly_chart
-from pipelines.resources import MART_RULES, MART_TEMPLATES
+from pipelines.marts.config import MartConfig, load_config
+from pipelines.resources import MART_TEMPLATES
 from pipelines.staging import latest_records
 from pipelines.standardise.divisions import by_code
 from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
@@ -148,13 +148,8 @@ LOCKON_LISTS = {
     "falling": "持续下滑单位",
     "pillar_change": "重点单位大幅变动",
 }
-MEASURES = {"tax_paid": "实缴税额", "kwh": "用电量", "sales": "销售额", "activity": "活跃度"}
-TIMELINES = (  # unit_month column, title, unit, chart kind
-    ("tax_paid", "实缴税额", "元", "bar"),
-    ("kwh", "用电量", "千瓦时", "bar"),
-    ("parcels", "寄件量", "件", "bar"),
-)
-TRENDS = (("tax_paid", "实缴税额", "元"), ("kwh", "用电量", "千瓦时"), ("parcels", "寄件量", "件"))
+MEASURES = {"activity": "活跃度"}  # lock-on measures that are no figure of marts.toml [measures]
+MONTHLY = (("tax_paid", "元"), ("kwh", "千瓦时"), ("parcels", "件"))  # unit_month figures charted, and units
 
 
 class UnknownUnitError(LookupError):
@@ -409,12 +404,11 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
     timelines = [
         monthly_chart(
             {r["period"]: r[column] for r in months if r.get(column) is not None},
-            title,
+            _label(column),
             unit_label,
-            kind,
-            axis,
+            months=axis,
         )
-        for column, title, unit_label, kind in TIMELINES
+        for column, unit_label in MONTHLY
     ]
     flag_names = [f.name for f in output_schema("register") if pa.types.is_boolean(f.type)]
     flags = [(FLAGS.get(name, name), bool(unit.get(name))) for name in flag_names]
@@ -558,13 +552,16 @@ def write_profile(
 # -- the township monthly pack --------------------------------------------------------------------------
 
 
-def pack_rows() -> int:
-    """At most this many units per lock-on list and page (``marts.toml`` [lockon] pack_rows)."""
-    return int(tomllib.loads(MART_RULES.read_text(encoding="utf-8"))["lockon"]["pack_rows"])
+@cache
+def _config() -> MartConfig:
+    """The marts' reviewed configuration, read once: look-back window, rows per lock-on list, labels."""
+    return load_config()
 
 
-def look_back_months() -> int:
-    return int(tomllib.loads(MART_RULES.read_text(encoding="utf-8"))["activity"]["look_back_months"])
+def _label(measure: str) -> str:
+    """How pages name a figure (``marts.toml`` [measures.*] label)."""
+    labels = {m.name: m.label for m in _config().measures}
+    return labels.get(measure) or MEASURES.get(measure, measure)
 
 
 def _months_back(period: str, count: int) -> list[str]:
@@ -595,16 +592,6 @@ def _table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None, sc
         return False
     con.register(name, table)
     return True
-
-
-def _where(page: Page | None) -> tuple[str, list[Any]]:
-    """SQL condition (and parameters) for the rows of one township page, or every row for the city."""
-    if page is None:
-        return "true", []
-    return "division_code IS NOT DISTINCT FROM ? AND township IS NOT DISTINCT FROM ?", [
-        page.division_code,
-        page.township,
-    ]
 
 
 def _unit_link(unit_id: str | None, name: str | None, linked: set[str]) -> dict[str, Any]:
@@ -660,8 +647,69 @@ def _on(page: Page | None, row: dict[str, Any]) -> bool:
     return page is None or (row["division_code"], row["township"]) == (page.division_code, page.township)
 
 
+Place = tuple[str | None, str | None] | None  # (division_code, township) of a township page; None: the city
+
+
+class PackFigures:
+    """The figures of every pack page from the marts, each query run once grouped by township and once for
+    the city (a city has hundreds of townships: one query per page and figure would be thousands)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, period: str) -> None:
+        window = _months_back(period, _config().look_back_months)
+        months = [window[0], period]
+        self.window = window
+        self.sections = self._grouped(
+            con,
+            "coalesce(industry_section_name, industry_section, '未分类') AS label, count(*) AS n",
+            "FROM units GROUP BY ALL ORDER BY n DESC, label",
+        )
+        self.statuses = self._grouped(
+            con,
+            "coalesce(status_label, status, '未知') AS label, count(*) AS n",
+            "FROM units GROUP BY ALL ORDER BY n DESC, label",
+        )
+        self.tiers = self._grouped(con, "coalesce(tier, '–'), count(*)", "FROM units GROUP BY ALL")
+        self.months = self._grouped(
+            con,
+            "period, sum(tax_paid), sum(kwh), sum(parcels), count(*) FILTER (WHERE active)",
+            "FROM unit_month WHERE period BETWEEN ? AND ? GROUP BY ALL ORDER BY period",
+            months,
+        )
+        self.demography = self._grouped(
+            con,
+            "period, sum(births), sum(closures), sum(revivals), sum(went_dormant), sum(active_units)",
+            "FROM demography WHERE period BETWEEN ? AND ? GROUP BY ALL ORDER BY period DESC",
+            months,
+        )
+        self.lockon = self._grouped(
+            con,
+            "list, unit_id, name, tier, period, measure, value, previous_value, change, reason",
+            "FROM lockon ORDER BY list, rank, unit_id",
+            by_group=False,
+        )
+
+    @staticmethod
+    def _grouped(
+        con: duckdb.DuckDBPyConnection,
+        select: str,
+        rest: str,
+        params: Sequence[Any] = (),
+        by_group: bool = True,
+    ) -> dict[Place, list[tuple]]:
+        """Rows of ``SELECT <select> <rest>`` per township, and (key None) for the whole city."""
+        grouped: dict[Place, list[tuple]] = defaultdict(list)
+        rows = con.execute(f"SELECT division_code, township, {select} {rest}", list(params)).fetchall()
+        for row in rows:
+            grouped[(row[0], row[1])].append(row[2:])
+        if by_group:
+            grouped[None] = con.execute(f"SELECT {select} {rest}", list(params)).fetchall()
+        else:
+            grouped[None] = [row[2:] for row in rows]
+        return grouped
+
+
 def _pack_page_context(
-    con: duckdb.DuckDBPyConnection,
+    figures: PackFigures,
     page: Page | None,
     period: str,
     inputs: PackInputs,
@@ -669,75 +717,48 @@ def _pack_page_context(
     quality: dict[str, Any],
     linked: set[str],
 ) -> dict[str, Any]:
-    where, params = _where(page)
-    limit = pack_rows()
-    window = _months_back(period, look_back_months())
-    by_section = con.execute(
-        f"SELECT coalesce(industry_section_name, industry_section, '未分类') AS label, count(*) AS n "
-        f"FROM units WHERE {where} GROUP BY ALL ORDER BY n DESC, label",
-        params,
-    ).fetchall()
-    by_status = con.execute(
-        f"SELECT coalesce(status_label, status, '未知') AS label, count(*) AS n "
-        f"FROM units WHERE {where} GROUP BY ALL ORDER BY n DESC, label",
-        params,
-    ).fetchall()
-    by_tier = dict(
-        con.execute(
-            f"SELECT coalesce(tier, '–'), count(*) FROM units WHERE {where} GROUP BY ALL", params
-        ).fetchall()
-    )
-    sums = con.execute(
-        f"SELECT period, sum(tax_paid), sum(kwh), sum(parcels), count(*) FILTER (WHERE active) "
-        f"FROM unit_month WHERE {where} AND period BETWEEN ? AND ? GROUP BY period ORDER BY period",
-        [*params, window[0], period],
-    ).fetchall()
-    monthly = {row[0]: row for row in sums}
+    place: Place = None if page is None else (page.division_code, page.township)
+    limit = int(_config().lockon["pack_rows"])
+    window = figures.window
+    by_section = figures.sections.get(place, [])
+    by_status = figures.statuses.get(place, [])
+    by_tier = dict(figures.tiers.get(place, []))
+    monthly = {row[0]: row for row in figures.months.get(place, [])}
     trends = [
-        monthly_chart({m: monthly[m][i + 1] for m in window if m in monthly}, title, unit, LINE, window)
-        for i, (_, title, unit) in enumerate(TRENDS)
+        monthly_chart(
+            {m: monthly[m][i + 1] for m in window if m in monthly}, _label(column), unit, LINE, window
+        )
+        for i, (column, unit) in enumerate(MONTHLY)
     ]
     active = monthly_chart(
         {m: monthly[m][4] for m in window if m in monthly}, "活跃单位数", "户", "bar", window
     )
-    demography = con.execute(
-        f"SELECT period, sum(births), sum(closures), sum(revivals), sum(went_dormant), sum(active_units) "
-        f"FROM demography WHERE {where} AND period BETWEEN ? AND ? GROUP BY period ORDER BY period DESC",
-        [*params, window[0], period],
-    ).fetchall()
     births = Grid(
         ["月份", "新增", "关闭", "恢复活跃", "转入休眠", "活跃单位"], numeric=frozenset(range(1, 6))
     )
-    births.rows = [[row[0], *(fmt_cell(v) for v in row[1:])] for row in demography]
+    births.rows = [[row[0], *(fmt_cell(v) for v in row[1:])] for row in figures.demography.get(place, [])]
     lockon = []
     for code, title in LOCKON_LISTS.items():
-        rows = con.execute(
-            f"SELECT unit_id, name, tier, measure, value, previous_value, change, reason, period FROM lockon "
-            f"WHERE {where} AND list = ? ORDER BY rank, unit_id LIMIT ?",
-            [*params, code, limit],
-        ).fetchall()
-        total = con.execute(
-            f"SELECT count(*) FROM lockon WHERE {where} AND list = ?", [*params, code]
-        ).fetchone()[0]
+        listed = [row[1:] for row in figures.lockon.get(place, []) if row[0] == code]
         lockon.append(
             {
                 "code": code,
                 "title": title,
-                "total": total,
+                "total": len(listed),
                 "rows": [
                     {
-                        "unit": _unit_link(r[0], r[1], linked),
+                        "unit": _unit_link(unit_id, name, linked),
                         "cells": [
-                            r[2] or "–",
-                            r[8] or "–",
-                            MEASURES.get(r[3], r[3] or "–"),
-                            fmt_cell(r[4]),
-                            fmt_cell(r[5]),
-                            f"{100 * r[6]:+.0f} %" if r[6] is not None else "–",
-                            r[7] or "",
+                            tier or "–",
+                            month or "–",
+                            _label(measure) if measure else "–",
+                            fmt_cell(value),
+                            fmt_cell(previous),
+                            f"{100 * change:+.0f} %" if change is not None else "–",
+                            reason or "",
                         ],
                     }
-                    for r in rows
+                    for unit_id, name, tier, month, measure, value, previous, change, reason in listed[:limit]
                 ],
             }
         )
@@ -951,6 +972,7 @@ def write_pack_pages(
         key=lambda p: p.stem,
     )
     quality = _quality_context(run_dir)
+    figures = PackFigures(con, period)
     linked: set[str] = set()
     common = {
         "page": "pack",
@@ -961,7 +983,7 @@ def write_pack_pages(
     names = []
     township_links = []
     for page in pages:
-        context = _pack_page_context(con, page, period, inputs, marts, quality, linked)
+        context = _pack_page_context(figures, page, period, inputs, marts, quality, linked)
         html = render_page(
             {
                 **common,
@@ -981,7 +1003,7 @@ def write_pack_pages(
                 "cells": [fmt_cell(counts[key]) for key in ("units", "warnings", "review")],
             }
         )
-    city = _pack_page_context(con, None, period, inputs, marts, quality, linked)
+    city = _pack_page_context(figures, None, period, inputs, marts, quality, linked)
     html = render_page(
         {
             **common,
