@@ -261,6 +261,8 @@ def test_review_items_are_aged_from_the_run_that_raised_them(planted):
     assert figures["review_open"] == 3
     # 14 days (two runs ago), 7 days (the run before), 0 days (this run)
     assert (figures["review_age_median_days"], figures["review_age_max_days"]) == (7.0, 14)
+    as_read_back = {run: datetime.datetime.fromisoformat(created) for run, created in RUN_TIMES.items()}
+    assert _figures(planted, run_times=as_read_back) == figures  # the mart's rows give datetimes
 
 
 def test_review_items_of_unknown_runs_are_aged_from_their_records_arrival(planted):

@@ -114,12 +114,13 @@ def register_quality(
     created_at: str,
     today: datetime.date,
     *,
-    run_times: Mapping[str, str] | None = None,
+    run_times: Mapping[str, str | datetime.datetime] | None = None,
 ) -> dict[str, Any]:
     """The quality figures of one register run (rules in the module docstring). ``tables``: the run's
     register, links, review and lineage; ``records``: the resolver's current records per feed;
     ``today``: the day the ages are counted to, a China date (the run's own, normally); ``run_times``:
-    ``created_at`` of earlier register runs by run id, to age review items raised by them."""
+    ``created_at`` (ISO text or datetime) of earlier register runs by run id, to age the review items they
+    raised: ``{row["run_id"]: row["created_at"] for row in <the previous register_quality rows>}``."""
     register, review = tables["register"], tables["review"]
     units = register.num_rows
     without_uscc = units - pc.count(_blank_to_null(register["uscc"])).as_py()
@@ -247,7 +248,7 @@ def _arrivals(records: dict[str, pa.Table]) -> pa.Table:
 def _review_ages(
     review: pa.Table,
     records: dict[str, pa.Table],
-    run_times: Mapping[str, str],
+    run_times: Mapping[str, str | datetime.datetime],
     today: datetime.date,
 ) -> dict[str, float | int | None]:
     """Median and oldest age in days of the open review items."""
