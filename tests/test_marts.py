@@ -201,7 +201,8 @@ def test_lock_on_lists_find_dormant_falling_and_pillar_units():
     assert listed["dormant"][("dormant", "activity")]["value"] == len(months) - 3
     assert set(listed["falling"]) == {("falling", "tax_paid")}
     fell = listed["falling"][("falling", "tax_paid")]
-    assert fell["change"] == pytest.approx(0.7**falls - 1) and "下降" in fell["reason"]
+    assert fell["change"] == pytest.approx(0.7**falls - 1)
+    assert fell["reason"].endswith(f"降幅{round(100 * (1 - 0.7**falls))}%")
     assert set(listed["pillar_change"]) == {("pillar", "kwh")}
     assert listed["pillar_change"][("pillar", "kwh")]["change"] == pytest.approx(-0.5)
     assert [r["rank"] for r in table.to_pylist() if r["list"] == "dormant"] == [1]

@@ -220,24 +220,24 @@ def lockon(unit_month: pa.Table, units: pa.Table, config: MartConfig, reference:
         label = config.measure(name).label
         parts.append(
             f"""
-            SELECT 'falling', unit_id, {month_text("max(m)")}, '{name}',
-                   max(v) FILTER (WHERE k = 1), max(before) FILTER (WHERE k = {falls}),
-                   max(v) FILTER (WHERE k = 1) / max(before) FILTER (WHERE k = {falls}) - 1,
-                   '{label}连续{falls}期下降，降幅'
-                   || round(100 * (1 - max(v) FILTER (WHERE k = 1) / max(before) FILTER (WHERE k = {falls})))
-                   || '%'
+            SELECT 'falling', unit_id, {month_text("last_m")}, '{name}', latest, first, latest / first - 1,
+                   '{label}连续{falls}期下降，降幅' || round(100 * (1 - latest / first))::INT || '%'
             FROM (
-                SELECT unit_id, m, {name} AS v,
-                       row_number() OVER (PARTITION BY unit_id ORDER BY m DESC) AS k,
-                       lead({name}) OVER (PARTITION BY unit_id ORDER BY m DESC) AS before
-                FROM um WHERE {name} IS NOT NULL
+                -- each of the unit's last filings with the one before it (k = 1: the latest)
+                SELECT unit_id, max(m) AS last_m, max(v) FILTER (WHERE k = 1) AS latest,
+                       max(before) FILTER (WHERE k = {falls}) AS first, count(before) AS compared,
+                       bool_and(v < before) AS each_lower
+                FROM (
+                    SELECT unit_id, m, {name} AS v,
+                           row_number() OVER (PARTITION BY unit_id ORDER BY m DESC) AS k,
+                           lead({name}) OVER (PARTITION BY unit_id ORDER BY m DESC) AS before
+                    FROM um WHERE {name} IS NOT NULL
+                )
+                WHERE k <= {falls}
+                GROUP BY unit_id
             )
-            WHERE k <= {falls}
-            GROUP BY unit_id
-            HAVING count(before) = {falls} AND bool_and(v < before) AND max(m) > {ref} - {look_back}
-               AND max(before) FILTER (WHERE k = {falls}) > 0
-               AND max(v) FILTER (WHERE k = 1) / max(before) FILTER (WHERE k = {falls})
-                   <= 1 - {rules["falling_min_drop"]}
+            WHERE compared = {falls} AND each_lower AND last_m > {ref} - {look_back} AND first > 0
+              AND latest / first <= 1 - {rules["falling_min_drop"]}
             """
         )
     for name in rules["pillar_measures"]:
@@ -247,7 +247,7 @@ def lockon(unit_month: pa.Table, units: pa.Table, config: MartConfig, reference:
             SELECT 'pillar_change', unit_id, {month_text("latest")}, '{name}', now_value, baseline,
                    now_value / baseline - 1,
                    '支柱单位' || '{label}' || CASE WHEN now_value > baseline THEN '上升' ELSE '下降' END
-                   || round(100 * abs(now_value / baseline - 1)) || '%（对比此前月均）'
+                   || round(100 * abs(now_value / baseline - 1))::INT || '%（对比此前月均）'
             FROM (
                 SELECT w.unit_id, p.latest,
                        max(w.{name}) FILTER (WHERE w.m = p.latest) AS now_value,
