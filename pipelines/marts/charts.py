@@ -8,8 +8,9 @@ CJK font by name first (Debian's ``fonts-noto-cjk`` provides "Noto Sans CJK SC")
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
-from html import escape
+from html import escape as _escape
 
 from markupsafe import Markup
 
@@ -20,6 +21,14 @@ BAR, LINE = "bar", "line"
 COLOUR = "#0969da"
 GAP_COLOUR = "#d0d7de"
 INK, MUTED = "#1f2328", "#656d76"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def escape(text: str) -> str:
+    """Text for SVG markup: escaped, and without control characters (no XML parser accepts them)."""
+    return _escape(_CONTROL.sub("", text))
 
 
 def fmt_value(value: float | None) -> str:
