@@ -16,7 +16,7 @@ import resource
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +161,15 @@ def prepare_register(
             "warnings": round(time.monotonic() - begun, 3),
         }
         begun = time.monotonic()
+        created_at = utc_now()
         marts = build_marts(
             MartInputs(
                 tables=resolution.tables,
                 records=resolution.state.records,
                 reference=resolution.state.reference,
                 run_id=run_id,
-                created_at=utc_now(),
-                today=date.today(),
+                created_at=created_at,
+                today=_china_date(created_at),
                 touched=None if reason else resolution.touched_units,
                 previous=store.register_marts(latest, CARRIED_MARTS) if latest and not reason else {},
             )
@@ -181,7 +182,7 @@ def prepare_register(
             "rebuild_reason": reason,
             "inputs": fingerprint,
             "model_version": fingerprint["model_version"],
-            "created_at": utc_now(),
+            "created_at": created_at,
             "counts": {name: table.num_rows for name, table in resolution.tables.items()},
             "stats": resolution.stats,
             "verdicts": {  # in force; and those that could not apply, named with why
@@ -204,6 +205,11 @@ def prepare_register(
         meta["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         store.rewrite_register_meta(run_id, meta)
         return Prepared(run_id, resolution, meta)
+
+
+def _china_date(moment: str) -> date:
+    """The day in China of an ISO UTC time: what the departments and townships call today."""
+    return (datetime.fromisoformat(moment) + timedelta(hours=8)).date()
 
 
 def _inputs(

@@ -5,8 +5,9 @@ DuckDB, pandas, Polars and pyarrow all read alike from folders of their own."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -26,7 +27,7 @@ from pipelines.marts.build import PARTITIONED
 from pipelines.marts.config import load_config
 from pipelines.store import RunStore
 from tests.conftest import TEST_KEY
-from tests.staging import stage_sample
+from tests.staging import generated_store, read_jsonl, stage_sample, true_units
 
 CONFIG = load_config()
 MEASURES = [m.name for m in CONFIG.measures]
@@ -99,27 +100,6 @@ def test_a_unit_going_dormant_and_reviving_is_counted_in_the_months_it_happens()
     assert by_period.loc[months[0], "births"] == 2  # U2 and U3: first seen
     assert by_period.loc["2025-06", "closures"] == 1 and by_period["closures"].sum() == 1
     assert by_period.loc[months[5], "active_units"] == 1  # U1 idle, U2 active
-
-
-def test_dormancy_waits_until_every_department_of_the_unit_reports():
-    """Electricity that starts reporting late (as in the sample feeds) does not make a unit with tax paid
-    only in some quarters look dormant before its power figures begin."""
-    months = _months("2025-01", 12)
-    history = {
-        "U1": {
-            **{m: {"tax_paid": 0.0} for m in months[:9]},
-            **{m: {"kwh": 900.0} for m in months[8:]},  # power reported from September only
-        },
-        "U2": {m: {"kwh": 900.0} for m in months[8:]},  # the department's first month: its coverage
-    }
-    table = activity.demography(
-        _unit_month(history),
-        _units([{"unit_id": "U1"}, {"unit_id": "U2"}]),
-        _registration([]),
-        CONFIG,
-        months[-1],
-    )
-    assert table.to_pandas()["went_dormant"].sum() == 0
 
 
 def _expected_score(months_since, active_months, sources, recent_change, abnormal, warnings) -> float:
@@ -212,15 +192,18 @@ def test_lock_on_lists_find_dormant_falling_and_pillar_units():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> RunStore:
-    sample = tmp_path_factory.mktemp("sample")
-    generate(units=500, seed=21, out_dir=sample)
-    store = RunStore(tmp_path_factory.mktemp("store"))
-    stage_sample(store, sample, TEST_KEY.encode())
+def generated(tmp_path_factory) -> tuple[Path, RunStore]:
+    """A generated city with planted situations (anomalies.jsonl) and its first register run."""
+    sample, store = generated_store(tmp_path_factory, units=600, seed=21, key=TEST_KEY)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
         assert resolve_and_land(store) is not None
-    return store
+    return sample, store
+
+
+@pytest.fixture(scope="module")
+def store(generated) -> RunStore:
+    return generated[1]
 
 
 def _marts(store: RunStore) -> list[str]:
@@ -336,3 +319,46 @@ def test_an_incremental_run_gives_the_marts_a_full_recount_gives(tmp_path):
     assert stored.num_rows == recount.num_rows and rows(stored) == rows(recount)
     qualities = ds.dataset(store.marts_link / "register_quality").to_table()
     assert qualities["run_id"].to_pylist() == store.register_runs()  # one row per run, all runs
+
+
+def test_the_lock_on_lists_find_the_situations_the_generator_planted(generated):
+    """Units the generator made go dormant, pay less tax filing after filing, or (a pillar) halve its power."""
+    sample, store = generated
+    links = ds.dataset(store.register_latest() / "links.parquet").to_table().to_pylist()
+    unit_of_record = {(r["feed"], r["record_id"]): r["unit_id"] for r in links}
+    votes: dict[str, Counter] = defaultdict(Counter)
+    for key, true_unit in true_units(sample).items():
+        if true_unit and key in unit_of_record:
+            votes[true_unit][unit_of_record[key]] += 1
+    register_unit = {true_unit: counts.most_common(1)[0][0] for true_unit, counts in votes.items()}
+    listed = defaultdict(dict)
+    for row in ds.dataset(store.marts_link / "lockon").to_table().to_pylist():
+        listed[row["list"]][(row["unit_id"], row["measure"])] = row
+    planted = defaultdict(list)
+    for row in read_jsonl(sample / "anomalies.jsonl"):
+        planted[row["kind"]].append(row)
+    assert {"goes_dormant", "tax_falling", "pillar_power_halves"} <= set(planted)
+
+    active_months = defaultdict(set)
+    for row in ds.dataset(store.marts_link / "unit_month", partitioning="hive").to_table().to_pylist():
+        if row["active"]:
+            active_months[row["unit_id"]].add(row["period"])
+    judged = 0
+    for row in planted["goes_dormant"]:
+        unit = register_unit[row["unit_id"]]
+        if not active_months[unit]:
+            continue  # the register saw none of its activity (e.g. its waybills stayed unattached)
+        assert max(active_months[unit]) == row["period"], row  # the generator's last active month
+        found = listed["dormant"].get((unit, "activity"))
+        if row["quiet_months"] >= CONFIG.dormant_months:
+            assert found is not None and found["value"] == row["quiet_months"], row
+            judged += 1
+        else:
+            assert found is None, row  # quiet, but not yet for long enough
+    assert judged >= 1
+    for row in planted["tax_falling"]:
+        found = listed["falling"].get((register_unit[row["unit_id"]], "tax_paid"))
+        assert found is not None and found["value"] == pytest.approx(row["tax_paid"][-1]), row
+    for row in planted["pillar_power_halves"]:
+        found = listed["pillar_change"].get((register_unit[row["unit_id"]], "kwh"))
+        assert found is not None and -0.6 < found["change"] < -0.4, row

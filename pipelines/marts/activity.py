@@ -49,24 +49,14 @@ def registration_facts(links: pa.Table, records: dict[str, pa.Table], config: Ma
 
 
 def _grid_sql(config: MartConfig, reference: str) -> str:
-    """Every unit's months up to the reference month, with ``active`` and ``idle``: months since its last
-    active month (0 when active, null before its first). A unit's months start at its first record, but
-    not before every department it appears in reports at all (the first month that department's figure
-    has any value in the city): a month no department of the unit covered says nothing about it."""
-    measures = sorted({flag.measure for flag in config.activity_flags})
-    covered = ", ".join(f"min(m) FILTER (WHERE {name} IS NOT NULL) AS from_{name}" for name in measures)
-    starts = ", ".join(
-        f"CASE WHEN bool_or(a.{name} IS NOT NULL) THEN any_value(c.from_{name}) END" for name in measures
-    )
+    """Every unit's months from its first record to the reference month, with ``active`` and ``idle``:
+    months since its last active month (0 when active, null before its first)."""
     return f"""
-        am AS (SELECT unit_id, {month_index("period")} AS m, active, {", ".join(measures)} FROM unit_month),
-        coverage AS (SELECT {covered} FROM am),
-        span AS (
-            SELECT a.unit_id, min(a.m) AS first_m, greatest(min(a.m), {starts}) AS from_m
-            FROM am a, coverage c GROUP BY a.unit_id
-        ),
+        am AS (SELECT unit_id, {month_index("period")} AS m, active FROM unit_month),
+        span AS (SELECT unit_id, min(m) AS first_m FROM am GROUP BY unit_id),
         grid AS (
-            SELECT unit_id, first_m, unnest(range(from_m, {month_index(f"'{reference}'")} + 1)) AS m FROM span
+            SELECT unit_id, first_m, unnest(range(first_m, {month_index(f"'{reference}'")} + 1)) AS m
+            FROM span
         ),
         filled AS (
             SELECT g.unit_id, g.m, coalesce(am.active, false) AS active

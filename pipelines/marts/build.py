@@ -69,9 +69,16 @@ def build_marts(inputs: MartInputs) -> Marts:
         unit_month, plain_units, registration, inputs.tables["warnings"], config, reference
     )
     units = tables.units(register, tiers)
-    figures = register_quality(inputs.tables, records, inputs.run_id, inputs.created_at, inputs.today)
     earlier = inputs.previous.get("register_quality")
     earlier_rows = [] if earlier is None else earlier.to_pylist()
+    figures = register_quality(
+        inputs.tables,
+        records,
+        inputs.run_id,
+        inputs.created_at,
+        inputs.today,
+        run_times={row["run_id"]: row["created_at"] for row in earlier_rows},
+    )
     marts = {
         "units": units,
         "unit_month": unit_month,
