@@ -60,9 +60,11 @@ def _nice_step(value: float) -> float:
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 
-def _ticks(lowest: float, highest: float) -> list[float]:
-    """About four round steps covering ``lowest`` (at most 0) to ``highest`` (at least 0)."""
+def _ticks(lowest: float, highest: float, whole: bool = False) -> list[float]:
+    """About four round steps covering ``lowest`` (at most 0) to ``highest`` (at least 0); ``whole``: the
+    figures are counts, so steps of at least 1 (no 0.5 parcels)."""
     step = _nice_step((highest - lowest) / 4) if highest > lowest else 1.0
+    step = max(step, 1.0) if whole else step
     first, last = math.floor(lowest / step), max(math.ceil(highest / step), math.floor(lowest / step) + 1)
     return [step * i for i in range(first, last + 1)]
 
@@ -92,7 +94,7 @@ def monthly_chart(
     known = [float(v) for m in axis if (v := values.get(m)) is not None]
     height, left, right, top, bottom = 230, 72, 12, 26, 46
     plot_w, plot_h = width - left - right, height - top - bottom
-    ticks = _ticks(min([0.0, *known]), max([0.0, *known]))
+    ticks = _ticks(min([0.0, *known]), max([0.0, *known]), all(v.is_integer() for v in known))
     span = (ticks[-1] - ticks[0]) or 1.0
 
     def y_of(value: float) -> float:
@@ -119,7 +121,7 @@ def monthly_chart(
     for i, month in enumerate(axis):
         centre = left + slot * (i + 0.5)
         value = values.get(month)
-        if i % every == 0 or i == len(axis) - 1:
+        if (len(axis) - 1 - i) % every == 0:  # counted back from the latest month, which is always named
             body.append(
                 f'<text x="{centre:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="{MUTED}" '
                 f'font-size="11">{escape(month)}</text>'

@@ -149,6 +149,7 @@ LOCKON_LISTS = {
     "pillar_change": "重点单位大幅变动",
 }
 MEASURES = {"activity": "活跃度"}  # lock-on measures that are no figure of marts.toml [measures]
+PROFILE_MONTHS = 36  # months a profile's timelines span at most, ending at the unit's latest figure
 MONTHLY = (("tax_paid", "元"), ("kwh", "千瓦时"), ("parcels", "件"))  # unit_month figures charted, and units
 
 
@@ -399,8 +400,13 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
             )
         department = contracts[feed].department if feed in contracts else feed
         records.append({"feed": feed, "department": department, "grid": grid})
-    months = sorted(data.months.get(unit_id, []), key=lambda r: r["period"])
-    axis = month_range(months[0]["period"], months[-1]["period"]) if months else []
+    charted = [column for column, _ in MONTHLY]
+    months = sorted(
+        (r for r in data.months.get(unit_id, []) if any(r.get(c) is not None for c in charted)),
+        key=lambda r: r["period"],
+    )
+    # the months with a charted figure, the latest PROFILE_MONTHS at most (a unit may date back years)
+    axis = month_range(months[0]["period"], months[-1]["period"])[-PROFILE_MONTHS:] if months else []
     timelines = [
         monthly_chart(
             {r["period"]: r[column] for r in months if r.get(column) is not None},
