@@ -388,6 +388,7 @@ def test_planting_changes_only_figures_and_statuses_of_planted_units(tmp_path, m
     planted_dir, plain_dir = tmp_path / "planted", tmp_path / "plain"
     summary = generate(units=400, seed=11, out_dir=planted_dir)
     monkeypatch.setattr(planting, "SHARES", dict.fromkeys(planting.SHARES, 0.0))
+    monkeypatch.setattr(planting, "TREND_SHARES", dict.fromkeys(planting.TREND_SHARES, 0.0))
     generate(units=400, seed=11, out_dir=plain_dir)
     assert summary.anomalies > 0 and (plain_dir / "anomalies.jsonl").read_text() == ""
     planted_units = {a["unit_id"] for a in read_jsonl(planted_dir / "anomalies.jsonl")}

@@ -3,7 +3,8 @@
 ``generate(units, seed, out_dir)`` writes ``<feed>.jsonl`` for every contract in ``schemas/feeds/``,
 ``truth.jsonl`` (feed, record_id → unit_id, null for private persons) and ``units.jsonl`` (the true units
 and the conditions planted in them: multi-licence, multi-meter, e-commerce, zombie) and ``anomalies.jsonl``
-(unit_id, kind, period: figures planted for the warning rules, see ``anomalies.py``).
+(unit_id, kind, period: figures planted for the warning rules, and activity trends for the marts:
+goes_dormant, tax_falling, pillar_power_halves; see ``anomalies.py``).
 """
 
 from pipelines.generate.generator import RECORD_PREFIXES, GenerateSummary, generate
