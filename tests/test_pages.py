@@ -29,7 +29,7 @@ from pipelines.kafka import produce_messages
 from pipelines.landing import resolve_and_land
 from pipelines.marts.charts import bar_chart, fmt_value, month_range, monthly_chart
 from pipelines.marts.config import load_config
-from pipelines.marts.pages import UnknownUnitError, profile_path, write_profile
+from pipelines.marts.pages import UnknownUnitError, load_profile_data, profile_path, write_profile
 from pipelines.pii import HMAC_KEY_ENV
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
@@ -340,6 +340,8 @@ def test_a_profile_shows_the_township_verdict_and_the_link_it_made(store):
     assert [row[-2] for row in rows if row[0] == item["record_id"]] == ["乡镇核查结论"]
     with pytest.raises(UnknownUnitError, match="unknown unit U000000000000"):
         write_profile(run_store, "U000000000000")
+    nobody = load_profile_data(run_store, [])  # a pack naming no unit (a quiet month) reads nothing
+    assert (nobody.units, nobody.links, nobody.months) == ({}, {}, {})
 
 
 # -- the township pack -------------------------------------------------------------------------------------

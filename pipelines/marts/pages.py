@@ -277,7 +277,9 @@ def load_profile_data(
     run_dir = _run_dir(store, register_run)
     ids = sorted(set(unit_ids))
     units = {r["unit_id"]: r for r in _rows_of(run_dir / "register.parquet", "unit_id", ids)}
-    for row in (read_mart(run_dir, "units", ds.field("unit_id").isin(ids)) or pa.table({})).to_pylist():
+    for row in (
+        read_mart(run_dir, "units", ds.field("unit_id").isin(pa.array(ids, pa.string()))) or pa.table({})
+    ).to_pylist():
         units[row["unit_id"]] = {**row, **units.get(row["unit_id"], {})}  # mart labels beside the register's
     links = _rows_of(run_dir / "links.parquet", "unit_id", ids)
     records: dict[tuple[str, str], dict[str, Any]] = {}
@@ -291,7 +293,7 @@ def load_profile_data(
             table = latest_records(store, feed).select(columns)
             rows = table.filter(pc.is_in(table["record_id"], pa.array(sorted(wanted)))).to_pylist()
         records |= {(feed, row["record_id"]): row for row in rows}
-    unit_month = read_mart(run_dir, "unit_month", ds.field("unit_id").isin(ids))
+    unit_month = read_mart(run_dir, "unit_month", ds.field("unit_id").isin(pa.array(ids, pa.string())))
     runs = _runs_up_to(store, run_dir.name)
     warning_columns = ["warning_id", "rule", "severity", "unit_id", "period", "message", "first_raised_run"]
     history = [
