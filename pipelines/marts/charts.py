@@ -21,6 +21,7 @@ BAR, LINE = "bar", "line"
 COLOUR = "#0969da"
 GAP_COLOUR = "#d0d7de"
 INK, MUTED = "#1f2328", "#656d76"
+MONTH_LABEL_PX = 52  # room a month label (2026-10, 11 px) needs on the axis
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -114,7 +115,7 @@ def monthly_chart(
         )
         return _svg(width, height, title, body)
     slot = plot_w / len(axis)
-    every = max(1, math.ceil(len(axis) / 12))
+    every = max(1, math.ceil(len(axis) * MONTH_LABEL_PX / plot_w))  # labels never overlap
     base = y_of(0.0)
     segment: list[str] = []
     segments: list[list[str]] = []

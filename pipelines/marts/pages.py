@@ -149,6 +149,7 @@ LOCKON_LISTS = {
     "pillar_change": "重点单位大幅变动",
 }
 MEASURES = {"activity": "活跃度"}  # lock-on measures that are no figure of marts.toml [measures]
+PACK_CHART = 500  # px: two charts side by side on a pack page
 PROFILE_MONTHS = 36  # months a profile's timelines span at most, ending at the unit's latest figure
 MONTHLY = (("tax_paid", "元"), ("kwh", "千瓦时"), ("parcels", "件"))  # unit_month figures charted, and units
 
@@ -734,12 +735,17 @@ def _pack_page_context(
     monthly = {row[0]: row for row in figures.months.get(place, [])}
     trends = [
         monthly_chart(
-            {m: monthly[m][i + 1] for m in window if m in monthly}, _label(column), unit, LINE, window
+            {m: monthly[m][i + 1] for m in window if m in monthly},
+            _label(column),
+            unit,
+            LINE,
+            window,
+            PACK_CHART,
         )
         for i, (column, unit) in enumerate(MONTHLY)
     ]
     active = monthly_chart(
-        {m: monthly[m][4] for m in window if m in monthly}, "活跃单位数", "户", "bar", window
+        {m: monthly[m][4] for m in window if m in monthly}, "活跃单位数", "户", "bar", window, PACK_CHART
     )
     births = Grid(
         ["月份", "新增", "关闭", "恢复活跃", "转入休眠", "活跃单位"], numeric=frozenset(range(1, 6))
@@ -814,8 +820,8 @@ def _pack_page_context(
             ("本期预警", fmt_cell(len(mine))),
             ("本期待核查记录", fmt_cell(len(items))),
         ],
-        "by_section": bar_chart([(label, n) for label, n in by_section], "按行业门类"),
-        "by_status": bar_chart([(label, n) for label, n in by_status], "按登记状态"),
+        "by_section": bar_chart([(label, n) for label, n in by_section], "按行业门类", width=PACK_CHART),
+        "by_status": bar_chart([(label, n) for label, n in by_status], "按登记状态", width=PACK_CHART),
         "trends": trends,
         "active": active,
         "births": births,
