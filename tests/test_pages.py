@@ -119,10 +119,15 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _answer_one_review_item(store: RunStore, folder: Path) -> dict:
-    """A township says a queued record is its first candidate unit (the file staff hand back, in the
-    verdict contract's CSV form); returns the review item."""
+    """A township says a queued record is its first candidate unit, and that two unregistered units are one
+    (the file staff hand back, in the verdict contract's CSV form); returns the review item."""
     review = pq.read_table(store.register_latest() / "review.parquet").to_pylist()
     item = next(i for i in sorted(review, key=lambda i: i["review_id"]) if i["candidate_unit_ids"])
+    register = pq.read_table(store.register_latest() / "register.parquet").to_pylist()
+    pair = sorted(
+        u["unit_id"] for u in register if u["unregistered"] and u["unit_id"] not in item["candidate_unit_ids"]
+    )[:2]
+    decided = {"decided_by": "测试街道 核查组", "decided_at": "2026-11-05T10:00:00+08:00", "note": "现场核实"}
     path = folder / "核查结果.csv"
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=VERDICT_COLUMNS)
@@ -134,10 +139,17 @@ def _answer_one_review_item(store: RunStore, folder: Path) -> dict:
                 "record_id": item["record_id"],
                 "unit_id_b": item["candidate_unit_ids"][0],
                 "decision": "same_unit",
-                "decided_by": "测试街道 核查组",
-                "decided_at": "2026-11-05T10:00:00+08:00",
-                "note": "现场核实",
+                **decided,
             }
+        )
+        writer.writerow(
+            {
+                "verdict_id": "VPAGES0000002",
+                "unit_id_a": pair[0],
+                "unit_id_b": pair[1],
+                "decision": "same_unit",
+            }
+            | decided
         )
     add_verdict_file(path, store.verdicts_dir, register=store.register_latest())
     return item
@@ -340,6 +352,12 @@ def test_a_profile_shows_the_township_verdict_and_the_link_it_made(store):
     assert [row[-2] for row in rows if row[0] == item["record_id"]] == ["乡镇核查结论"]
     with pytest.raises(UnknownUnitError, match="unknown unit U000000000000"):
         write_profile(run_store, "U000000000000")
+    # the two units the township found to be one were merged: the profile of the one kept says so
+    merged = pq.read_table(_latest(run_store) / "lineage.parquet", filters=[("event", "=", "merged")])
+    assert merged.num_rows >= 1
+    event = merged.to_pylist()[0]
+    _, kept = write_profile(run_store, event["to_unit_id"])
+    assert ["合并", event["from_unit_id"], event["to_unit_id"]] in [row[:3] for row in kept["lineage"].rows]
     nobody = load_profile_data(run_store, [])  # a pack naming no unit (a quiet month) reads nothing
     assert (nobody.units, nobody.links, nobody.months) == ({}, {}, {})
 

@@ -308,14 +308,10 @@ def load_profile_data(
         for unit_id in {item["current_unit_id"], *(item["candidate_unit_ids"] or [])} & set(ids):
             about[unit_id].append(item)
     lineage: dict[str, list[dict]] = defaultdict(list)
-    for path in runs:
-        for event in (
-            pq.read_table(path / "lineage.parquet").to_pylist()
-            if (path / "lineage.parquet").is_file()
-            else []
-        ):
-            for unit_id in {event["from_unit_id"], event["to_unit_id"]} & set(ids):
-                lineage[unit_id].append(event)
+    for path in runs:  # an event names the unit it came from, the unit it went to, or both
+        for side in ("from_unit_id", "to_unit_id"):
+            for event in _rows_of(path / "lineage.parquet", side, ids):
+                lineage[event[side]].append(event)
     return ProfileData(
         run=run_dir.name,
         units=units,
@@ -336,7 +332,7 @@ def load_profile_data(
 
 @dataclass
 class Grid:
-    """A table for a page: headers and rows of formatted cells; ``links`` maps a row to a unit page."""
+    """A table for a page: headers and rows of formatted cells; ``numeric`` columns align right."""
 
     headers: list[str]
     rows: list[list[str]] = field(default_factory=list)
