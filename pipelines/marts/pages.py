@@ -642,7 +642,7 @@ class PackInputs:
                 table = pq.read_table(path / "warnings.parquet", filters=[("period", "=", period)])
                 found = table.to_pylist()
                 raised_warnings |= {w["warning_id"]: w for w in found}
-            if path == run_dir:
+            if path.name == run_dir.name:
                 review, warnings = items, found
         return cls(review, warnings, list(raised_review.values()), list(raised_warnings.values()), verdicts)
 
