@@ -27,6 +27,7 @@ from pipelines.generate import generate
 from pipelines.ingest.job import run_ingest
 from pipelines.kafka import produce_messages
 from pipelines.landing import resolve_and_land
+from pipelines.marts import pages
 from pipelines.marts.charts import bar_chart, fmt_value, month_range, monthly_chart
 from pipelines.marts.config import load_config
 from pipelines.marts.pages import UnknownUnitError, load_profile_data, profile_path, write_profile
@@ -483,3 +484,23 @@ def test_unit_command_prints_a_summary_and_writes_the_profile_and_refuses_an_unk
     assert unknown.output.strip().splitlines() == [
         f"Error: unknown unit U000000000000: not in register run {_latest(run_store).name}"
     ]
+
+
+@pytest.mark.integration
+def test_a_busy_unit_lists_its_latest_records_and_counts_them_all(store, monkeypatch):
+    run_store, _ = store
+    monkeypatch.setattr(pages, "PROFILE_RECORDS", 2)
+    unit_id = _busiest_unit(run_store)
+    _, context = write_profile(run_store, unit_id)
+    tax = next(r for r in context["records"] if r["feed"] == "tax")
+    links = pq.read_table(_latest(run_store) / "links.parquet", filters=[("unit_id", "=", unit_id)])
+    linked = {
+        r
+        for f, r in zip(links["feed"].to_pylist(), links["record_id"].to_pylist(), strict=True)
+        if f == "tax"
+    }
+    periods = sorted(
+        r["period"] for r in latest_records(run_store, "tax").to_pylist() if r["record_id"] in linked
+    )
+    assert tax["total"] == len(periods) > 2
+    assert [row[3] for row in tax["grid"].rows] == periods[-2:]  # 所属期 of the two latest filings

@@ -150,6 +150,7 @@ LOCKON_LISTS = {
 }
 MEASURES = {"activity": "活跃度"}  # lock-on measures that are no figure of marts.toml [measures]
 PACK_CHART = 500  # px: two charts side by side on a pack page
+PROFILE_RECORDS = 200  # linked records listed per department on a profile (the latest; all are counted)
 PROFILE_MONTHS = 36  # months a profile's timelines span at most, ending at the unit's latest figure
 MONTHLY = (("tax_paid", "元"), ("kwh", "千瓦时"), ("parcels", "件"))  # unit_month figures charted, and units
 
@@ -398,7 +399,11 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
                 ]
             )
         department = contracts[feed].department if feed in contracts else feed
-        records.append({"feed": feed, "department": department, "grid": grid})
+        total = len(grid.rows)
+        grid.rows = grid.rows[
+            -PROFILE_RECORDS:
+        ]  # the latest, in order: a busy shop ships thousands of parcels
+        records.append({"feed": feed, "department": department, "grid": grid, "total": total})
     charted = [column for column, _ in MONTHLY]
     months = sorted(
         (r for r in data.months.get(unit_id, []) if any(r.get(c) is not None for c in charted)),
@@ -496,7 +501,7 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
         "tier": fmt_cell(_tier_text(unit)),
         "identity": [(label, fmt_cell(value)) for label, value in identity],
         "records": records,
-        "record_counts": [(r["department"], len(r["grid"].rows)) for r in records],
+        "record_counts": [(r["department"], r["total"]) for r in records],
         "timelines": timelines if months else [],
         "has_unit_month": data.has_unit_month,
         "flags": flags,
