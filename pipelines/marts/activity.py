@@ -48,31 +48,30 @@ def registration_facts(links: pa.Table, records: dict[str, pa.Table], config: Ma
     )
 
 
-def _grid_sql(config: MartConfig, reference: str) -> str:
-    """Every unit's months from its first record to the reference month, with ``active`` and ``idle``:
-    months since its last active month (0 when active, null before its first)."""
+def _spells_sql(config: MartConfig, reference: str) -> str:
+    """Dormancy from the gaps between a unit's active months, without a row per month: ``active`` (the
+    active months, each with the one before), ``span`` (first record, last active month), ``events`` (the
+    month a unit went dormant or revived). A gap of more than ``dormant_months`` between two active months
+    is a dormant spell: it began ``dormant_months`` after the first and ended with a revival at the second;
+    ``dormant_months`` or more since the last active month is one still going on."""
+    dormant, ref = config.dormant_months, month_index(f"'{reference}'")
     return f"""
-        am AS (SELECT unit_id, {month_index("period")} AS m, active FROM unit_month),
-        span AS (SELECT unit_id, min(m) AS first_m FROM am GROUP BY unit_id),
-        grid AS (
-            SELECT unit_id, first_m, unnest(range(first_m, {month_index(f"'{reference}'")} + 1)) AS m
-            FROM span
+        am AS (SELECT unit_id, {month_index("period")} AS m, active AND m <= {ref} AS active FROM unit_month),
+        active AS (
+            SELECT unit_id, m, lag(m) OVER (PARTITION BY unit_id ORDER BY m) AS previous
+            FROM am WHERE active
         ),
-        filled AS (
-            SELECT g.unit_id, g.m, coalesce(am.active, false) AS active
-            FROM grid g LEFT JOIN am USING (unit_id, m)
-        ),
-        months AS (
-            SELECT *, m - max(CASE WHEN active THEN m END) OVER (
-                PARTITION BY unit_id ORDER BY m ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            ) AS idle
-            FROM filled
+        span AS (
+            SELECT unit_id, min(m) AS first_m, max(m) FILTER (WHERE active) AS last_active
+            FROM am GROUP BY unit_id
         ),
         events AS (
-            SELECT *, coalesce(idle = {config.dormant_months}, false) AS went_dormant,
-                   coalesce(active AND lag(idle) OVER (PARTITION BY unit_id ORDER BY m)
-                       >= {config.dormant_months}, false) AS revived
-            FROM months
+            SELECT unit_id, previous + {dormant} AS m, 1 AS went_dormant, 0 AS revived
+            FROM active WHERE m - previous > {dormant}
+            UNION ALL
+            SELECT unit_id, m, 0, 1 FROM active WHERE m - previous > {dormant}
+            UNION ALL
+            SELECT unit_id, last_active + {dormant}, 1, 0 FROM span WHERE {ref} - last_active >= {dormant}
         )"""
 
 
@@ -88,11 +87,13 @@ def demography(
     closed = ", ".join(f"'{status}'" for status in CLOSED_STATUSES)
     return query(
         f"""
-        WITH {_grid_sql(config, reference)},
+        WITH {_spells_sql(config, reference)},
         monthly AS (
-            SELECT unit_id, {month_text("m")} AS period, active::INT AS active, went_dormant::INT AS dormant,
-                   revived::INT AS revived, 0 AS birth, 0 AS closure
-            FROM events
+            SELECT unit_id, {month_text("m")} AS period, 1 AS active, 0 AS dormant, 0 AS revived,
+                   0 AS birth, 0 AS closure
+            FROM active
+            UNION ALL
+            SELECT unit_id, {month_text("m")}, 0, went_dormant, revived, 0, 0 FROM events
         ),
         births AS (
             SELECT s.unit_id, coalesce(r.established_month, {month_text("s.first_m")}) AS period,
@@ -198,11 +199,11 @@ def lockon(unit_month: pa.Table, units: pa.Table, config: MartConfig, reference:
     closed = ", ".join(f"'{status}'" for status in (*CLOSED_STATUSES, "moved_out"))
     parts = [
         f"""
-        SELECT 'dormant' AS list, unit_id, {month_text("m - idle")} AS period, 'activity' AS measure,
-               idle::DOUBLE AS value, NULL::DOUBLE AS previous_value, NULL::DOUBLE AS change,
-               '连续' || idle || '个月无纳税、用电或寄件' AS reason
-        FROM events e JOIN units u USING (unit_id)
-        WHERE m = {ref} AND idle >= {dormant} AND u.status NOT IN ({closed})
+        SELECT 'dormant' AS list, unit_id, {month_text("last_active")} AS period, 'activity' AS measure,
+               ({ref} - last_active)::DOUBLE AS value, NULL::DOUBLE AS previous_value, NULL::DOUBLE AS change,
+               '连续' || ({ref} - last_active) || '个月无纳税、用电或寄件' AS reason
+        FROM span JOIN units u USING (unit_id)
+        WHERE {ref} - last_active >= {dormant} AND u.status NOT IN ({closed})
         """
     ]
     falls = int(rules["falling_months"])
@@ -255,7 +256,7 @@ def lockon(unit_month: pa.Table, units: pa.Table, config: MartConfig, reference:
         )
     return query(
         f"""
-        WITH um AS (SELECT *, {month_index("period")} AS m FROM unit_month), {_grid_sql(config, reference)},
+        WITH um AS (SELECT *, {month_index("period")} AS m FROM unit_month), {_spells_sql(config, reference)},
         listed AS ({" UNION ALL ".join(parts)})
         SELECT l.list, l.unit_id, u.name, u.division_code, u.township, u.tier, u.activity_score,
                l.period, l.measure, l.value, l.previous_value, l.change, l.reason,
