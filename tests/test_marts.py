@@ -317,6 +317,15 @@ def test_an_incremental_run_gives_the_marts_a_full_recount_gives(tmp_path):
         return {tuple(row[c] for c in recount.column_names) for row in table.to_pylist()}
 
     assert stored.num_rows == recount.num_rows and rows(stored) == rows(recount)
+    converted = mart_tables.links(tables["links"])  # every link converted again
+    kept_links = store.register_marts(latest, ["links"])["links"]
+
+    def link_rows(table: pa.Table) -> set[tuple]:
+        return {
+            (r["feed"], r["record_id"], r["unit_id"], repr(r["field_weights"])) for r in table.to_pylist()
+        }
+
+    assert kept_links.num_rows == converted.num_rows and link_rows(kept_links) == link_rows(converted)
     qualities = ds.dataset(store.marts_link / "register_quality").to_table()
     assert qualities["run_id"].to_pylist() == store.register_runs()  # one row per run, all runs
 

@@ -82,7 +82,7 @@ def build_marts(inputs: MartInputs) -> Marts:
     marts = {
         "units": units,
         "unit_month": unit_month,
-        "links": tables.links(links),
+        "links": tables.links(links, inputs.run_id, inputs.previous.get("links")),
         "warnings": tables.warnings(inputs.tables["warnings"]),
         "demography": activity.demography(unit_month, units, registration, config, reference),
         "lockon": activity.lockon(unit_month, units, config, reference),

@@ -92,9 +92,14 @@ def units(register: pa.Table, tiers: pa.Table | None = None) -> pa.Table:
     return table
 
 
-def links(register_links: pa.Table) -> pa.Table:
-    """The ``links`` mart: per-field match weights as a list of (field, weight), not a JSON string."""
-    return query(
+def links(register_links: pa.Table, run_id: str | None = None, previous: pa.Table | None = None) -> pa.Table:
+    """The ``links`` mart: per-field match weights as a list of (field, weight), not a JSON string. With
+    ``previous`` (the last run's mart), only the links this run changed (``run_id``) are converted: any other
+    link is the same row it was."""
+    changed = register_links
+    if previous is not None and run_id is not None:
+        changed = register_links.filter(pc.equal(register_links["run_id"], run_id))
+    fresh = query(
         """
         SELECT * REPLACE (
             list_transform(
@@ -102,10 +107,22 @@ def links(register_links: pa.Table) -> pa.Table:
                 lambda e: {'field': e.key, 'weight': e.value}
             ) AS field_weights
         )
-        FROM links ORDER BY feed, record_id
+        FROM links
         """,
-        links=register_links,
+        links=changed,
     )
+    if changed is register_links:
+        return fresh
+    this_run = run_id.replace("'", "''")
+    kept = query(
+        f"""
+        SELECT p.* FROM previous p
+        SEMI JOIN (SELECT feed, record_id FROM links WHERE run_id <> '{this_run}') USING (feed, record_id)
+        """,
+        previous=previous,
+        links=register_links.select(["feed", "record_id", "run_id"]),
+    )
+    return pa.concat_tables([kept.cast(fresh.schema), fresh])
 
 
 def warnings(register_warnings: pa.Table) -> pa.Table:
