@@ -14,15 +14,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipelines import verdicts
+from pipelines.contracts import output_schema
 from pipelines.generate import generate
 from pipelines.generate.names import COMPANY_INDUSTRIES, INDIVIDUAL_TRADES, Weighted
 from pipelines.generate.units import ACTIVE_STATUSES, ENTITY_TYPES, REVOKED_STATUSES
+from pipelines.marts.config import load_config
 from pipelines.resources import VOCABULARIES
+from pipelines.rules.warnings import RULES, load_rules
 from pipelines.standardise.vocabularies import (
     LEVELS,
     UNKNOWN,
     industry_dimension,
     industry_path,
+    labels,
     normalise_entity_types,
     normalise_industries,
     normalise_statuses,
@@ -296,3 +301,16 @@ def test_every_value_the_generator_writes_is_known(tmp_path):
         assert _status("registration", value) not in (None, UNKNOWN), value
     for value in ("正常", "非正常", "停业", "注销"):
         assert _status("taxpayer", value) not in (None, UNKNOWN), value
+
+
+def test_every_code_a_clerk_reads_has_its_chinese_label():
+    """Labels live in labels.toml; a rule, decision, flag or list added without one would show its code."""
+    assert set(load_rules()["rules"]) | set(RULES) <= set(labels("rules"))
+    assert set(verdicts.DECISIONS) == set(labels("decisions"))
+    assert len(set(labels("decisions").values())) == len(verdicts.DECISIONS)  # the workbook reads them back
+    assert {f.name for f in output_schema("register") if f.type == pa.bool_()} == set(labels("flags"))
+    assert {"dormant", "falling", "pillar_change"} == set(labels("lockon_lists"))
+    assert {"merged", "split", "retired"} == set(labels("lineage_events"))
+    assert load_config().lockon  # the lists' thresholds exist for every labelled list
+    with pytest.raises(KeyError, match="no \\[nothing\\]"):
+        labels("nothing")

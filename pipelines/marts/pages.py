@@ -37,6 +37,7 @@ from pipelines.marts.config import MartConfig, load_config
 from pipelines.resources import MART_TEMPLATES
 from pipelines.staging import latest_records
 from pipelines.standardise.divisions import by_code
+from pipelines.standardise.vocabularies import labels
 from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
 from pipelines.verdicts import Verdict
 
@@ -98,56 +99,14 @@ RECORD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("sampled_at", "采样时间"),
     ),
 }
-MATCHED_BY = {
-    "uscc": "统一社会信用代码相同",
-    "org_code": "组织机构代码相同",
-    "registered_name": "登记全称相同",
-    "model": "模型匹配",
-    "verdict": "乡镇核查结论",
-    "legal_rep": "法定代表人证件相同",
-    "legal_rep_name": "法定代表人姓名相同",
-    "work_unit": "工作单位名称",
-    "self": "本单位自身记录",
-}
-FLAGS = {
-    "unregistered": "未登记经营",
-    "multi_licence": "一户多证",
-    "multi_meter": "一户多表",
-    "ecommerce_candidate": "疑似电商",
-    "zombie_candidate": "疑似僵尸企业",
-    "tax_active": "近期纳税",
-    "power_active": "近期用电",
-}
-RULES = {
-    "power_without_tax": "用电多但无税",
-    "tax_without_power": "有税无电",
-    "kwh_change": "用电量骤变",
-    "tax_change": "税额骤变",
-    "inactive_but_active": "非正常/吊销/注销仍有活动",
-    "zombie": "疑似僵尸企业",
-    "multi_licence": "一户多证",
-    "multi_meter": "一户多表",
-    "unregistered_ecommerce": "未登记的电商寄件户",
-}
-SEVERITIES = {"high": "高", "medium": "中", "low": "低"}
-REVIEW_REASONS = {
-    "no_registration_match": "无对应登记",
-    "uncertain_link": "疑似同一单位，待确认",
-    "rival_unit": "与另一单位同样相似，待确认归属",
-}
-DECISIONS = {
-    "same_unit": "同一单位",
-    "different_units": "不同单位",
-    "new_unit": "新单位",
-    "not_a_business": "非经营主体",
-    "same_operator": "同一经营者（一户多证）",
-}
-LINEAGE_EVENTS = {"merged": "合并", "split": "拆分", "retired": "注销编号"}
-LOCKON_LISTS = {
-    "dormant": "长期休眠单位",
-    "falling": "持续下滑单位",
-    "pillar_change": "重点单位大幅变动",
-}
+MATCHED_BY = labels("matched_by")
+FLAGS = labels("flags")
+RULES = labels("rules")
+SEVERITIES = labels("severities")
+REVIEW_REASONS = labels("review_reasons")
+DECISIONS = labels("decisions")
+LINEAGE_EVENTS = labels("lineage_events")
+LOCKON_LISTS = labels("lockon_lists")
 MEASURES = {"activity": "活跃度"}  # lock-on measures that are no figure of marts.toml [measures]
 PACK_CHART = 500  # px: two charts side by side on a pack page
 PROFILE_RECORDS = 200  # linked records listed per department on a profile (the latest; all are counted)

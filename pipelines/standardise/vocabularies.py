@@ -310,3 +310,13 @@ def _distinct(values: pa.Array | pa.ChunkedArray) -> tuple[list[str], pa.Array]:
     value up once, then take the answers back to the rows."""
     encoded = pc.dictionary_encode(_as_strings(values))
     return encoded.dictionary.to_pylist(), encoded.indices
+
+
+@cache
+def labels(kind: str) -> dict[str, str]:
+    """The Chinese labels of one kind of code (``labels.toml``: rules, severities, review_reasons,
+    decisions, matched_by, flags, lineage_events, lockon_lists), in the file's order."""
+    table = tomllib.loads((VOCABULARIES / "labels.toml").read_text(encoding="utf-8"))
+    if kind not in table:
+        raise KeyError(f"labels.toml has no [{kind}]; it has {sorted(table)}")
+    return dict(table[kind])

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from pipelines import verdicts as vd
 from pipelines.contracts import load_contracts
 from pipelines.marts.pages import write_pack_pages
+from pipelines.standardise.vocabularies import labels
 from pipelines.store import RunStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -87,32 +88,13 @@ WARNING_COLUMNS: tuple[Column, ...] = (
     Column("warning_id", "预警编号", 15),
 )
 
-DECISIONS: dict[str, str] = {
-    "同一单位": vd.SAME_UNIT,
-    "不同单位": vd.DIFFERENT_UNITS,
-    "新单位": vd.NEW_UNIT,
-    "非经营主体": vd.NOT_A_BUSINESS,
-    "同一经营者（一户多证）": vd.SAME_OPERATOR,
-}
+# the workbook's dropdown: each decision's label (labels.toml) → the decision
+DECISIONS: dict[str, str] = {label: decision for decision, label in labels("decisions").items()}
 # the unit the record is, or is not, part of (or, 一户多证, another licence of its operator)
 NEEDS_UNIT = (vd.SAME_UNIT, vd.DIFFERENT_UNITS, vd.SAME_OPERATOR)
-REASONS = {
-    "no_registration_match": "无对应登记（有税务或用电，找不到登记单位）",
-    "uncertain_link": "疑似同一单位，待确认",
-    "rival_unit": "与另一单位同样相似，待确认归属",
-}
-SEVERITIES = {"high": "高", "medium": "中", "low": "低"}
-RULES = {
-    "power_without_tax": "用电多但无税",
-    "tax_without_power": "有税无电",
-    "kwh_change": "用电量骤变",
-    "tax_change": "税额骤变",
-    "inactive_but_active": "非正常/吊销/注销仍有活动",
-    "zombie": "疑似僵尸企业",
-    "multi_licence": "一户多证",
-    "multi_meter": "一户多表",
-    "unregistered_ecommerce": "未登记的电商寄件户",
-}
+REASONS = labels("review_reasons")
+SEVERITIES = labels("severities")
+RULES = labels("rules")
 UNIT_ID = re.compile(r"^U[0-9A-F]{12}$")
 _LOOSE_DATE = re.compile(
     r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"  # 2026/11/5, 2026年11月5日
