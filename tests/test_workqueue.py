@@ -184,8 +184,11 @@ def _warning(warning_id: str, period: str, priority: int, township: str | None) 
             "priority": priority, "first_raised_run": "reg-000001", "run_id": "reg-000001"}  # fmt: skip
 
 
-def _publish(store: RunStore, review: list[dict], warnings: list[dict] | None) -> str:
-    units = [{"unit_id": u, "name": n} for u, n in (("U00000000000A", "甲单位"), ("U00000000000B", "乙单位"))]
+def _publish(
+    store: RunStore, review: list[dict], warnings: list[dict] | None, tiers: dict[str, str] | None = None
+) -> str:
+    names = {"U00000000000A": "甲单位", "U00000000000B": "乙单位", "U00000000000C": "丙单位"}
+    units = [{"unit_id": u, "name": n, "tier": (tiers or {}).get(u)} for u, n in names.items()]
     tables = {
         "register": pa.Table.from_pylist(units, schema=output_schema("register")),
         "review": pa.Table.from_pylist(review, schema=output_schema("review")),
@@ -374,3 +377,21 @@ def test_cells_a_spreadsheet_would_evaluate_are_text_in_xlsx_and_quoted_in_csv(t
         csv.writer(handle).writerows(rows_out)
     verdicts = read_verdict_file(filled)
     assert sorted(v.record_id for v in verdicts) == sorted(["E9", *(f"@E{i}" for i in range(len(FORMULAS)))])
+
+
+def test_within_a_priority_the_units_of_the_higher_tier_come_first(tmp_path):
+    """Field staff look first where the register's activity tier says units matter most (A before D)."""
+    store = RunStore(tmp_path / "out")
+    review = [
+        _review_item("R1", 2, "330105", "米市巷街道", candidate_unit_ids=["U00000000000A"]),
+        _review_item("R2", 2, "330105", "米市巷街道", candidate_unit_ids=["U00000000000C"]),
+        _review_item("R3", 1, "330105", "米市巷街道", candidate_unit_ids=["U00000000000A"]),
+    ]
+    warnings = [
+        _warning("W1", "2026-09", 2, "米市巷街道") | {"unit_id": "U00000000000A"},
+        _warning("W2", "2026-09", 2, "米市巷街道") | {"unit_id": "U00000000000C"},
+    ]
+    _publish(store, review, warnings, tiers={"U00000000000A": "D", "U00000000000C": "A"})
+    mishi = _queue(export_work_queues(store), "330105_米市巷街道", ".xlsx")
+    assert [r[HEADER["record_id"]] for r in read_sheet(mishi)] == ["R3", "R2", "R1"]
+    assert [w["预警编号"] for w in read_sheet(mishi, WARNING_SHEET)] == ["W2", "W1"]

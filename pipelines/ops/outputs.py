@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.ops.alerts import AlertChannels, alerts_for_ingest, send_alerts
+from pipelines.townships.verdict_files import load_verdicts
 from pipelines.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ def complete_pack(store: RunStore, period: str) -> dict[str, Any]:
         done = json.loads(marker.read_text(encoding="utf-8"))
         if done.get("register_run") == latest.name and store.pack_dir(period).is_dir():
             return {**done, "found": True}
-    summary = export_period_pack(store, period, latest.name)
+    # verdicts in force say which of the month's items townships answered (the pages' feedback rate)
+    summary = export_period_pack(store, period, latest.name, load_verdicts(store.verdicts_dir).in_force)
     store.mark_output_done(pack_key(period), "pack", summary)
     return summary
 

@@ -102,7 +102,7 @@ _LOOSE_DATE = re.compile(
 )
 HELP_LINES = (
     "本文件列出本乡镇（街道）需要现场核查的记录（“待核查”）和本期预警（“预警”，仅供参考，无需填写）。",
-    "“待核查”按优先级排序：1 最急（有税务或用电却找不到登记单位），"
+    "“待核查”按优先级排序（同一优先级内，单位活跃等级 A 级在前）：1 最急（有税务或用电却找不到登记单位），"
     "2 次之（疑似同一单位，或与另一单位同样相似，待确认归属）。",
     "每核查一条，在同一行填写：核查结论、所属单位编号、核查人、核查日期，可加备注。不核查的行留空即可，不会上报。",
     "核查结论（下拉选择）：",
@@ -209,20 +209,29 @@ class _RegisterRun:
     review: list[dict[str, Any]]
     warnings: list[dict[str, Any]] | None
     unit_names: dict[str, str]
+    unit_tiers: dict[str, str]  # A–D (docs/marts.md): within a priority, the units that matter most first
 
     @classmethod
     def read(cls, store: RunStore, register_run: str | None) -> _RegisterRun:
         run_dir = store.register_run_dir(register_run) if register_run else store.register_latest()
         if run_dir is None or not run_dir.is_dir():
             raise FileNotFoundError(f"no published register run {register_run or '(latest)'} in {store.root}")
-        units = pq.read_table(run_dir / "register.parquet", columns=["unit_id", "name"]).to_pydict()
+        register = pq.read_table(run_dir / "register.parquet")
+        units = register.select(
+            [c for c in ("unit_id", "name", "tier") if c in register.column_names]
+        ).to_pydict()
         warnings_path = run_dir / "warnings.parquet"
         return cls(
             name=run_dir.name,
             review=pq.read_table(run_dir / "review.parquet").to_pylist(),
             warnings=pq.read_table(warnings_path).to_pylist() if warnings_path.exists() else None,
             unit_names=dict(zip(units["unit_id"], units["name"], strict=True)),
+            unit_tiers=dict(zip(units["unit_id"], units.get("tier") or [], strict=False)),
         )
+
+    def tier_rank(self, unit_id: str | None) -> str:
+        """Sorts A first, a unit with no tier (a run from before tiers) last."""
+        return self.unit_tiers.get(unit_id or "") or "E"
 
 
 def _fresh(partial: Path) -> Path:
@@ -250,8 +259,14 @@ def _write_queues(
     names = []
     for (division, township), rows in sorted(queues.items()):
         stem = _safe(f"{division}_{township}")
-        review_rows = sorted(rows["review"], key=lambda r: (r["priority"], r["feed"], r["record_id"]))
-        warning_rows = sorted(rows["warnings"], key=lambda r: (r["priority"], r["period"], r["warning_id"]))
+        review_rows = sorted(
+            rows["review"],
+            key=lambda r: (r["priority"], run.tier_rank(r["unit_id"]), r["feed"], r["record_id"]),
+        )
+        warning_rows = sorted(
+            rows["warnings"],
+            key=lambda r: (r["priority"], run.tier_rank(r["unit_id"]), r["period"], r["warning_id"]),
+        )
         _write_workbook(folder / f"{stem}.xlsx", review_rows, warning_rows if warnings is not None else None)
         _write_csv(folder / f"{stem}.csv", REVIEW_COLUMNS, review_rows)
         names += [f"{stem}.xlsx", f"{stem}.csv"]
