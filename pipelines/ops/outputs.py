@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.ops.alerts import AlertChannels, alerts_for_ingest, send_alerts
-from pipelines.townships.verdict_files import load_verdicts
 from pipelines.store import RunStore
+from pipelines.townships.verdict_files import load_verdicts
 
 log = logging.getLogger(__name__)
 STEPS = ("work_queues", "report", "alerts")
