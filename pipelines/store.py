@@ -321,6 +321,10 @@ class RunStore:
         target = self.pack_dir(period)
         return target.with_name(f".{target.name}.partial")
 
+    def profile_path(self, register_run: str, unit_id: str) -> Path:
+        """A unit's profile page (一户一档) from a register run: ``profiles/<reg-run>/<unit_id>.html``."""
+        return self.root / "profiles" / register_run / f"{unit_id}.html"
+
     def report_path(self, register_run: str) -> Path:
         return self.reports_dir / f"{register_run}.html"
 

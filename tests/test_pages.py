@@ -30,7 +30,7 @@ from pipelines.landing import resolve_and_land
 from pipelines.marts import pages
 from pipelines.marts.charts import bar_chart, fmt_value, month_range, monthly_chart
 from pipelines.marts.config import load_config
-from pipelines.marts.pages import UnknownUnitError, load_profile_data, profile_path, write_profile
+from pipelines.marts.pages import UnknownUnitError, load_profile_data, write_profile
 from pipelines.pii import HMAC_KEY_ENV
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
@@ -291,7 +291,7 @@ def test_a_profile_in_headless_chromium_has_every_section_its_records_and_the_un
     run_store, _ = store
     unit_id = _busiest_unit(run_store)
     path, _ = write_profile(run_store, unit_id)
-    assert path == profile_path(run_store, _latest(run_store).name, unit_id)
+    assert path == run_store.profile_path(_latest(run_store).name, unit_id)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # written aside, then renamed
     outside: list[str] = []
     page = _open(browser, path, outside)
@@ -477,7 +477,7 @@ def test_unit_command_prints_a_summary_and_writes_the_profile_and_refuses_an_unk
     lines = result.output.splitlines()
     assert lines[0].startswith(f"{unit_id} {name.as_py()}")
     assert re.match(r"活跃度等级: [ABCD] 级", lines[1]) and lines[2].startswith("关联记录: ")
-    written = profile_path(run_store, _latest(run_store).name, unit_id)
+    written = run_store.profile_path(_latest(run_store).name, unit_id)
     assert lines[-1] == f"profile: {written}" and written.is_file()
     unknown = CliRunner().invoke(main, ["unit", "--out", str(run_store.root), "U000000000000"])
     assert unknown.exit_code == 1

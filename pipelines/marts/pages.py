@@ -46,13 +46,11 @@ __all__ = [
     "UnknownUnitError",
     "load_profile_data",
     "profile_context",
-    "profile_path",
     "render_page",
     "write_pack_pages",
     "write_profile",
 ]
 
-PROFILES_DIR = "profiles"
 UNITS_DIR = "units"  # profiles inside a pack folder
 CHINA_TIME = timezone(timedelta(hours=8), "北京时间")
 TOKEN_PREFIX = "t1_"
@@ -501,10 +499,6 @@ def render_page(context: dict[str, Any]) -> str:
     return _templates().get_template(f"{context['page']}.html.j2").render(**context)
 
 
-def profile_path(store: RunStore, register_run: str, unit_id: str) -> Path:
-    return store.root / PROFILES_DIR / register_run / f"{unit_id}.html"
-
-
 def write_profile(
     store: RunStore, unit_id: str, register_run: str | None = None, verdicts: Sequence[Verdict] = ()
 ) -> tuple[Path, dict[str, Any]]:
@@ -512,7 +506,7 @@ def write_profile(
     (the CLI prints a summary from it). ``UnknownUnitError`` when the run has no such unit."""
     data = load_profile_data(store, [unit_id], register_run, verdicts)
     context = profile_context(data, unit_id)
-    path = profile_path(store, data.run, unit_id)
+    path = store.profile_path(data.run, unit_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, render_page(context))
     return path, context
