@@ -1,4 +1,5 @@
-"""Department vocabularies read from reviewed files: the industry classification, statuses, entity types."""
+"""Department vocabularies read from reviewed files: the industry classification, statuses, entity types,
+electricity customer classes."""
 
 from __future__ import annotations
 
@@ -17,17 +18,23 @@ from hypothesis import strategies as st
 from pipelines import verdicts
 from pipelines.contracts import output_schema
 from pipelines.generate import generate
+from pipelines.generate.feeds import DEPARTMENT_VOCABULARIES
 from pipelines.generate.names import COMPANY_INDUSTRIES, INDIVIDUAL_TRADES, Weighted
 from pipelines.generate.units import ACTIVE_STATUSES, ENTITY_TYPES, REVOKED_STATUSES
 from pipelines.marts.config import load_config
 from pipelines.resources import VOCABULARIES
 from pipelines.rules.warnings import RULES, load_rules
+from pipelines.standardise.text import fold
 from pipelines.standardise.vocabularies import (
+    HOUSEHOLD,
     LEVELS,
     UNKNOWN,
+    customer_class_spellings,
+    customer_kind,
     industry_dimension,
     industry_path,
     labels,
+    normalise_customer_classes,
     normalise_entity_types,
     normalise_industries,
     normalise_statuses,
@@ -252,6 +259,98 @@ def test_entity_types_no_rule_knows_are_other_and_counted():
     assert unknown_values("entity_type", values) == {"某种新类型": 2}
 
 
+# ---------------------------------------------------------------- electricity customer classes
+
+
+def _kinds(*values: str | None) -> list[str | None]:
+    return normalise_customer_classes(pa.array(values, pa.string()))["customer_kind"].to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        # State Grid before and after the reforms, China Southern Grid
+        (
+            [
+                "一般工商业",
+                "一般工商业用电",
+                "大工业",
+                "大工业用电",
+                "工商业",
+                "工商业用电",
+                "工商业及其他用电",
+            ],
+            "business",
+        ),
+        (["非居民照明", "商业用电", "非工业", "普通工业", "非、普工业", "工商业用电（两部制）"], "business"),
+        (["居民", "居民生活用电", "城乡居民生活用电", "农村居民生活用电", "居民合表用户"], HOUSEHOLD),
+        (["农业", "农业生产用电", "农业排灌", "贫困县农业排灌用电"], "agriculture"),
+        # width, spaces and voltage levels do not change the class
+        (
+            [
+                "一般工商业用电（不满1千伏）",
+                "大工业用电 35kV及以上",
+                "一般工商业\u3000",
+                "工商业用电(单一制)",
+            ],
+            "business",
+        ),
+        (["居民生活用电1-10千伏", "居民 生活 用电", "居民生活用电 ２２０Ｖ", "城鄉居民生活用電"], HOUSEHOLD),
+    ],
+)
+def test_tariff_class_names_read_as_their_customer_kind(values, kind):
+    assert _kinds(*values) == [kind] * len(values)
+
+
+def test_classes_that_could_be_either_kind_are_unknown_and_counted_never_guessed():
+    values = pa.array(["其他", "趸售", "执行居民电价的非居民用户", "其他", "10千伏", None, " ", "居民"])
+    table = normalise_customer_classes(values)
+    assert table["customer_kind"].to_pylist() == [UNKNOWN] * 5 + [None, None, HOUSEHOLD]
+    assert table["customer_kind_label"].to_pylist()[0] == "未知"
+    assert unknown_values("customer_class", values) == {
+        "其他": 2, "趸售": 1, "执行居民电价的非居民用户": 1, "10千伏": 1,
+    }  # fmt: skip
+
+
+LISTED_CLASSES = [(kind, value) for kind, values in customer_class_spellings().items() for value in values]
+
+
+def test_the_class_file_lists_three_kinds_and_every_spelling_once():
+    assert set(customer_class_spellings()) == {"business", HOUSEHOLD, "agriculture"}
+    values = [value for _, value in LISTED_CLASSES]
+    assert len(values) == len(set(values))
+
+
+@given(st.sampled_from(LISTED_CLASSES), st.data())
+def test_spaces_punctuation_width_and_a_voltage_level_do_not_change_a_class(listed, data):
+    kind, value = listed
+    noisy = "".join(char + data.draw(st.text(alphabet=NOISE, max_size=2)) for char in value)
+    voltage = data.draw(st.sampled_from(["", "不满1千伏", "（1-10千伏）", " 35kV及以上", "220V", "１０ＫＶ"]))
+    assert _kinds(value.translate(FULL_WIDTH), noisy + voltage) == [kind, kind]
+
+
+LISTED_CHARACTERS = {char for _, value in LISTED_CLASSES for char in fold(value)} | set(
+    "不满低于小于高于千伏以上下及"
+)
+OTHER_WORDS = st.text(alphabet=st.characters(categories=("Lo",)), min_size=1, max_size=4).filter(
+    lambda text: not set(fold(text)) & LISTED_CHARACTERS
+)
+
+
+@given(st.sampled_from(LISTED_CLASSES), OTHER_WORDS)
+def test_a_listed_name_inside_other_words_is_unknown_not_its_kind(listed, words):
+    """No prefix or substring test: 居民楼底商 or 商业综合体 is not read as a household or a business."""
+    _, value = listed
+    assert _kinds(value + words, words + value) == [UNKNOWN, UNKNOWN]
+
+
+@pytest.mark.parametrize("name", sorted(DEPARTMENT_VOCABULARIES))
+def test_every_spelling_a_generator_vocabulary_writes_reads_as_its_class(name):
+    meant = {"大工业": "business", "一般工商业": "business", "居民": HOUSEHOLD, "农业": "agriculture"}
+    for customer_class, spellings in DEPARTMENT_VOCABULARIES[name].customer_classes.items():
+        assert _kinds(*(spelling for spelling, _ in spellings)) == [meant[customer_class]] * len(spellings)
+
+
 # ---------------------------------------------------------------- open-ended input
 
 
@@ -266,7 +365,8 @@ def test_any_text_never_raises(text):
     assert normalise_statuses("registration", values).num_rows == 3
     assert normalise_statuses("taxpayer", values).num_rows == 3
     assert normalise_entity_types(values).num_rows == 3
-    for vocabulary in ("industry", "registration", "taxpayer", "entity_type"):
+    assert _kinds(text, None, text) == [customer_kind(text), None, customer_kind(text)]
+    for vocabulary in ("industry", "registration", "taxpayer", "entity_type", "customer_class"):
         assert set(unknown_values(vocabulary, values)) <= {text}
 
 

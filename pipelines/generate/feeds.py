@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 from typing import Any
@@ -142,6 +144,52 @@ CLASS_LONG = {
     "居民": "居民生活用电",
     "农业": "农业生产用电",
 }
+
+
+@dataclass(frozen=True)
+class DepartmentVocabulary:
+    """How the departments of a sample spell their codes, so that the pipeline can be tried on spellings
+    it was not built on. A spelling is chosen by a draw the default makes anyway, so every vocabulary gives
+    the same records, units and ids for a seed: only these codes read differently."""
+
+    industry_letter: bool  # registrations write the GB/T 4754 section letter (F5199) or not (5199)
+    # The generator's customer class → (spelling, share of draws below which it is chosen), shares rising.
+    customer_classes: dict[str, tuple[tuple[str, float], ...]]
+
+    def industry_code(self, code: str) -> str:
+        return code if self.industry_letter else code[1:]
+
+    def customer_class(self, customer_class: str, draw: float) -> str:
+        spellings = self.customer_classes[customer_class]
+        return spellings[bisect([share for _, share in spellings], draw)][0]
+
+
+DEPARTMENT_VOCABULARIES = {
+    # State Grid's catalogue, short names and now and then the full ones.
+    "default": DepartmentVocabulary(
+        industry_letter=True,
+        customer_classes={short: ((long, 0.05), (short, 1.0)) for short, long in CLASS_LONG.items()},
+    ),
+    # Registration codes without the section letter; a power company with China Southern Grid's and the
+    # post-reform names (工商业用电 单一制/两部制), older accounts still under the pre-2018 classes, a voltage
+    # level now and then.
+    "variant": DepartmentVocabulary(
+        industry_letter=False,
+        customer_classes={
+            "大工业": (("大工业用电", 0.5), ("工商业用电（两部制）", 1.0)),
+            "一般工商业": (
+                ("工商业及其他用电", 0.4),
+                ("工商业用电（单一制）", 0.6),
+                ("一般工商业用电 不满1千伏", 0.7),
+                ("非居民照明", 0.8),
+                ("商业用电", 0.9),
+                ("普通工业", 1.0),
+            ),
+            "居民": (("城乡居民生活用电", 0.6), ("居民生活用电（不满1千伏）", 0.8), ("居民合表用户", 1.0)),
+            "农业": (("农业生产用电", 0.7), ("农业排灌", 1.0)),
+        },
+    ),
+}
 STEADY_MIN_PARCELS = 100  # over the months an online seller ships; the resolver looks for 60 or more
 NO_WORK_UNIT = ("无", "退休", "学生", "自由职业", "待业", "灵活就业", "个体")
 
@@ -200,9 +248,10 @@ def existed_during_tests(unit: Unit) -> bool:
 class FeedMaker:
     """Writes every feed's records of one family at a time through ``emit``."""
 
-    def __init__(self, rng: random.Random, emit: Emit) -> None:
+    def __init__(self, rng: random.Random, emit: Emit, vocabulary: DepartmentVocabulary) -> None:
         self.rng = rng
         self.emit = emit
+        self.vocabulary = vocabulary
         self.account_nos: set[str] = set()
         self.meter_nos: set[str] = set()
 
@@ -249,7 +298,9 @@ class FeedMaker:
                 else unit.entity_type,
                 "legal_rep_name": unit.legal_rep.name,
                 "legal_rep_id": written_id(rng, unit.legal_rep.id_number, 0.02),
-                "industry_code": unit.industry.code if rng.random() > 0.05 else unit.industry.code[:3],
+                "industry_code": self.vocabulary.industry_code(
+                    unit.industry.code if rng.random() > 0.05 else unit.industry.code[:3]
+                ),
                 "address": render_address(unit.site, rng, REG_ADDRESS),
                 "division_code": unit.district.code
                 if division < 0.84
@@ -418,7 +469,7 @@ class FeedMaker:
                 "uscc": uscc,
                 "address": render_address(site, rng, POWER_ADDRESS),
                 "phone": written_phone(rng, phone, 0.3),
-                "customer_class": CLASS_LONG[customer_class] if rng.random() < 0.05 else customer_class,
+                "customer_class": self.vocabulary.customer_class(customer_class, rng.random()),
             }
             meter_nos = [self._meter_no(unit) for _ in range(meters if shared_account else 1)]
             accounts.append((master, customer_class, meter_nos))

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipelines.contracts import load_contracts
 from pipelines.generate.anomalies import AnomalyPlanter
-from pipelines.generate.feeds import FeedMaker
+from pipelines.generate.feeds import DEPARTMENT_VOCABULARIES, FeedMaker
 from pipelines.generate.units import ZOMBIE_LISTED_BY, Population, Unit
 from pipelines.generate.writer import FeedFiles, write_jsonl_line
 
@@ -69,15 +69,21 @@ def unit_row(unit: Unit, tax_paid: float) -> dict[str, Any]:
     }
 
 
-def generate(units: int, seed: int, out_dir: Path) -> GenerateSummary:
+def generate(units: int, seed: int, out_dir: Path, vocabulary: str = "default") -> GenerateSummary:
     """Write one JSONL file per feed, ``truth.jsonl``, ``units.jsonl`` and ``anomalies.jsonl``.
 
     Everything comes from ``random.Random(seed)``: the same (units, seed) gives byte-identical files. The
     anomalies planted in the figures draw from a second generator derived from the seed, so records and ids
-    are the same as without them.
+    are the same as without them. ``vocabulary`` names how departments spell their codes
+    (``DEPARTMENT_VOCABULARIES``: "default", or "variant": industry codes without the section letter and
+    another power company's tariff names); only those codes differ between vocabularies.
     """
     if units < 1:
         raise ValueError("units must be at least 1")
+    if vocabulary not in DEPARTMENT_VOCABULARIES:
+        raise ValueError(
+            f"no department vocabulary {vocabulary!r}; there are {sorted(DEPARTMENT_VOCABULARIES)}"
+        )
     contracts = load_contracts()
     unknown = sorted(set(contracts) - set(RECORD_PREFIXES))
     if unknown:
@@ -93,7 +99,7 @@ def generate(units: int, seed: int, out_dir: Path) -> GenerateSummary:
     ):
         population = Population(rng)
         planter = AnomalyPlanter(seed, files.emit)
-        maker = FeedMaker(rng, planter.emit)
+        maker = FeedMaker(rng, planter.emit, DEPARTMENT_VOCABULARIES[vocabulary])
         for family in population.units(units):
             planter.begin(family)
             tax_paid = maker.family(family)

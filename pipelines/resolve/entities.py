@@ -27,6 +27,7 @@ from pipelines.standardise.names import CompanyName, parse_company_name
 from pipelines.standardise.phones import area_code_of, parse_phone
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
+from pipelines.standardise.vocabularies import HOUSEHOLD, customer_kind
 
 
 @dataclass
@@ -208,17 +209,16 @@ def _tax(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
     return _fill(entity, row["taxpayer_name"], row["address"], row["phone"], hint, tokens)
 
 
-RESIDENTIAL = "居民"
-
-
 def _utility(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+    """A household account (its tariff class, as the power company spells it, read through the reviewed
+    vocabulary) without a USCC is a person's; an unknown class is not taken for one."""
     uscc = _valid_uscc(row["uscc"])
     entity = Entity(
         entity_id=entity_id,
         feed="utility",
         uscc=uscc,
         org_code=org_code_of(uscc),
-        is_person=(row["customer_class"] or "").startswith(RESIDENTIAL) and not uscc,
+        is_person=customer_kind(row["customer_class"]) == HOUSEHOLD and not uscc,
     )
     hint = _district_hint(uscc[2:8] if uscc else None)
     return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens)

@@ -1,5 +1,6 @@
 """Department vocabularies, read from reviewed data files in ``schemas/vocabularies/``: the national industry
-classification (GB/T 4754-2017), registration and taxpayer statuses, and entity types.
+classification (GB/T 4754-2017), registration and taxpayer statuses, entity types and electricity customer
+classes.
 
 Departments spell the same thing many ways (F5199 / 5199 / ５１９９; 吊销，未注销 / 吊销未注销; （） / ()).
 The spellings live in data people can review and extend; the code only folds text and looks it up. A value
@@ -27,11 +28,14 @@ from pipelines.standardise.text import fold
 UNKNOWN = "unknown"
 LEVELS = ("section", "division", "group", "class")
 OTHER_KIND = "other"
-VOCABULARY_NAMES = ("industry", "registration", "taxpayer", "entity_type")
+VOCABULARY_NAMES = ("industry", "registration", "taxpayer", "entity_type", "customer_class")
+HOUSEHOLD = "household"  # the customer kind of a household account: a person's, not a unit's
 
 # A section letter, then a division (2 digits), group (3) or class (4); either part may be missing.
 _INDUSTRY_CODE_RE = re.compile(r"([A-Z]?)([0-9]{2,4})?")
 _SPACES_RE = re.compile(r"\s+")
+# A voltage level in a tariff name, after punctuation is gone: 不满1千伏, 110千伏 (from 1-10千伏), 35KV及以上.
+_VOLTAGE_RE = re.compile(r"(?:不满|低于|小于|高于)?[0-9]+(?:千伏|KV|伏|V)(?:及以上|以上|及以下|以下)?")
 _STATUS_DIMENSION = pa.schema(
     [
         ("vocabulary", pa.string()),
@@ -270,6 +274,76 @@ def normalise_entity_types(values: pa.Array | pa.ChunkedArray) -> pa.Table:
     )
 
 
+# ---------------------------------------------------------------- electricity customer classes
+
+
+def _customer_class_key(text: str) -> str:
+    """The status key without a voltage level: '工商业用电（不满1千伏）' → '工商业用电'. A voltage
+    alone stays: it states something, just no class."""
+    key = _status_key(text)
+    return _VOLTAGE_RE.sub("", key) or key
+
+
+@cache
+def _customer_class_file() -> dict:
+    with open(VOCABULARIES / "customer_classes.toml", "rb") as file:
+        return tomllib.load(file)
+
+
+@cache
+def _customer_class_lookup() -> dict[str, str]:
+    """Folded spelling → customer kind. Refuses undeclared kinds and a spelling under two kinds."""
+    document = _customer_class_file()
+    lookup: dict[str, str] = {}
+    for kind, entry in document.items():
+        if not isinstance(entry, dict):
+            continue
+        if kind not in document["kinds"]:
+            raise ValueError(f"customer_classes.toml: kind {kind!r} is not among {document['kinds']}")
+        for value in entry["values"]:
+            key = _customer_class_key(value)
+            if lookup.get(key, kind) != kind:
+                raise ValueError(f"customer_classes.toml: {value!r} is both {lookup[key]} and {kind}")
+            lookup[key] = kind
+    return lookup
+
+
+def customer_kind(text: str | None) -> str | None:
+    """business / household / agriculture for a tariff class name, "unknown" for one the file does not list,
+    None when nothing is stated."""
+    key = _customer_class_key(text or "")
+    if not key:
+        return None
+    return _customer_class_lookup().get(key, UNKNOWN)
+
+
+def customer_class_spellings() -> dict[str, list[str]]:
+    """Kind → the spellings the file lists for it, in the file's order (the expectation's value set)."""
+    _customer_class_lookup()  # the file is checked before anyone reads it
+    return {
+        kind: list(entry["values"])
+        for kind, entry in _customer_class_file().items()
+        if isinstance(entry, dict)
+    }
+
+
+def normalise_customer_classes(values: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The customer kind per row (business / household / agriculture / unknown; blank → null) and its
+    Chinese label."""
+    document = _customer_class_file()
+    distinct, indices = _distinct(values)
+    kinds = [customer_kind(text) for text in distinct]
+    names = [
+        kind and (document[kind]["label"] if kind != UNKNOWN else document["unknown_label"]) for kind in kinds
+    ]
+    return pa.table(
+        {
+            "customer_kind": pa.array(kinds, pa.string()).take(indices),
+            "customer_kind_label": pa.array(names, pa.string()).take(indices),
+        }
+    )
+
+
 # ---------------------------------------------------------------- unknown values
 
 
@@ -282,6 +356,8 @@ def _unmatched(vocabulary: str) -> Callable[[str], bool]:
     if vocabulary in ("registration", "taxpayer"):
         lookup = _status_vocabulary(vocabulary)
         return lambda text: (_status_of(lookup, text) or ("",))[0] == UNKNOWN
+    if vocabulary == "customer_class":
+        return lambda text: customer_kind(text) == UNKNOWN
     raise ValueError(f"no vocabulary {vocabulary!r}; there are {VOCABULARY_NAMES}")
 
 
