@@ -10,14 +10,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from pipelines.contracts import contract, load_contracts
 from pipelines.generate import AS_OF, RECORD_PREFIXES, generate
 from pipelines.generate.batches import batch_name, split_batches
+from pipelines.generate.feeds import CLASS_LONG
 from pipelines.generate.geography import CITIES
 from pipelines.ingest.parse import RawMessage, parse_message
 from pipelines.pii import Tokeniser
+from pipelines.quality.suites import load_suite
 from pipelines.standardise.codes import (
     clean_code,
     is_valid_id_number,
@@ -27,6 +30,7 @@ from pipelines.standardise.codes import (
 )
 from pipelines.standardise.divisions import by_code
 from pipelines.standardise.text import fold
+from pipelines.standardise.vocabularies import UNKNOWN, customer_kind, industry_path, unknown_values
 
 UNITS = 1500
 SEED = 5
@@ -497,3 +501,76 @@ def test_the_split_is_the_same_for_a_seed_and_differs_between_seeds(sample, tmp_
 def test_a_sample_too_small_for_the_batches_is_refused(sample, tmp_path):
     with pytest.raises(ValueError, match="too few units"):
         split_batches(sample.path, tmp_path, batches=10, batch_records=len(sample.owner), seed=1)
+
+
+# -- department vocabularies ---------------------------------------------------------------------------
+
+
+VOCABULARY_FIELDS = {"registration": "industry_code", "utility": "customer_class"}
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("variant")
+    generate(units=UNITS, seed=SEED, out_dir=out, vocabulary="variant")
+    return out
+
+
+def test_another_vocabulary_spells_the_same_codes_differently_and_changes_nothing_else(sample, variant):
+    """The same seed gives the same records, truth and units; only industry codes and customer classes are
+    spelt another way, and each still means what the default's spelling means."""
+    for name in OUTPUT_FILES - {f"{feed}.jsonl" for feed in VOCABULARY_FIELDS}:
+        assert (variant / name).read_bytes() == (sample.path / name).read_bytes(), name
+    for feed, field in VOCABULARY_FIELDS.items():
+        rows = _lines(variant / f"{feed}.jsonl")
+        assert len(rows) == len(sample.rows[feed])
+        respelt = 0
+        for default_row, variant_row in zip(sample.rows[feed], rows, strict=True):
+            default_value, variant_value = default_row.get(field), variant_row.get(field)
+            assert _without(variant_row, field) == _without(default_row, field)
+            assert (default_value is None) == (variant_value is None)
+            if default_value is None:
+                continue
+            respelt += default_value != variant_value
+            if feed == "registration":
+                assert industry_path(variant_value) == industry_path(default_value) is not None
+            else:
+                assert customer_kind(variant_value) == customer_kind(default_value) not in (None, UNKNOWN)
+        assert respelt > len(rows) / 2, feed
+
+
+def test_every_code_either_vocabulary_writes_is_known_and_accepted_by_the_suites(sample, variant):
+    class_set = set(_suite_value_set("utility", "customer_class"))
+    industry_regex = re.compile(_suite_kwargs("registration", "industry_code")["regex"])
+    for out, letter in ((sample.path, True), (variant, False)):
+        industries = [
+            r["industry_code"] for r in _lines(out / "registration.jsonl") if r.get("industry_code")
+        ]
+        classes = [r["customer_class"] for r in _lines(out / "utility.jsonl") if r.get("customer_class")]
+        assert unknown_values("industry", pa.array(industries)) == {}
+        assert unknown_values("customer_class", pa.array(classes)) == {}
+        assert all(code[0].isalpha() == letter for code in industries)
+        assert all(industry_regex.search(code) for code in industries)
+        assert set(classes) <= class_set
+    default_classes = {r.get("customer_class") for r in sample.rows["utility"]} - {None}
+    assert default_classes <= {*CLASS_LONG, *CLASS_LONG.values()}  # State Grid's short and long names
+    variant_classes = {r.get("customer_class") for r in _lines(variant / "utility.jsonl")} - {None}
+    assert variant_classes - default_classes  # the variant writes names the default never does
+
+
+def test_an_unknown_vocabulary_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="vocabulary"):
+        generate(units=10, seed=1, out_dir=tmp_path, vocabulary="martian")
+
+
+def _without(row: dict, field: str) -> dict:
+    return {name: value for name, value in row.items() if name != field}
+
+
+def _suite_kwargs(feed: str, column: str) -> dict:
+    [expectation] = [e for e in load_suite(feed)["expectations"] if e["kwargs"].get("column") == column]
+    return expectation["kwargs"]
+
+
+def _suite_value_set(feed: str, column: str) -> list[str]:
+    return _suite_kwargs(feed, column)["value_set"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -32,6 +33,7 @@ from pipelines.quality import (
 )
 from pipelines.quality.suites import EXPECTATIONS_DIR, suite_path
 from pipelines.standardise import codes
+from pipelines.standardise.vocabularies import customer_class_spellings, industry_dimension
 
 FEEDS = feed_names()
 ROWS = 1000
@@ -155,6 +157,33 @@ def test_every_feed_has_a_suite_and_no_suite_lacks_a_feed() -> None:
     assert sorted(p.stem for p in EXPECTATIONS_DIR.glob("*.json")) == sorted(FEEDS)
 
 
+def _expectation(feed: str, column: str) -> dict[str, Any]:
+    [expectation] = [e for e in load_suite(feed)["expectations"] if e["kwargs"].get("column") == column]
+    return expectation
+
+
+CLASS_SPELLINGS = [value for values in customer_class_spellings().values() for value in values]
+
+
+def test_the_customer_class_value_set_is_the_vocabularys_list_of_spellings() -> None:
+    """The suite and the resolver read one reviewed list (schemas/vocabularies/customer_classes.toml): a
+    spelling added to the file and not to the suite, or the other way round, fails here."""
+    value_set = _expectation("utility", "customer_class")["kwargs"]["value_set"]
+    assert len(value_set) == len(set(value_set))
+    assert sorted(value_set) == sorted(CLASS_SPELLINGS)
+
+
+def test_the_industry_code_expectation_accepts_every_code_with_or_without_its_letter() -> None:
+    pattern = re.compile(_expectation("registration", "industry_code")["kwargs"]["regex"])
+    for row in industry_dimension().to_pylist():
+        spellings = (
+            [row["code"]] if row["level"] == "section" else [row["code"], row["section"] + row["code"]]
+        )
+        assert all(pattern.search(spelling) for spelling in spellings), row["code"]
+    for wrong in ("", "U", "00", "98", "F99", "F5199X", "F519999", "5", "FF51", "F 5199", "F-5199"):
+        assert not pattern.search(wrong), wrong
+
+
 def test_importing_the_package_does_not_import_great_expectations() -> None:
     code = "import sys, pipelines.quality; assert 'great_expectations' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -250,6 +279,30 @@ def test_a_warn_failure_is_recorded_but_does_not_block() -> None:
     assert warning.sample_unexpected[0]["value"] == "营业中"  # not personal: a sample helps the data owner
     assert "registration" in warning.message and "status" in warning.message
     raise_if_blocking([quality])
+
+
+def test_codes_without_the_section_letter_and_other_grids_tariff_names_pass(
+    gx_suites: dict[str, Any],
+) -> None:
+    """What departments really send: class codes without the letter (3011), another grid's tariff names."""
+    industry_codes = ("3011", "C3011", "5199", "F51", "51", "F")
+    registration = [
+        {**row, "industry_code": industry_codes[i % len(industry_codes)]}
+        for i, row in enumerate(healthy_rows("registration"))
+    ]
+    utility = [
+        {**row, "customer_class": CLASS_SPELLINGS[i % len(CLASS_SPELLINGS)]}
+        for i, row in enumerate(healthy_rows("utility"))
+    ]
+    for feed, rows, column in (
+        ("registration", registration, "industry_code"),
+        ("utility", utility, "customer_class"),
+    ):
+        quality = validate_feed(feed, staged(feed, rows), ROWS, now=NOW)
+        assert [o.message for o in quality.failures if o.column == column] == [], feed
+    unknown = _with(utility, 10, customer_class="其他")  # a class that could be either kind: the check warns
+    quality = validate_feed("utility", staged("utility", unknown), ROWS, now=NOW)
+    assert _failed(quality, "expect_column_values_to_be_in_set", "customer_class", "warn")
 
 
 def test_volume_floor_comes_from_the_previous_run(healthy: dict[str, FeedQuality]) -> None:

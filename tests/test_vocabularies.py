@@ -395,6 +395,7 @@ def test_every_value_the_generator_writes_is_known(tmp_path):
     assert unknown_values("taxpayer", _column(tax, "taxpayer_status")) == {}
     assert unknown_values("entity_type", _column(registration, "entity_type")) == {}
     assert unknown_values("industry", _column(registration, "industry_code")) == {}
+    assert unknown_values("customer_class", _column(tmp_path / "utility.jsonl", "customer_class")) == {}
     # Values a small sample may not draw.
     active = [value for weighted in ACTIVE_STATUSES.values() for value in weighted.items]
     for value in (*active, *REVOKED_STATUSES.items, "注销", "迁出", "停业"):

