@@ -14,6 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -57,6 +58,7 @@ SECTIONS = {
     "linkage": "Linkage",
     "divisions": "Review and warnings by division",
     "flags": "Flags",
+    "vocabularies": "Vocabularies",
     "register-quality": "Register quality",
     "timings": "Timings",
 }
@@ -507,3 +509,57 @@ def test_register_runs_without_quality_figures_still_render(store, tmp_path):
     assert "no register run recorded quality figures yet" in section and "<svg" not in section
     assert [row[1:] for row in _table(page, "register-quality")] == [["–"] * 12] * 3
     assert all(f'<section id="{section}">' in page for section in SECTIONS)
+
+
+PLANTED = {  # (feed, column) → values planted in the run's records, none of them in a vocabulary
+    ("registration", "industry_code"): ["Z9999", "Z9999", "Z9999", "9899"],
+    ("registration", "status"): ["营业中", "营业中"],
+    ("registration", "entity_type"): ["某种新类型"],
+    ("tax", "taxpayer_status"): ["走逃", "走逃", "走逃", "走逃"],
+    ("utility", "customer_class"): ["趸售", "趸售", "趸售", "趸售", "趸售", "其他", "其他"],
+}
+
+
+def _vocabulary_rows(page: str) -> dict[str, list[str]]:
+    return {row[1]: row for row in _table(page, "vocabularies")}
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_the_vocabularies_section_counts_values_no_vocabulary_knows_in_the_runs_records(store, tmp_path):
+    copy = RunStore(tmp_path / "store")
+    shutil.copytree(store.root, copy.root, symlinks=True)
+    run = _register_dir(store).name
+    before = _vocabulary_rows(render_report(build_context(copy, run)))
+    assert list(before) == [
+        "registration.industry_code", "registration.status", "tax.taxpayer_status", "registration.entity_type",
+        "utility.customer_class",
+    ]  # fmt: skip
+    folder = copy.register_run_dir(run) / "state" / "records"
+    for feed in {feed for feed, _ in PLANTED}:
+        table = pq.read_table(folder / f"{feed}.parquet")
+        for (of_feed, column), values in PLANTED.items():
+            if of_feed == feed:
+                kept = table[column].to_pylist()[len(values) :]
+                table = table.set_column(
+                    table.schema.get_field_index(column), column, pa.array(values + kept)
+                )
+        pq.write_table(table, folder / f"{feed}.parquet")
+    page = render_report(build_context(copy, run))
+    section = _section(page, "vocabularies")
+    assert "resolution state" in section
+    after = _vocabulary_rows(page)
+    for (feed, column), values in PLANTED.items():
+        row, earlier = after[f"{feed}.{column}"], before[f"{feed}.{column}"]
+        planted = {value: values.count(value) for value in values}
+        assert int(row[3].replace(",", "")) >= len(planted)
+        assert int(row[4].replace(",", "")) >= len(values)
+        for value, count in planted.items():
+            assert f"{value} ({count})" in row[6], (value, row)
+        assert all(value not in earlier[6] for value in planted)
+    # a run whose state was pruned reads the staged records, where nothing was planted
+    shutil.rmtree(folder.parent)
+    pruned = render_report(build_context(copy, run))
+    assert "state was pruned" in _section(pruned, "vocabularies")
+    assert not any(
+        value in _section(pruned, "vocabularies") for values in PLANTED.values() for value in values
+    )

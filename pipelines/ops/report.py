@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -27,7 +28,9 @@ from markupsafe import Markup
 from pipelines.contracts import load_contracts, output_schema
 from pipelines.marts.quality import USCC_SHARE_TARGET
 from pipelines.resources import REPORT_TEMPLATE
-from pipelines.store import RunStore, utc_now, write_atomically
+from pipelines.staging import latest_records
+from pipelines.standardise.vocabularies import unknown_values
+from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
 
 __all__ = ["build_context", "render_report", "write_report"]
 
@@ -55,6 +58,16 @@ MODE_COLOURS = {"incremental": PALETTE[0], "rebuild": PALETTE[3], MODE_UNRECORDE
 UNDER_TARGET = f"< {100 * USCC_SHARE_TARGET:g} %"  # the national register's ceiling on units without a USCC
 OVER_TARGET = f"≥ {100 * USCC_SHARE_TARGET:g} %"
 TARGET_COLOURS = {UNDER_TARGET: PALETTE[2], OVER_TARGET: PALETTE[1]}
+# Source columns read through a reviewed vocabulary (schemas/vocabularies/): vocabulary, label, feed, column.
+VOCABULARY_COLUMNS = (
+    ("industry", "industry 行业代码", "registration", "industry_code"),
+    ("registration", "registration status 登记状态", "registration", "status"),
+    ("taxpayer", "taxpayer status 纳税人状态", "tax", "taxpayer_status"),
+    ("entity_type", "entity type 企业类型", "registration", "entity_type"),
+    ("customer_class", "customer class 用电类别", "utility", "customer_class"),
+)
+TOP_UNKNOWN = 5  # unknown values named per vocabulary, most records first
+SHOWN_VALUE_CHARS = 30  # a longer source value is cut: the page lists codes, not free text
 
 
 # -- formatting for people ---------------------------------------------------------------------------------
@@ -634,6 +647,57 @@ def _flags_section(run_dir: Path) -> dict[str, Any]:
     return {"units": units, "grid": grid, "chart": chart}
 
 
+def _run_records(
+    store: RunStore, run_dir: Path, columns: dict[str, list[str]]
+) -> tuple[dict[str, pa.Table], str]:
+    """The named columns of the records a register run was built from, and where they were read: the run's
+    resolution state, or the staged records (the latest version of each) where that state was pruned."""
+    folder = run_dir / STATE_DIR / "records"
+    if all((folder / f"{feed}.parquet").is_file() for feed in columns):
+        tables = {
+            feed: pq.read_table(folder / f"{feed}.parquet", columns=names) for feed, names in columns.items()
+        }
+        return tables, "the run's resolution state"
+    tables = {feed: latest_records(store, feed).select(names) for feed, names in columns.items()}
+    return tables, "the staged records (this run's state was pruned)"
+
+
+def _shown_value(value: str) -> str:
+    return value if len(value) <= SHOWN_VALUE_CHARS else value[: SHOWN_VALUE_CHARS - 1] + "…"
+
+
+def _vocabularies_section(store: RunStore, run_dir: Path) -> dict[str, Any]:
+    """Per vocabulary, the source values it cannot read in the run's records, and how many records carry
+    them: what to add to the reviewed files next. Such values come out as unknown, never as a guess."""
+    columns: dict[str, list[str]] = {}
+    for _, _, feed, column in VOCABULARY_COLUMNS:
+        columns.setdefault(feed, []).append(column)
+    records, source = _run_records(store, run_dir, columns)
+    headers = ["vocabulary", "column", "records with a value", "unknown values", "their records", "share"]
+    headers.append("most frequent unknown values")
+    grid = Grid(headers, numeric=frozenset({2, 3, 4, 5}), css="vocabularies")
+    unknown_records = 0
+    for vocabulary, label, feed, column in VOCABULARY_COLUMNS:
+        values = records[feed][column]
+        unknown = unknown_values(vocabulary, values)
+        stated = len(values) - values.null_count
+        count = sum(unknown.values())
+        unknown_records += count
+        top = list(unknown.items())[:TOP_UNKNOWN]
+        grid.rows.append(
+            [
+                label,
+                f"{feed}.{column}",
+                fmt_num(stated),
+                fmt_num(len(unknown)),
+                fmt_num(count),
+                fmt_pct(count, stated),
+                "; ".join(f"{_shown_value(value)} ({fmt_num(n)})" for value, n in top),
+            ]
+        )
+    return {"grid": grid, "unknown_records": unknown_records, "source": source}
+
+
 def _verdicts_section(meta: dict[str, Any]) -> dict[str, Any]:
     """Township verdicts in force, and a table of those that could not apply, with why (a record or unit
     the register does not know, a date in the future): the township is asked again, or the record awaited."""
@@ -916,6 +980,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
         "linkage": linkage,
         "divisions": divisions,
         "flags": _flags_section(run_dir),
+        "vocabularies": _vocabularies_section(store, run_dir),
         "verdicts": _verdicts_section(meta),
         "register_quality": _register_quality_section(metas),
         "timings": _timings_section(manifest, meta, metas),
