@@ -17,7 +17,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -308,6 +308,7 @@ def _customer_class_lookup() -> dict[str, str]:
     return lookup
 
 
+@lru_cache(maxsize=4096)  # the resolver asks per account; a city's power company has a few dozen classes
 def customer_kind(text: str | None) -> str | None:
     """business / household / agriculture for a tariff class name, "unknown" for one the file does not list,
     None when nothing is stated."""
