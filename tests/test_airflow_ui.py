@@ -285,7 +285,8 @@ def test_a_new_register_schedules_the_dag_on_its_asset(airflow):
     assert register.parent.parent == (airflow.out / "register").resolve()
     assert (register / "register.parquet").exists()
     assert event["dag_id"] == "unitfusion_daily" and Path(event["report"]).exists()
-    assert event["marts"] is None  # marts are not built yet: no event for unitfusion_marts
+    marts = Path(event["marts"])  # built with the register: unitfusion_marts was emitted beside it
+    assert marts == airflow.out.resolve() / "marts" and (marts / "units").is_dir()
     published = [r for r in runs if r["dag_run_id"] == event["dag_run_id"]]
     assert published, (event, runs)
 
