@@ -628,7 +628,7 @@ class PackFigures:
         )
         self.statuses = self._grouped(
             con,
-            "coalesce(status_label, status, '未知') AS label, count(*) AS n",
+            "coalesce(status_label, status, '未登记') AS label, count(*) AS n",  # no status: no registration
             "FROM units GROUP BY ALL ORDER BY n DESC, label",
         )
         self.tiers = self._grouped(con, "coalesce(tier, '–'), count(*)", "FROM units GROUP BY ALL")
