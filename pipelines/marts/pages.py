@@ -36,7 +36,7 @@ from pipelines.marts.charts import LINE, bar_chart, fmt_value, month_range, mont
 from pipelines.marts.config import MartConfig, load_config
 from pipelines.resources import MART_TEMPLATES
 from pipelines.staging import latest_records
-from pipelines.standardise.divisions import by_code
+from pipelines.standardise.divisions import division_label
 from pipelines.standardise.vocabularies import labels
 from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
 from pipelines.verdicts import Verdict
@@ -139,19 +139,6 @@ def fmt_cell(value: Any) -> str:
 
 def fmt_share(part: float | None, whole: float | None) -> str:
     return f"{100 * part / whole:.1f} %" if whole and part is not None else "–"
-
-
-def division_name(code: str | None) -> str:
-    """``330106 杭州市西湖区``: the district with its city, from the division table."""
-    if not code:
-        return "未分区县"
-    divisions = by_code()
-    district = divisions.get(code)
-    if district is None:
-        return code
-    city = divisions.get(code[:4] + "00") or divisions.get(code[:2] + "0000")
-    prefix = city.name if city and city.name not in ("市辖区", "县", district.name) else ""
-    return f"{code} {prefix}{district.name}"
 
 
 def _record_value(feed: str, name: str, value: Any) -> str:
@@ -328,7 +315,7 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
         ("法定代表人/经营者", unit.get("legal_rep_name")),
         ("行业", industry or None),
         ("地址", unit.get("address")),
-        ("区县", division_name(unit.get("division_code"))),
+        ("区县", division_label(unit.get("division_code"))),
         ("乡镇街道", unit.get("township") or "未分乡镇"),
         ("状态", status),
         ("活跃度等级", _tier_text(unit)),
@@ -544,7 +531,7 @@ class Page:
 
     @property
     def label(self) -> str:
-        return f"{division_name(self.division_code)} {self.township or '未分乡镇'}"
+        return f"{division_label(self.division_code)} {self.township or '未分乡镇'}"
 
 
 def _table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None, schema: dict[str, str]) -> bool:

@@ -29,7 +29,8 @@ from pipelines.contracts import load_contracts, output_schema
 from pipelines.marts.quality import USCC_SHARE_TARGET
 from pipelines.resources import REPORT_TEMPLATE
 from pipelines.staging import latest_records
-from pipelines.standardise.vocabularies import unknown_values
+from pipelines.standardise.divisions import division_label
+from pipelines.standardise.vocabularies import labels, unknown_values
 from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
 
 __all__ = ["build_context", "render_report", "write_report"]
@@ -42,16 +43,9 @@ TOP_TOWNSHIPS = 15
 PALETTE = ("#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#1b7c83", "#57606a")
 CLUSTER_BINS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 20), (21, 50), (51, None))
 PROBABILITY_EDGES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
-FLAG_LABELS = {
-    "unregistered": "未登记 unregistered",
-    "multi_licence": "一户多证 multi_licence",
-    "multi_meter": "一户多表 multi_meter",
-    "ecommerce_candidate": "疑似电商 ecommerce_candidate",
-    "zombie_candidate": "疑似僵尸 zombie_candidate",
-    "tax_active": "近期纳税 tax_active",
-    "power_active": "近期用电 power_active",
-}
+FLAG_LABELS = {flag: f"{label} {flag}" for flag, label in labels("flags").items()}  # 一户多证 multi_licence
 SEVERITIES = ("high", "medium", "low")
+UNROUTED = "未分派 (no division)"
 REGISTER_TREND_RUNS = 30  # register runs in the timings trend (chart and table)
 MODE_UNRECORDED = "mode not recorded"  # register runs from before runs were incremental
 MODE_COLOURS = {"incremental": PALETTE[0], "rebuild": PALETTE[3], MODE_UNRECORDED: PALETTE[7]}
@@ -119,21 +113,6 @@ def feed_label(feed: str) -> str:
     contracts = load_contracts()
     department = contracts[feed].department if feed in contracts else feed
     return f"{feed} {department}" if department != feed else feed
-
-
-def division_label(code: str | None) -> str:
-    """``330114 杭州市钱塘区``; unrouted items say so."""
-    if not code:
-        return "未分派 (no division)"
-    from pipelines.standardise.divisions import by_code
-
-    divisions = by_code()
-    district = divisions.get(code)
-    if district is None:
-        return code
-    city = divisions.get(code[:4] + "00") or divisions.get(code[:2] + "0000")
-    prefix = city.name if city and city.name not in ("市辖区", "县", district.name) else ""
-    return f"{code} {prefix}{district.name}"
 
 
 # -- inline SVG charts -------------------------------------------------------------------------------------
@@ -608,7 +587,7 @@ def _divisions_section(run_dir: Path) -> dict[str, Any]:
     blank_zero = lambda n: fmt_num(n) if n else ""  # noqa: E731 - sparse tables read better without zeros
     for code in codes:
         key = code or None
-        row = [division_label(key), *(blank_zero(review_at[key, r]) for r in review_reasons)]
+        row = [division_label(key, UNROUTED), *(blank_zero(review_at[key, r]) for r in review_reasons)]
         row.append(fmt_num(sum(review_at[key, r] for r in review_reasons)))
         if warnings is not None:
             row += [blank_zero(warn_at[key, s]) for s in SEVERITIES]
@@ -616,7 +595,9 @@ def _divisions_section(run_dir: Path) -> dict[str, Any]:
         grid.rows.append(row)
     townships: Counter[tuple[str, str]] = Counter()
     for item in [*review, *(warnings or [])]:
-        townships[(division_label(item["division_code"]), item["township"] or "未分派 (no township)")] += 1
+        townships[
+            (division_label(item["division_code"], UNROUTED), item["township"] or "未分派 (no township)")
+        ] += 1
     top_townships = Grid(["division", "township", "review items + warnings"], numeric=frozenset({2}))
     for (division, township), count in townships.most_common(TOP_TOWNSHIPS):
         top_townships.rows.append([division, township, fmt_num(count)])

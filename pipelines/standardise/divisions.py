@@ -67,3 +67,17 @@ def names_index() -> dict[str, tuple[Division, ...]]:
         for name in {division.name, short_name(division.name)}:
             index.setdefault(name, []).append(division)
     return {name: tuple(found) for name, found in index.items()}
+
+
+def division_label(code: str | None, unrouted: str = "未分区县") -> str:
+    """``330106 杭州市西湖区``: a district code with its city and name, as clerks read it; ``unrouted`` for
+    no code, the code alone for one the table does not know."""
+    if not code:
+        return unrouted
+    divisions = by_code()
+    district = divisions.get(code)
+    if district is None:
+        return code
+    city = divisions.get(code[:4] + "00") or divisions.get(code[:2] + "0000")
+    prefix = city.name if city and city.name not in ("市辖区", "县", district.name) else ""
+    return f"{code} {prefix}{district.name}"
