@@ -19,7 +19,7 @@ from rich.table import Table
 
 from pipelines.config import DEFAULT_RUNNER, IngestSettings, default_topics
 from pipelines.contracts import contract, feed_names, load_contracts
-from pipelines.pii import HMAC_KEY_ENV
+from pipelines.pii import HMAC_KEY_ENV, load_key
 
 console = Console()
 DEMO_MARKER = ".unitfusion-demo"
@@ -334,7 +334,9 @@ def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-
         console.print(f"alerts to ops about {run} not all sent, the next run retries: {left['delivery']}")
 
 
-def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
+def _run_pass(bootstrap: str, out: Path, runner: str, key: bytes) -> None:
+    """Ingest, resolve and land, then finish the outputs; ``key`` is the tokenisation key the command
+    resolved."""
     from pipelines.kafka.client import check_bootstrap
 
     check_bootstrap(bootstrap)  # before the heavy imports: an unreachable broker fails in seconds
@@ -343,7 +345,7 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     from pipelines.quality import stop_shared_worker
     from pipelines.store import RunStore
 
-    result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner))
+    result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner), key)
     stop_shared_worker()  # the validation process holds Great Expectations: not needed to resolve
     _print_ingest(result)
     if result.blocked:
@@ -351,7 +353,7 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
     if result.committed:
         console.print(f"staging: {out.resolve()} (latest run in {out / 'LATEST'})")
     store = RunStore(out)
-    landed = resolve_and_land(store)
+    landed = resolve_and_land(store, key=key)
     _print_register(landed)
     _operate(store, landed, result.run_id if result.committed else None)
     result.raise_if_blocked()  # the other feeds landed and were resolved; the pass still fails (exit 1)
@@ -368,7 +370,7 @@ def _run_pass(bootstrap: str, out: Path, runner: str) -> None:
 @click.option("--runner", default=DEFAULT_RUNNER, show_default=True, help="Beam runner.")
 def run(bootstrap: str, out: Path, runner: str) -> None:
     """Run one pass over what the topics hold since the last run recorded in OUT."""
-    _run_pass(bootstrap, out, runner)
+    _run_pass(bootstrap, out, runner, load_key(os.environ))
 
 
 @main.command()
@@ -385,8 +387,9 @@ def rebuild(out: Path) -> None:
     from pipelines.landing import resolve_and_land
     from pipelines.store import RunStore
 
+    key = load_key(os.environ)
     store = RunStore(out)
-    landed = resolve_and_land(store, rebuild=True)
+    landed = resolve_and_land(store, rebuild=True, key=key)
     _print_register(landed)
     _operate(store, landed, None)
 
@@ -402,15 +405,16 @@ def rebuild(out: Path) -> None:
 @click.option("--max-pairs", default=5e6, show_default=True, help="Random pairs for u estimation.")
 def train(out: Path, model: Path | None, max_pairs: float) -> None:
     """Estimate the linkage model (u by random sampling, m by EM) from a run store's staging."""
-    from pipelines.pii import Tokeniser, load_key
+    from pipelines.pii import Tokeniser
     from pipelines.resolve import DuckDBEngine, entity_table
     from pipelines.resolve.model import MODEL_PATH, blocking_pair_counts, model_version
     from pipelines.resolve.model import train as train_model
     from pipelines.staging import all_latest_records
     from pipelines.store import RunStore
 
+    tokens = Tokeniser(load_key(os.environ))
     engine = DuckDBEngine()
-    entities = entity_table(engine, all_latest_records(RunStore(out)), Tokeniser(load_key()))
+    entities = entity_table(engine, all_latest_records(RunStore(out)), tokens)
     console.print(f"{entities.num_rows} entities; comparisons per blocking rule:")
     for rule, count in blocking_pair_counts(engine, entities).items():
         console.print(f"  {count:>10}  {rule}")
@@ -604,15 +608,16 @@ def unit(out: Path, run: str | None, unit_id: str) -> None:
     click.echo(f"profile: {path}")
 
 
-def _demo_key(out: Path) -> None:
-    """The demo makes its own tokenisation key (kept beside its output) when none is configured."""
+def _demo_key(out: Path) -> bytes:
+    """The configured tokenisation key, else the demo's own (made once, kept beside its output): read here and
+    passed down, never exported to the environment."""
     if os.environ.get(HMAC_KEY_ENV):
-        return
+        return load_key(os.environ)
     key_file = out / ".demo_hmac_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
-    os.environ[HMAC_KEY_ENV] = key_file.read_text().strip()
+    return load_key({HMAC_KEY_ENV: key_file.read_text().strip()})
 
 
 def _fresh_demo_dir(out: Path) -> None:
@@ -638,7 +643,7 @@ def demo(out: Path, units: int, seed: int) -> None:
     from pipelines.malformed import malformed_messages
 
     _fresh_demo_dir(out)
-    _demo_key(out)
+    key = _demo_key(out)
     sample_dir = out / "sample"
     console.print(f"generating {units} units (seed {seed}) into {sample_dir}")
     generate_feeds(units=units, seed=seed, out_dir=sample_dir)
@@ -648,7 +653,7 @@ def demo(out: Path, units: int, seed: int) -> None:
         for feed in load_contracts():
             bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="demo")]
             _produce_file(running.bootstrap, topics[feed], sample_dir / f"{feed}.jsonl", bad)
-        _run_pass(running.bootstrap, out, DEFAULT_RUNNER)
+        _run_pass(running.bootstrap, out, DEFAULT_RUNNER, key)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipelines.marts.analysis import write_analysis_database
 from pipelines.marts.build import PARTITIONED, TIER_COLUMNS, MartInputs, build_marts
-from pipelines.pii import Tokeniser, load_key
+from pipelines.pii import Tokeniser
 from pipelines.resolve import (
     MODEL_PATH,
     DuckDBEngine,
@@ -123,8 +123,12 @@ def prepare_register(
     model_path: Path = MODEL_PATH,
     force: bool = False,
     rebuild: bool = False,
+    *,
+    key: bytes,
 ) -> Prepared | None:
-    """Resolve and write a new register, unpublished, if its inputs changed (or ``force``/``rebuild``)."""
+    """Resolve and write a new register, unpublished, if its inputs changed (or ``force``/``rebuild``).
+    ``key``: the tokenisation key the entry point resolved; it tokenises the phones and legal representatives'
+    names resolution reads in clear, the same way import did."""
     settings = settings or ResolveSettings()
     with store.lock():
         store.finish_publishing()
@@ -141,7 +145,7 @@ def prepare_register(
         begun = time.monotonic()
         stored = load_verdicts(store.verdicts_dir)
         inputs, reason = _inputs(
-            store, previous, fingerprint, run_id, settings, model_path, rebuild, stored.in_force
+            store, previous, fingerprint, run_id, settings, model_path, rebuild, stored.in_force, key
         )
         read_s = time.monotonic() - begun
         warnings_before = inputs.history.warnings
@@ -221,6 +225,7 @@ def _inputs(
     model_path: Path,
     rebuild: bool,
     verdicts: list[Verdict],
+    key: bytes,
 ) -> tuple[ResolveInputs, str | None]:
     """What ``resolve`` needs, read from the store; and why this run rebuilds (None: it carries on from the
     last register)."""
@@ -241,7 +246,7 @@ def _inputs(
         state=state,
         history=_history(kept, published),
         verdicts=verdicts,
-        tokens=Tokeniser(load_key()),
+        tokens=Tokeniser(key),
         run_id=run_id,
         engine=DuckDBEngine(),
         settings=settings,
@@ -347,10 +352,13 @@ def resolve_and_land(
     model_path: Path = MODEL_PATH,
     force: bool = False,
     rebuild: bool = False,
+    *,
+    key: bytes,
 ) -> Landed | None:
-    """Resolve and publish a new register if its inputs changed (or ``force``/``rebuild``)."""
+    """Resolve and publish a new register if its inputs changed (or ``force``/``rebuild``); ``key`` as for
+    ``prepare_register``."""
     begun = time.monotonic()
-    prepared = prepare_register(store, settings, model_path, force, rebuild)
+    prepared = prepare_register(store, settings, model_path, force, rebuild, key=key)
     if prepared is None:
         return None
     path = publish_pending(store)

@@ -19,7 +19,6 @@ import calendar
 import hashlib
 import hmac
 import json
-import os
 import re
 import tomllib
 import unicodedata
@@ -128,8 +127,10 @@ class MissingKeyError(RuntimeError):
     """Raised when no tokenisation key is configured: running without one would leak personal data."""
 
 
-def load_key(env: dict[str, str] | os._Environ[str] = os.environ) -> bytes:
-    """The HMAC key from the environment; refuse to go on without a usable one."""
+def load_key(env: Mapping[str, str]) -> bytes:
+    """The HMAC key from a mapping of settings (``os.environ`` at an entry point); refuse to go on without a
+    usable one. Only entry points call this: they pass the key down as a value, never through the
+    environment."""
     value = env.get(HMAC_KEY_ENV, "")
     if len(value.encode()) < MIN_KEY_BYTES:
         raise MissingKeyError(

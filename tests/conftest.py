@@ -14,11 +14,15 @@ from pipelines.kafka import EmbeddedBroker
 from pipelines.pii import HMAC_KEY_ENV
 
 TEST_KEY = "test-key-0123456789abcdef"
+# In-process tests pass TOKEN_KEY down; the commands they start as subprocesses read TEST_KEY from their
+# environment (the autouse fixture below).
+TOKEN_KEY = TEST_KEY.encode()
 _topic_counter = itertools.count()
 
 
 @pytest.fixture(autouse=True)
 def hmac_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The key in the environment of the commands tests start as subprocesses (``unitfusion``, Airflow)."""
     monkeypatch.setenv(HMAC_KEY_ENV, TEST_KEY)
     return TEST_KEY
 

@@ -26,6 +26,7 @@ from pipelines.ops import tasks
 from pipelines.quality import BlockingQualityError
 from pipelines.standardise.codes import make_uscc
 from pipelines.store import RunStore
+from tests.conftest import TOKEN_KEY
 from tests.test_dags import AIRFLOW, REPO, _alerts, _pass_env, airflow_env  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ def test_a_blocked_feed_waits_alone_until_decided_and_a_later_bad_batch_blocks_a
     _send(broker.bootstrap, topics["registration"], [_registration(i) for i in range(10)])
 
     # 1. Tax blocks; registration lands with its offsets; nothing of tax is committed.
-    first = run_ingest(settings)
+    first = run_ingest(settings, TOKEN_KEY)
     assert set(first.blocked) == {"tax"} and first.committed
     [manifest] = store.manifests()
     assert manifest["feeds"]["registration"]["staged"] == 10 and "tax" not in manifest["feeds"]
@@ -108,7 +109,7 @@ def test_a_blocked_feed_waits_alone_until_decided_and_a_later_bad_batch_blocks_a
         first.raise_if_blocked()
 
     # 2. A rerun reads the same tax messages and blocks again, on tax only; nothing else to commit.
-    second = run_ingest(settings)
+    second = run_ingest(settings, TOKEN_KEY)
     assert set(second.blocked) == {"tax"} and not second.committed
     assert len(store.manifests()) == 1
     assert second.blocked["tax"]["offsets"] == blocked["offsets"]
@@ -123,7 +124,7 @@ def test_a_blocked_feed_waits_alone_until_decided_and_a_later_bad_batch_blocks_a
     assert accepted.exit_code == 0, accepted.output
     assert "accepted by the next run" in accepted.output
     _send(broker.bootstrap, topics["tax"], [_tax(100, 5.0)])
-    third = run_ingest(settings)
+    third = run_ingest(settings, TOKEN_KEY)
     assert third.committed and not third.blocked
     landed = store.latest_manifest()
     assert landed["feeds"]["tax"]["staged"] == 60 and landed["feeds"]["tax"]["quarantined"] == 1
@@ -136,7 +137,7 @@ def test_a_blocked_feed_waits_alone_until_decided_and_a_later_bad_batch_blocks_a
     assert "applied in" in _cli("batches", "list", "--out", out).output
 
     # 4. The late filing is checked on its own and lands.
-    fourth = run_ingest(settings)
+    fourth = run_ingest(settings, TOKEN_KEY)
     assert fourth.committed and not fourth.blocked and fourth.feeds["tax"].staged == 1
 
     # 5. A new bad batch blocks again: the acceptance was for that batch only. The DAG's quality gate fails.
@@ -178,7 +179,7 @@ def test_a_blocked_feed_waits_alone_until_decided_and_a_later_bad_batch_blocks_a
     assert all(
         offsets[o["topic"], o["partition"]] == o["end"] for o in manifest["decisions"]["tax"]["offsets"]
     )
-    assert not run_ingest(settings).committed and batches.blocked_batches(store) == {}
+    assert not run_ingest(settings, TOKEN_KEY).committed and batches.blocked_batches(store) == {}
 
     # 7. A decision param for a feed with nothing blocked (a retry after it was applied) does not fail.
     assert tasks.ingest({**params, "accept_blocked": {"feed": "tax", "reason": "again"}})["decided"] == {

@@ -21,7 +21,7 @@ from pipelines.generate.batches import split_batches
 from pipelines.landing import resolve_and_land
 from pipelines.resolve.evaluation import bcubed
 from pipelines.store import RunStore
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, TOKEN_KEY
 from tests.staging import stage_sample, true_units
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +35,7 @@ def parts(tmp_path_factory):
 
 
 def _land(store: RunStore, **options):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
-        return resolve_and_land(store, **options)
+    return resolve_and_land(store, **options, key=TOKEN_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +255,7 @@ import os, signal, sys
 import pyarrow.parquet as pq
 from pipelines.store import RunStore
 from pipelines import landing, store as store_module
+from pipelines.pii import load_key
 
 point, root = sys.argv[1], sys.argv[2]
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
@@ -272,7 +271,7 @@ elif point == "before_publishing":
     landing.publish_pending = die
 elif point == "publishing":
     store_module.RunStore._point_latest_at = die
-landing.resolve_and_land(RunStore(__import__("pathlib").Path(root)))
+landing.resolve_and_land(RunStore(__import__("pathlib").Path(root)), key=load_key(os.environ))
 """
 
 

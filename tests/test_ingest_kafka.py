@@ -23,6 +23,7 @@ from pipelines.ingest.job import run_ingest
 from pipelines.malformed import malformed_messages
 from pipelines.standardise.phones import normalise_phone
 from pipelines.store import RunStore
+from tests.conftest import TOKEN_KEY
 
 pytestmark = pytest.mark.integration
 UNITS = 150
@@ -95,7 +96,7 @@ def test_every_message_lands_once_and_a_second_run_adds_nothing(broker, topic_pr
         bootstrap=broker.bootstrap, out=tmp_path / "out", topics=default_topics(topic_prefix)
     )
 
-    first = run_ingest(settings)
+    first = run_ingest(settings, TOKEN_KEY)
     assert first.committed
     rows = landed(settings.out)
     assert per_partition(rows) == produced
@@ -107,7 +108,7 @@ def test_every_message_lands_once_and_a_second_run_adds_nothing(broker, topic_pr
     )
     assert Counter(r["reason"] for r in rows["quarantine"]) == expected_reasons
 
-    second = run_ingest(settings)
+    second = run_ingest(settings, TOKEN_KEY)
     assert not second.committed
     assert landed(settings.out) == rows
 
@@ -117,7 +118,7 @@ def test_every_message_lands_once_and_a_second_run_adds_nothing(broker, topic_pr
         default_topics(topic_prefix)["tax"],
         [(b"T-late", b'{"record_id": "T-late", "tax_paid": 1.0}')],
     )
-    third = run_ingest(settings)
+    third = run_ingest(settings, TOKEN_KEY)
     assert third.committed and third.messages == 1
     assert per_partition(landed(settings.out)) == produced + more
 
@@ -146,7 +147,9 @@ def _clear_personal_values(sample_dir: Path) -> set[str]:
 def test_no_clear_id_number_or_personal_phone_reaches_the_output(broker, topic_prefix, sample_dir, tmp_path):
     load_feeds(broker.bootstrap, topic_prefix, sample_dir, tag="pii")
     out = tmp_path / "out"
-    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=out, topics=default_topics(topic_prefix)))
+    run_ingest(
+        IngestSettings(bootstrap=broker.bootstrap, out=out, topics=default_topics(topic_prefix)), TOKEN_KEY
+    )
     secrets = _clear_personal_values(sample_dir) | {"11010519491231002X"}  # the one in the malformed samples
     assert len(secrets) > UNITS  # the grep below must have something to find
     blobs = []
@@ -178,7 +181,7 @@ def test_a_run_killed_midway_and_rerun_equals_an_uninterrupted_run(
     load_feeds(broker.bootstrap, topic_prefix, sample_dir, tag="crash")
     topics = default_topics(topic_prefix)
     reference = tmp_path / "reference"
-    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=reference, topics=topics))
+    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=reference, topics=topics), TOKEN_KEY)
 
     # 1. Killed with SIGKILL while the Beam job is writing.
     killed = tmp_path / "killed"
@@ -189,7 +192,7 @@ def test_a_run_killed_midway_and_rerun_equals_an_uninterrupted_run(
     job.send_signal(signal.SIGKILL)
     job.wait()
     assert RunStore(killed).manifests() == []  # nothing committed, so nothing visible
-    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=killed, topics=topics))
+    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=killed, topics=topics), TOKEN_KEY)
     assert landed(killed) == landed(reference)
 
     # 2. Crashed at the commit itself, after all files were written.
@@ -200,8 +203,10 @@ def test_a_run_killed_midway_and_rerun_equals_an_uninterrupted_run(
 
     with monkeypatch.context() as patched, pytest.raises(OSError):
         patched.setattr(RunStore, "commit", crash)
-        run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=crashed, topics=topics))
+        run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=crashed, topics=topics), TOKEN_KEY)
     assert landed(crashed)["registration"] == []
-    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=crashed, topics=topics))
+    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=crashed, topics=topics), TOKEN_KEY)
     assert landed(crashed) == landed(reference)
-    assert not run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=crashed, topics=topics)).committed
+    assert not run_ingest(
+        IngestSettings(bootstrap=broker.bootstrap, out=crashed, topics=topics), TOKEN_KEY
+    ).committed

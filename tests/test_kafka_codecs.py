@@ -21,6 +21,7 @@ from pipelines.generate import generate
 from pipelines.ingest.job import run_ingest
 from pipelines.kafka import plan_ranges, read_range
 from pipelines.store import RunStore
+from tests.conftest import TOKEN_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_an_ingest_run_stages_feeds_each_compressed_with_another_codec(broker, t
         produced[feed] = len(lines)
 
     out = tmp_path / "out"
-    result = run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=out, topics=topics))
+    result = run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=out, topics=topics), TOKEN_KEY)
 
     assert result.committed
     assert {feed: stats.read for feed, stats in result.feeds.items()} == produced

@@ -26,7 +26,7 @@ from pipelines.marts import tables as mart_tables
 from pipelines.marts.build import PARTITIONED
 from pipelines.marts.config import load_config
 from pipelines.store import RunStore
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, TOKEN_KEY
 from tests.staging import generated_store, read_jsonl, stage_sample, true_units
 
 CONFIG = load_config()
@@ -195,9 +195,7 @@ def test_lock_on_lists_find_dormant_falling_and_pillar_units():
 def generated(tmp_path_factory) -> tuple[Path, RunStore]:
     """A generated city with planted situations (anomalies.jsonl) and its first register run."""
     sample, store = generated_store(tmp_path_factory, units=600, seed=21, key=TEST_KEY)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
-        assert resolve_and_land(store) is not None
+    assert resolve_and_land(store, key=TOKEN_KEY) is not None
     return sample, store
 
 
@@ -301,11 +299,9 @@ def test_an_incremental_run_gives_the_marts_a_full_recount_gives(tmp_path):
     generate(units=400, seed=5, out_dir=sample)
     parts = split_batches(sample, tmp_path / "parts", batches=2, batch_records=250, seed=5)
     store = RunStore(tmp_path / "store")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
-        for part in [parts.first_load, *parts.batches]:
-            stage_sample(store, part, TEST_KEY.encode())
-            landed = resolve_and_land(store)
+    for part in [parts.first_load, *parts.batches]:
+        stage_sample(store, part, TEST_KEY.encode())
+        landed = resolve_and_land(store, key=TOKEN_KEY)
     assert landed is not None and landed.meta["mode"] == "incremental"
     latest = store.register_latest()
     tables = store.register_tables(latest, ["register", "links"])

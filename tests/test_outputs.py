@@ -25,6 +25,7 @@ from pipelines.ops.alerts import AlertChannels, alerts_for_ingest
 from pipelines.ops.outputs import STEPS, OutputsIncomplete, complete_outputs
 from pipelines.store import RunStore
 from pipelines.townships import workqueue
+from tests.conftest import TOKEN_KEY
 from tests.staging import commit_rows
 from tests.test_alerts import smtp_inbox  # noqa: F401  (a fixture)
 from tests.test_resolve import _staging
@@ -43,6 +44,7 @@ import os, signal, sys
 from pathlib import Path
 from pipelines import cli, landing
 from pipelines.ops import alerts, outputs
+from pipelines.pii import load_key
 from pipelines.store import RunStore
 from pipelines.townships import workqueue
 from tests.staging import commit_rows
@@ -60,7 +62,7 @@ elif point == "after_one_channel":
     alerts._email = die  # the webhook has sent, the e-mail dies
 store = RunStore(Path(root))
 run = commit_rows(store, {"tax": [LATE_TAX]})
-landed = landing.resolve_and_land(store)
+landed = landing.resolve_and_land(store, key=load_key(os.environ))
 cli._operate(store, landed, run)
 """
 POINTS = ["after_ingest_commit", "after_publish", "during_queue_export", "after_one_channel"]
@@ -75,10 +77,8 @@ def first_pass(tmp_path_factory) -> RunStore:
         {**staging["tax"][0], "record_id": f"T1-{m}", "period": f"2026-0{m}"} for m in (4, 5, 6, 7)
     ]
     commit_rows(store, staging)  # six filings: the next run's one is a volume drop
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", "test-key-0123456789abcdef")
-        resolve_and_land(store)
-        complete_outputs(store, channels=AlertChannels())
+    resolve_and_land(store, key=TOKEN_KEY)
+    complete_outputs(store, channels=AlertChannels())
     return store
 
 
@@ -88,10 +88,8 @@ def calm(first_pass, tmp_path_factory) -> RunStore:
     store = RunStore(tmp_path_factory.mktemp("calm") / "store")
     shutil.copytree(first_pass.root, store.root, symlinks=True)
     commit_rows(store, {"tax": [LATE_TAX]})
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", "test-key-0123456789abcdef")
-        resolve_and_land(store)
-        complete_outputs(store, channels=AlertChannels())
+    resolve_and_land(store, key=TOKEN_KEY)
+    complete_outputs(store, channels=AlertChannels())
     return store
 
 
@@ -162,11 +160,12 @@ def test_a_pass_killed_with_sigkill_gets_every_output_from_the_next_pass(
     if point == "after_one_channel":
         assert len(posts) == 1 and not mails  # the webhook had sent before the kill
 
-    _operate(store, resolve_and_land(store), None)  # the rerun; its inputs are unchanged but after a kill
+    # the rerun; its inputs are unchanged but after a kill
+    _operate(store, resolve_and_land(store, key=TOKEN_KEY), None)
     _assert_complete_once(store, calm, mails, posts)  # ... and gone now
 
     before = _written(store)
-    _operate(store, resolve_and_land(store), None)  # once more: nothing to do
+    _operate(store, resolve_and_land(store, key=TOKEN_KEY), None)  # once more: nothing to do
     assert len(posts) == 1 and len(mails) == 1
     assert _written(store) == before
 
@@ -177,7 +176,7 @@ def test_a_full_disk_during_the_export_still_sends_the_report_and_alerts_and_the
     mails, posts = channels
     store = _copy(first_pass, tmp_path / "full")
     run = commit_rows(store, {"tax": [LATE_TAX]})
-    landed = resolve_and_land(store)
+    landed = resolve_and_land(store, key=TOKEN_KEY)
     real = workqueue._write_csv
 
     def write_csv(*args, **kwargs):  # the workbook is written, then the disk is full
@@ -190,7 +189,7 @@ def test_a_full_disk_during_the_export_still_sends_the_report_and_alerts_and_the
     assert store.output_done("reg-000002", "report") and store.output_done(run, "alerts")
     monkeypatch.setattr(workqueue, "_write_csv", real)  # space again
 
-    _operate(store, resolve_and_land(store), None)
+    _operate(store, resolve_and_land(store, key=TOKEN_KEY), None)
     _assert_complete_once(store, calm, mails, posts)
 
 
@@ -222,18 +221,19 @@ def test_outputs_already_there_are_adopted_not_written_again(first_pass, tmp_pat
 
 
 CLI_WITHOUT_AIRFLOW = """
-import sys
+import os, sys
 sys.modules["airflow"] = None  # not installed
 from pathlib import Path
 from pipelines.cli import _run_pass, _operate
 from pipelines.landing import resolve_and_land
+from pipelines.pii import load_key
 from pipelines.store import RunStore
 from tests.staging import commit_rows
 from tests.test_outputs import LATE_TAX
 
 store = RunStore(Path(sys.argv[1]))
 run = commit_rows(store, {"tax": [LATE_TAX]})
-_operate(store, resolve_and_land(store), run)
+_operate(store, resolve_and_land(store, key=load_key(os.environ)), run)
 assert not [name for name in sys.modules if name.startswith("airflow") and sys.modules[name] is not None]
 """
 

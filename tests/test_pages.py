@@ -31,7 +31,6 @@ from pipelines.marts import pages
 from pipelines.marts.charts import bar_chart, fmt_value, month_range, monthly_chart
 from pipelines.marts.config import load_config
 from pipelines.marts.pages import UnknownUnitError, load_profile_data, write_profile
-from pipelines.pii import HMAC_KEY_ENV
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
 from pipelines.townships.verdict_files import add_verdict_file, load_verdicts
@@ -163,19 +162,17 @@ def store(broker, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     store = RunStore(tmp_path_factory.mktemp("pages-store"))
     topics = default_topics("pages.")
     settings = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(HMAC_KEY_ENV, KEY)
-        for feed in load_contracts():
-            lines = (sample / f"{feed}.jsonl").read_bytes().splitlines()
-            produce_messages(
-                broker.bootstrap,
-                topics[feed],
-                [(json.loads(line)["record_id"].encode(), line) for line in lines],
-            )
-        assert run_ingest(settings).committed
-        assert resolve_and_land(store) is not None
-        item = _answer_one_review_item(store, tmp_path_factory.mktemp("pages-verdicts"))
-        assert resolve_and_land(store, force=True) is not None
+    for feed in load_contracts():
+        lines = (sample / f"{feed}.jsonl").read_bytes().splitlines()
+        produce_messages(
+            broker.bootstrap,
+            topics[feed],
+            [(json.loads(line)["record_id"].encode(), line) for line in lines],
+        )
+    assert run_ingest(settings, KEY.encode()).committed
+    assert resolve_and_land(store, key=KEY.encode()) is not None
+    item = _answer_one_review_item(store, tmp_path_factory.mktemp("pages-verdicts"))
+    assert resolve_and_land(store, force=True, key=KEY.encode()) is not None
     assert store.register_runs() == ["reg-000001", "reg-000002"]
     return store, item
 

@@ -27,6 +27,7 @@ from pipelines.ingest.parse import FeedParser
 from pipelines.kafka import RawMessage
 from pipelines.pii import Tokeniser
 from pipelines.store import RunStore
+from tests.conftest import TOKEN_KEY
 
 TOKENISER = Tokeniser(b"unit-test-key-0123456789")
 YEAR_10000_MS = 253_402_300_800_000
@@ -383,7 +384,7 @@ def test_poisons_on_the_broker_are_quarantined_and_every_other_message_lands(bro
     producer.close()
 
     out = tmp_path / "out"
-    result = run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=out, topics=topics))
+    result = run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=out, topics=topics), TOKEN_KEY)
     assert result.committed
     store = RunStore(out)
     for feed in load_contracts():

@@ -30,7 +30,6 @@ from pipelines.marts.quality import (
     quality_table,
     register_quality,
 )
-from pipelines.pii import HMAC_KEY_ENV
 from pipelines.resources import MART_SCHEMAS
 from pipelines.standardise import parse_company_name
 from pipelines.store import RunStore
@@ -396,17 +395,15 @@ def store(broker, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
     store = RunStore(tmp_path_factory.mktemp("quality-store"))
     topics = default_topics("quality.")
     ingest = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(HMAC_KEY_ENV, KEY)
-        lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
-        for first_half in (True, False):
-            for feed, feed_lines in lines.items():
-                cut = len(feed_lines) // 2
-                part = feed_lines[:cut] if first_half else feed_lines[cut:]
-                messages = [(json.loads(line)["record_id"].encode(), line) for line in part]
-                produce_messages(broker.bootstrap, topics[feed], messages)
-            assert run_ingest(ingest).committed
-            assert resolve_and_land(store) is not None
+    lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
+    for first_half in (True, False):
+        for feed, feed_lines in lines.items():
+            cut = len(feed_lines) // 2
+            part = feed_lines[:cut] if first_half else feed_lines[cut:]
+            messages = [(json.loads(line)["record_id"].encode(), line) for line in part]
+            produce_messages(broker.bootstrap, topics[feed], messages)
+        assert run_ingest(ingest, KEY.encode()).committed
+        assert resolve_and_land(store, key=KEY.encode()) is not None
     assert store.register_runs() == ["reg-000001", "reg-000002"]
     return store
 

@@ -36,7 +36,6 @@ from pipelines.ops.report import (
     render_report,
     write_report,
 )
-from pipelines.pii import HMAC_KEY_ENV
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
 
@@ -118,19 +117,17 @@ def store(broker, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Run
     store = RunStore(tmp_path_factory.mktemp("report-store"))
     topics = default_topics("report.")
     settings = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(HMAC_KEY_ENV, KEY)
-        lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
-        for feed, feed_lines in lines.items():
-            _send(broker.bootstrap, topics[feed], feed_lines[: len(feed_lines) // 2], [])
-        assert run_ingest(settings).committed
-        assert resolve_and_land(store) is not None
-        for feed, feed_lines in lines.items():
-            bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="report")]
-            _send(broker.bootstrap, topics[feed], feed_lines[len(feed_lines) // 2 :], bad)
-        assert run_ingest(settings).committed
-        assert resolve_and_land(store) is not None
-        assert resolve_and_land(store, rebuild=True) is not None
+    lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
+    for feed, feed_lines in lines.items():
+        _send(broker.bootstrap, topics[feed], feed_lines[: len(feed_lines) // 2], [])
+    assert run_ingest(settings, KEY.encode()).committed
+    assert resolve_and_land(store, key=KEY.encode()) is not None
+    for feed, feed_lines in lines.items():
+        bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="report")]
+        _send(broker.bootstrap, topics[feed], feed_lines[len(feed_lines) // 2 :], bad)
+    assert run_ingest(settings, KEY.encode()).committed
+    assert resolve_and_land(store, key=KEY.encode()) is not None
+    assert resolve_and_land(store, rebuild=True, key=KEY.encode()) is not None
     assert store.register_runs() == ["reg-000001", "reg-000002", "reg-000003"]
     return store
 

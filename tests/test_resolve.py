@@ -11,6 +11,7 @@ from pipelines.landing import resolve_and_land
 from pipelines.pii import Tokeniser
 from pipelines.standardise.codes import make_uscc
 from pipelines.store import RunStore
+from tests.conftest import TOKEN_KEY
 from tests.staging import commit_rows
 
 TOKENS = Tokeniser(b"resolve-test-key-0123")
@@ -82,7 +83,7 @@ def store(tmp_path) -> RunStore:
 
 
 def test_siblings_stay_apart_and_evidence_attaches_to_the_right_unit(store):
-    landed = resolve_and_land(store)
+    landed = resolve_and_land(store, key=TOKEN_KEY)
     links = _links(landed.path)
     unit = {key: row["unit_id"] for key, row in links.items()}
     assert unit[("registration", "R1")] != unit[("registration", "R2")]  # same phone and rep, two USCCs
@@ -118,16 +119,16 @@ def test_an_organisation_code_inside_two_uscc_joins_neither_by_code(tmp_path):
     )
     store = RunStore(tmp_path / "out")
     commit_rows(store, staging)
-    links = _links(resolve_and_land(store).path)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert links[("tax", "T1")]["matched_by"] != "org_code"
     assert links[("registration", "R4")]["unit_id"] != links[("registration", "R1")]["unit_id"]
 
 
 def test_ids_stay_stable_when_new_data_arrives_and_nothing_new_is_a_noop(store):
-    first = _links(resolve_and_land(store).path)
-    assert resolve_and_land(store) is None  # inputs unchanged
+    first = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert resolve_and_land(store, key=TOKEN_KEY) is None  # inputs unchanged
     commit_rows(store, {"tax": [_tax("2026-10", "T3")]})
-    second_path = resolve_and_land(store).path
+    second_path = resolve_and_land(store, key=TOKEN_KEY).path
     second = _links(second_path)
     assert {k: v["unit_id"] for k, v in first.items()} == {
         k: v["unit_id"] for k, v in second.items() if k in first
@@ -138,7 +139,7 @@ def test_ids_stay_stable_when_new_data_arrives_and_nothing_new_is_a_noop(store):
 
 
 def test_a_verdict_overrides_the_model_and_keeps_applying(store, tmp_path):
-    first = _links(resolve_and_land(store).path)
+    first = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     parent = first[("registration", "R1")]["unit_id"]
     verdict = tmp_path / "xihu-2026-11.csv"
     verdict.write_text(
@@ -149,28 +150,28 @@ def test_a_verdict_overrides_the_model_and_keeps_applying(store, tmp_path):
     from pipelines.townships.verdict_files import add_verdict_file
 
     add_verdict_file(verdict, store.verdicts_dir)
-    second = _links(resolve_and_land(store).path)
+    second = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert second[("utility", "E1")]["unit_id"] != parent
     assert second[("registration", "R1")]["unit_id"] == parent
     commit_rows(store, {"tax": [_tax("2026-10", "T3")]})
-    third = _links(resolve_and_land(store).path)
+    third = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert third[("utility", "E1")]["unit_id"] != parent  # still applies a run later
 
 
 def test_landing_is_atomic_and_runs_are_immutable(store, monkeypatch):
-    first = resolve_and_land(store).path
+    first = resolve_and_land(store, key=TOKEN_KEY).path
 
     def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
     with monkeypatch.context() as patched, pytest.raises(OSError):
         patched.setattr(pq, "write_table", broken_write)
-        resolve_and_land(store, force=True)
+        resolve_and_land(store, force=True, key=TOKEN_KEY)
     assert store.register_latest() == first.resolve()  # readers still see the complete previous run
     assert sorted(p.name for p in (store.register_dir / "runs").iterdir() if not p.name.startswith(".")) == [
         first.name
     ]
-    second = resolve_and_land(store, force=True).path
+    second = resolve_and_land(store, force=True, key=TOKEN_KEY).path
     assert second != first and first.exists() and store.register_latest() == second.resolve()
 
 
@@ -190,10 +191,10 @@ def test_an_address_without_its_city_is_placed_by_the_city_in_the_name():
     assert unplaced.district_code is None
 
 
-def test_a_legal_rep_without_a_usable_id_number_links_by_name_only_with_the_units_phone(tmp_path, hmac_key):
+def test_a_legal_rep_without_a_usable_id_number_links_by_name_only_with_the_units_phone(tmp_path):
     """R3's licence has no ID number: 李娜's test record joins it through her name, but only when her phone
     is the unit's; a namesake with another phone stays unlinked."""
-    tokens = Tokeniser(hmac_key.encode())  # the key the run itself tokenises with
+    tokens = Tokeniser(TOKEN_KEY)  # the key the run itself tokenises with
     staging = _staging()
     staging["nucleic_contact"] += [
         {"record_id": "N4", "person_name": tokens.token("person_name", "李 娜"), "id_number": None,
@@ -203,7 +204,7 @@ def test_a_legal_rep_without_a_usable_id_number_links_by_name_only_with_the_unit
     ]  # fmt: skip
     store = RunStore(tmp_path / "out")
     commit_rows(store, staging)
-    links = _links(resolve_and_land(store).path)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert links[("nucleic_contact", "N4")]["unit_id"] == links[("registration", "R3")]["unit_id"]
     assert links[("nucleic_contact", "N4")]["matched_by"] == "legal_rep_name"
     assert ("nucleic_contact", "N5") not in links
@@ -227,7 +228,7 @@ def test_a_record_with_the_full_registered_name_joins_that_unit_unless_it_is_els
     ]
     store = RunStore(tmp_path / "out")
     commit_rows(store, staging)
-    links = _links(resolve_and_land(store).path)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert links[("utility", "E3")]["unit_id"] == links[("registration", "R3")]["unit_id"]
     assert links[("utility", "E3")]["matched_by"] == "registered_name"
     assert links[("utility", "E4")]["unit_id"] != links[("registration", "R3")]["unit_id"]
@@ -261,7 +262,7 @@ def test_a_record_as_like_one_sibling_as_the_other_lands_the_same_way_whatever_o
         monkeypatch.setattr(resolver, "score_new", score_new)
         store = RunStore(tmp_path / f"out-{reverse}")
         commit_rows(store, staging)
-        landed = resolve_and_land(store)
+        landed = resolve_and_land(store, key=TOKEN_KEY)
         links = _links(landed.path)
         sibling_of = {links[("registration", r)]["unit_id"]: r for r in ("R1", "R4")}
         assert len(sibling_of) == 2  # two USCCs stay two units
@@ -311,7 +312,7 @@ def test_a_household_account_in_another_grids_spelling_is_not_made_a_unit(tmp_pa
     )  # fmt: skip
     store = RunStore(tmp_path / "out")
     commit_rows(store, staging)
-    links = _links(resolve_and_land(store).path)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert (("utility", "E7") in links) is own_unit
     if own_unit:
         others = {link["unit_id"] for key, link in links.items() if key != ("utility", "E7")}

@@ -9,16 +9,14 @@ import pytest
 from pipelines.landing import resolve_and_land
 from pipelines.resolve.evaluation import bcubed, pairwise
 from pipelines.standardise.codes import is_valid_uscc
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, TOKEN_KEY
 from tests.staging import generated_store, read_jsonl, true_units
 
 
 @pytest.fixture(scope="module")
 def resolved(tmp_path_factory):
     sample, store = generated_store(tmp_path_factory, units=600, seed=5, key=TEST_KEY)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
-        landed = resolve_and_land(store)
+    landed = resolve_and_land(store, key=TOKEN_KEY)
     return landed.result.tables, true_units(sample), read_jsonl(sample / "units.jsonl")
 
 

@@ -10,6 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.contracts import load_contracts
 from pipelines.ingest.transforms import QUARANTINE, ParseAndDesensitise
 from pipelines.kafka import RawMessage
+from tests.conftest import TOKEN_KEY
 
 
 def _message(feed: str, offset: int, value: bytes, key: bytes | None) -> RawMessage:
@@ -37,7 +38,7 @@ def test_parse_stage_routes_each_message_to_its_feed_or_quarantine():
     contracts = load_contracts()
     options = PipelineOptions(["--runner=FnApiRunner"])
     with TestPipeline(options=options) as pipeline:
-        outputs = pipeline | beam.Create(batches) | ParseAndDesensitise(contracts, "run-000001")
+        outputs = pipeline | beam.Create(batches) | ParseAndDesensitise(contracts, "run-000001", TOKEN_KEY)
         assert_that(
             _rows(outputs["tax"], "Tax") | "TaxIds" >> beam.Map(lambda r: (r["record_id"], r["tax_paid"])),
             equal_to([("T1", 12.5)]),
@@ -76,7 +77,9 @@ def test_poisons_in_a_batch_go_to_quarantine_and_the_stage_goes_on():
     ]
     options = PipelineOptions(["--runner=FnApiRunner"])
     with TestPipeline(options=options) as pipeline:
-        outputs = pipeline | beam.Create(batches) | ParseAndDesensitise(load_contracts(), "run-000001")
+        outputs = (
+            pipeline | beam.Create(batches) | ParseAndDesensitise(load_contracts(), "run-000001", TOKEN_KEY)
+        )
         assert_that(
             _rows(outputs["waybill"], "Waybill") | "Ids" >> beam.Map(lambda r: r["record_id"]),
             equal_to(["W4"]),

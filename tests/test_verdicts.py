@@ -22,6 +22,7 @@ from pipelines.ops.report import write_report
 from pipelines.store import RunStore
 from pipelines.townships.verdict_files import add_verdict_file, load_verdicts, read_verdict_file
 from pipelines.verdicts import VerdictError
+from tests.conftest import TOKEN_KEY
 from tests.staging import commit_rows
 from tests.test_resolve import _staging
 
@@ -92,7 +93,7 @@ def test_a_verdict_about_an_unknown_feed_is_refused(store, tmp_path):
 
 
 def test_verdicts_about_unknown_records_or_units_are_kept_and_listed_with_why(store, tmp_path):
-    first = resolve_and_land(store)
+    first = resolve_and_land(store, key=TOKEN_KEY)
     parent = next(r["unit_id"] for r in _links(first.path) if r["record_id"] == "R1")
     _add_checked(
         store,
@@ -104,7 +105,7 @@ def test_verdicts_about_unknown_records_or_units_are_kept_and_listed_with_why(st
             f"V4,utility,E1,,U111111111111,same_unit,文新街道办,{DAY},",
         ),
     )
-    second = resolve_and_land(store)
+    second = resolve_and_land(store, key=TOKEN_KEY)
     unapplied = second.meta["verdicts"]["unapplied"]
     assert second.meta["verdicts"]["in_force"] == 4
     assert {row["verdict_id"]: row["reason"] for row in unapplied} == {
@@ -123,7 +124,7 @@ def test_verdicts_about_unknown_records_or_units_are_kept_and_listed_with_why(st
 
 
 def test_a_register_run_from_before_verdicts_were_listed_still_renders(store):
-    landed = resolve_and_land(store)
+    landed = resolve_and_land(store, key=TOKEN_KEY)
     path = landed.path / "_meta.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
     del meta["verdicts"]
@@ -153,7 +154,7 @@ def test_a_stored_verdict_from_the_future_does_not_win_and_is_listed(store, tmp_
         store.verdicts_dir / "by-hand.csv",
         "V9,utility,E2,,,not_a_business,文新街道办,9999-01-01T00:00:00+00:00,",
     )
-    landed = resolve_and_land(store)
+    landed = resolve_and_land(store, key=TOKEN_KEY)
     linked = [r["record_id"] for r in _links(landed.path)]
     assert "E2" in linked  # V1 (a unit of its own) applies, not V9 (no business: out of the register)
     assert [(r["verdict_id"], r["reason"]) for r in landed.meta["verdicts"]["unapplied"]] == [
@@ -219,7 +220,9 @@ def test_verdicts_add_refuses_an_out_that_is_not_a_run_store(tmp_path):
 def test_a_same_unit_that_two_usccs_would_override_is_refused_at_add_offering_same_operator(store, tmp_path):
     """R1 and R2 hold distinct valid USCCs (a company and its branch): they never merge, so a "same unit"
     about them would be ignored by every run and its item would stay in the queue."""
-    units = {(r["feed"], r["record_id"]): r["unit_id"] for r in _links(resolve_and_land(store).path)}
+    units = {
+        (r["feed"], r["record_id"]): r["unit_id"] for r in _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    }
     parent, branch = units[("registration", "R1")], units[("registration", "R2")]
     rows = {
         "pair": f"V1,,,{parent},{branch},same_unit,文新街道办,{DAY},",
@@ -247,7 +250,7 @@ def test_a_same_unit_that_two_usccs_would_override_is_refused_at_add_offering_sa
             f"V2,registration,R2,,{parent},same_operator,文新街道办,{DAY},",
         ),
     )
-    second = resolve_and_land(store)
+    second = resolve_and_land(store, key=TOKEN_KEY)
     after = {(r["feed"], r["record_id"]): r["unit_id"] for r in _links(second.path)}
     assert (after[("registration", "R1")], after[("registration", "R2")]) == (parent, branch)
     assert second.meta["verdicts"] == {"in_force": 2, "unapplied": []}

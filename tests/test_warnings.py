@@ -26,7 +26,7 @@ from pipelines.rules.warnings import (
     load_rules,
 )
 from pipelines.staging import all_latest_records
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, TOKEN_KEY
 from tests.staging import generated_store, read_jsonl, true_units
 
 # -- each rule on hand-made units: the one that raises it and its control twin -----------------------------
@@ -250,10 +250,8 @@ def test_a_warning_raised_again_keeps_its_id_and_first_run():
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory):
     sample, store = generated_store(tmp_path_factory, units=1500, seed=7, key=TEST_KEY)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("UNITFUSION_HMAC_KEY", TEST_KEY)
-        first = resolve_and_land(store)
-        second = resolve_and_land(store, rebuild=True)  # everything again: the same warnings
+    first = resolve_and_land(store, key=TOKEN_KEY)
+    second = resolve_and_land(store, rebuild=True, key=TOKEN_KEY)  # everything again: the same warnings
     truth = true_units(sample)
     units_of = defaultdict(set)  # register unit → true units of its records
     for row in first.result.tables["links"].to_pylist():

@@ -26,6 +26,7 @@ from pipelines.townships.workqueue import (
     read_filled_workbook,
 )
 from pipelines.verdicts import VerdictError
+from tests.conftest import TOKEN_KEY
 from tests.staging import commit_rows
 from tests.test_resolve import WHEN, _staging
 
@@ -92,7 +93,7 @@ def read_sheet(path: Path, sheet: str = REVIEW_SHEET) -> list[dict[str, object]]
 
 
 def test_round_trip_through_the_workbook_attaches_splits_and_drops_records(store, tmp_path):
-    first = resolve_and_land(store).path
+    first = resolve_and_land(store, key=TOKEN_KEY).path
     before = _links(first)
     assert before[("utility", "X0")] == before[("utility", "X1")]  # the model put the two together
     paths = export_work_queues(store)
@@ -128,7 +129,7 @@ def test_round_trip_through_the_workbook_attaches_splits_and_drops_records(store
     assert add_verdict_file(mishi, store.verdicts_dir).count == 2
     assert add_verdict_file(wenxin, store.verdicts_dir).count == 1
 
-    after = _links(resolve_and_land(store).path)
+    after = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert after[("utility", "X5")] == before[("registration", "R1")]  # attached to the chosen unit
     assert after[("utility", "X5")] != before[("utility", "X5")]
     assert after[("utility", "X0")] != after[("utility", "X1")]  # a unit of its own
@@ -140,7 +141,7 @@ def test_round_trip_through_the_workbook_attaches_splits_and_drops_records(store
 
 def test_round_trip_through_the_csv_saved_by_excel(store):
     """The CSV opened in Excel and saved again on Chinese Windows comes back in GB18030, dates as 2026/11/5."""
-    first = resolve_and_land(store).path
+    first = resolve_and_land(store, key=TOKEN_KEY).path
     before = _links(first)
     paths = export_work_queues(store)
     csv_path = _queue(paths, "330106_文新街道", ".csv")
@@ -162,7 +163,7 @@ def test_round_trip_through_the_csv_saved_by_excel(store):
         ("X5", "same_unit", before[("registration", "R1")], "2026-11-06T00:00:00+08:00")
     ]
     add_verdict_file(filled, store.verdicts_dir)
-    after = _links(resolve_and_land(store).path)
+    after = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert after[("utility", "X5")] == before[("registration", "R1")]
 
 

@@ -33,7 +33,7 @@ from pipelines.config import IngestSettings
 from pipelines.contracts import QUARANTINE_SCHEMA, load_contracts
 from pipelines.ingest import batches
 from pipelines.kafka.client import OffsetRange, plan_ranges
-from pipelines.pii import load_key
+from pipelines.pii import Tokeniser, load_key
 from pipelines.quality import (
     BlockingQualityError,
     FeedQuality,
@@ -123,7 +123,9 @@ def _imports_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _beam_pipeline(settings: IngestSettings, ranges: list[OffsetRange], store: RunStore, run_id: str) -> None:
+def _beam_pipeline(
+    settings: IngestSettings, ranges: list[OffsetRange], store: RunStore, run_id: str, key: bytes
+) -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -143,7 +145,7 @@ def _beam_pipeline(settings: IngestSettings, ranges: list[OffsetRange], store: R
             pipeline
             | "PlannedRanges" >> beam.Create(chunks)
             | "ReadKafka" >> ReadKafkaRanges(settings.bootstrap)
-            | "Parse" >> ParseAndDesensitise({f: contracts[f] for f in feeds}, run_id)
+            | "Parse" >> ParseAndDesensitise({f: contracts[f] for f in feeds}, run_id, key)
         )
         for feed in feeds:
             _ = parsed[feed] | f"Stage_{feed}" >> WriteStaging(
@@ -285,13 +287,14 @@ def _timed(result: IngestResult, stage: str) -> Iterator[None]:
         result.timings[stage] = time.monotonic() - begun
 
 
-def run_ingest(settings: IngestSettings) -> IngestResult:
+def run_ingest(settings: IngestSettings, key: bytes) -> IngestResult:
     """Read what the topics hold since the last committed run and commit it; with nothing new, do nothing.
+    ``key`` tokenises personal data: the caller's entry point resolved it (``pii.load_key``).
 
     Feeds blocked by data quality are held back and listed in ``result.blocked`` (the caller ends the pass
     with ``result.raise_if_blocked()``); the others are committed. When nothing else lands, nothing is
     committed and the run's data-quality report is kept under ``rejected/``."""
-    load_key()  # refuse before touching anything if personal data could not be tokenised
+    Tokeniser(key)  # refuse before touching anything if personal data could not be tokenised
     started = time.monotonic()
     store = RunStore(settings.out)
     with store.lock():
@@ -314,7 +317,7 @@ def run_ingest(settings: IngestSettings) -> IngestResult:
         read = [r for r in ranges if r.size]
         quality = shared_worker()  # loads GE in a child process while Beam runs (first run of the process)
         with _timed(result, "beam"):
-            _beam_pipeline(settings, read, store, run_id)
+            _beam_pipeline(settings, read, store, run_id, key)
         for feed, decision in decisions.items():
             if decision["action"] == batches.SET_ASIDE:
                 _set_aside(store, run_id, feed, decision)
@@ -404,7 +407,7 @@ def _manifest(
 
 
 def run(argv: list[str] | None = None) -> IngestResult:
-    """Beam-style entry point: our flags, everything else goes to the runner."""
+    """Beam-style entry point: our flags, everything else goes to the runner; the key from the environment."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]")
     parser.add_argument("--out", required=True, type=Path, help="output directory (the run store)")
@@ -413,7 +416,8 @@ def run(argv: list[str] | None = None) -> IngestResult:
     return run_ingest(
         IngestSettings(
             bootstrap=known.bootstrap, out=known.out, runner=known.runner, pipeline_args=tuple(pipeline_args)
-        )
+        ),
+        load_key(os.environ),
     )
 
 

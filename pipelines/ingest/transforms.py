@@ -12,7 +12,7 @@ from apache_beam.metrics import Metrics
 from pipelines.contracts import QUARANTINE_SCHEMA, FeedContract
 from pipelines.ingest.parse import FeedParser
 from pipelines.kafka import OffsetRange, RawMessage, read_range
-from pipelines.pii import Tokeniser, load_key
+from pipelines.pii import Tokeniser
 
 QUARANTINE = "quarantine"
 
@@ -43,18 +43,20 @@ class ReadKafkaRanges(beam.PTransform):
 
 class _ParseFn(beam.DoFn):
     """Turns a batch of one feed's messages into a staged table (tagged with the feed) and a quarantine table
-    (tagged ``quarantine``). The key is read from the environment on the worker, so it never travels inside
-    the pipeline graph."""
+    (tagged ``quarantine``). The tokenisation key is a constructor argument: it travels with the pickled DoFn
+    to whichever runner executes it (in process, Flink, Dataflow), so no worker needs it in its environment;
+    a remote runner's job service and workers see it, and must be trusted as much as the key's owner."""
 
-    def __init__(self, contracts: dict[str, FeedContract], run_id: str) -> None:
+    def __init__(self, contracts: dict[str, FeedContract], run_id: str, key: bytes) -> None:
         self._contracts = contracts
         self._run_id = run_id
+        self._key = key
         self._staged = Metrics.counter("ingest", "staged")
         self._quarantined = Metrics.counter("ingest", "quarantined")
         self._parsers: dict[str, FeedParser] = {}
 
     def setup(self) -> None:
-        tokeniser = Tokeniser(load_key())
+        tokeniser = Tokeniser(self._key)
         self._parsers = {feed: FeedParser(c, tokeniser, self._run_id) for feed, c in self._contracts.items()}
 
     def process(self, messages: list[RawMessage]):
@@ -75,15 +77,17 @@ class ParseAndDesensitise(beam.PTransform):
 
     Takes batches (lists) of one feed's messages. Returns a ``DoOutputsTuple`` with one output per feed, of
     Arrow tables in the feed's staging schema, plus ``quarantine``, of tables in the quarantine schema.
+    ``key`` is the tokenisation key (bytes), resolved by the entry point that builds the pipeline.
     """
 
-    def __init__(self, contracts: dict[str, FeedContract], run_id: str) -> None:
+    def __init__(self, contracts: dict[str, FeedContract], run_id: str, key: bytes) -> None:
         super().__init__()
         self._contracts = contracts
         self._run_id = run_id
+        self._key = key
 
     def expand(self, batches):
-        return batches | beam.ParDo(_ParseFn(self._contracts, self._run_id)).with_outputs(
+        return batches | beam.ParDo(_ParseFn(self._contracts, self._run_id, self._key)).with_outputs(
             QUARANTINE, *self._contracts
         )
 

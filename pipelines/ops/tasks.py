@@ -44,20 +44,21 @@ def published_register(params: dict[str, Any], register_run: str | None) -> dict
     }
 
 
-def ensure_hmac_key() -> None:
-    """Take the tokenisation key from the environment, else from the Airflow connection's password."""
-    from pipelines.pii import HMAC_KEY_ENV
+def hmac_key() -> bytes:
+    """The tokenisation key of a task: ``UNITFUSION_HMAC_KEY``, else the password of the Airflow connection
+    ``unitfusion_hmac``. Resolved in the task body and passed down as a value, never put into the
+    environment; without a usable key the task refuses to start (``pii.MissingKeyError``)."""
+    from pipelines.pii import HMAC_KEY_ENV, load_key
 
     if os.environ.get(HMAC_KEY_ENV):
-        return
+        return load_key(os.environ)
     from airflow.sdk import Connection
 
     try:
         password = Connection.get(HMAC_CONNECTION_ID).password
-    except Exception:  # not found: load_key() below explains what to configure
+    except Exception:  # not found: load_key() says what to configure
         password = None
-    if password:
-        os.environ[HMAC_KEY_ENV] = password
+    return load_key({HMAC_KEY_ENV: password or ""})
 
 
 # --- periods and due dates (pure) ------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
     from pipelines.config import IngestSettings, default_topics
     from pipelines.ingest.job import run_ingest
 
-    ensure_hmac_key()
+    key = hmac_key()
     topics = default_topics(params.get("topic_prefix") or None)
     feeds = selected_feeds(params, list(topics))
     settings = IngestSettings(
@@ -121,7 +122,7 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
         topics={feed: topics[feed] for feed in feeds},
     )
     decided = record_decisions(params, settings.out)
-    result = run_ingest(settings)
+    result = run_ingest(settings, key)
     blocked = result.blocking_error()
     return {
         "run_id": result.run_id if result.committed else None,
@@ -189,8 +190,7 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
     """Write a new register run if staging, verdicts or model changed (unpublished until ``land``)."""
     from pipelines.landing import prepare_register
 
-    ensure_hmac_key()
-    prepared = prepare_register(_store(params))
+    prepared = prepare_register(_store(params), key=hmac_key())
     if prepared is None:
         return {"register_run": None}
     return {
