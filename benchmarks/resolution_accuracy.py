@@ -26,7 +26,8 @@ from pipelines.contracts import load_contracts
 from pipelines.generate import generate
 from pipelines.ingest.job import run_ingest
 from pipelines.kafka import EmbeddedBroker, jsonl_messages, produce_messages
-from pipelines.pii import HMAC_KEY_ENV
+from pipelines.landing import resolve_and_land
+from pipelines.pii import HMAC_KEY_ENV, load_key
 from pipelines.resolve.evaluation import bcubed, pairwise
 from pipelines.standardise.codes import is_valid_uscc
 from pipelines.store import RunStore
@@ -39,12 +40,11 @@ def child(method: str, store_dir: Path, out_file: Path) -> None:
     store = RunStore(store_dir)
     begun = time.monotonic()
     if method == "ours":
-        from pipelines.resolve.job import resolve
-
-        result = resolve(store, "bench")
-        links = result.tables["links"].to_pylist()
+        landed = resolve_and_land(store, key=load_key(os.environ))
+        assert landed is not None, "nothing to resolve"
+        links = landed.result.tables["links"].to_pylist()
         clusters = {f"{r['feed']}/{r['record_id']}": r["unit_id"] for r in links}
-        extra = {"timings_s": result.timings, "refused_joins": result.refused_joins}
+        extra = {"timings_s": landed.meta["timings_s"]}
     else:
         from benchmarks.baseline import baseline_clusters
 
@@ -71,7 +71,7 @@ def measure(seed: int, units: int, broker: EmbeddedBroker, work: Path) -> list[d
     topics = default_topics(prefix)
     for feed in load_contracts():
         produce_messages(broker.bootstrap, topics[feed], jsonl_messages(sample / f"{feed}.jsonl"))
-    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=store_dir, topics=topics))
+    run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=store_dir, topics=topics), KEY.encode())
 
     truth = {}
     for line in (sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
@@ -130,7 +130,6 @@ def main() -> None:
     if args.child:
         child(args.child, args.store, args.result)
         return
-    os.environ[HMAC_KEY_ENV] = KEY
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         for seed in args.seeds:
             for line in measure(seed, args.units, broker, Path(tmp)):
