@@ -316,6 +316,17 @@ def _print_register(landed) -> None:  # type: ignore[no-untyped-def]
             + ")"
         )
     console.print(f"register: {landed.path.parent.parent / 'latest'}")
+    marts = landed.meta.get("marts") or {}
+    if marts:
+        tiers = register["tier"].value_counts().sort_index() if "tier" in register else {}
+        console.print(
+            f"marts ({landed.meta['timings_s'].get('marts', 0):.1f} s): "
+            + ", ".join(f"{name} {rows}" for name, rows in marts.items())
+            + "; tiers "
+            + ", ".join(f"{tier} {count}" for tier, count in tiers.items())
+        )
+        root = landed.path.parents[2]  # <out>/register/runs/<run>
+        console.print(f"BI: {root / 'analysis.duckdb'} (views), {root / 'marts'}/<table>/")
 
 
 def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-untyped-def]
