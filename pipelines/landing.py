@@ -46,7 +46,12 @@ from pipelines.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 PUBLISHED = ("register", "links", "review", "warnings")
-CARRIED_MARTS = ["unit_month", "links", "register_quality"]  # what a run's marts start from: the last run's
+CARRIED_MARTS = [
+    "units",
+    "unit_month",
+    "links",
+    "register_quality",
+]  # what a run's marts start from: the last run's
 
 
 @dataclass

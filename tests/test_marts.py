@@ -25,6 +25,7 @@ from pipelines.marts import activity, facts
 from pipelines.marts import tables as mart_tables
 from pipelines.marts.build import PARTITIONED
 from pipelines.marts.config import load_config
+from pipelines.marts.quality import name_keys
 from pipelines.store import RunStore
 from tests.conftest import TEST_KEY, TOKEN_KEY
 from tests.staging import generated_store, read_jsonl, stage_sample, true_units
@@ -322,6 +323,13 @@ def test_an_incremental_run_gives_the_marts_a_full_recount_gives(tmp_path):
         }
 
     assert kept_links.num_rows == converted.num_rows and link_rows(kept_links) == link_rows(converted)
+    units = store.register_marts(latest, ["units"])["units"]  # name cores carried over, new ones parsed
+    parsed = {
+        (r["name"], r["division_code"]): r["name_key"] for r in name_keys(tables["register"]).to_pylist()
+    }
+    assert {u["unit_id"]: u["name_core"] for u in units.to_pylist()} == {
+        r["unit_id"]: parsed.get((r["name"], r["division_code"])) for r in tables["register"].to_pylist()
+    }
     qualities = ds.dataset(store.marts_link / "register_quality").to_table()
     assert qualities["run_id"].to_pylist() == store.register_runs()  # one row per run, all runs
 

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from pipelines.marts import activity, facts, tables
 from pipelines.marts.config import MartConfig, load_config
-from pipelines.marts.quality import quality_table, register_quality
+from pipelines.marts.quality import name_keys, quality_table, register_quality
 from pipelines.marts.sql import query
 
 TIER_COLUMNS = ("activity_score", "tier")  # what the marts add to the register table itself
@@ -68,7 +68,16 @@ def build_marts(inputs: MartInputs) -> Marts:
     tiers = activity.tiers(
         unit_month, plain_units, registration, inputs.tables["warnings"], config, reference
     )
-    units = tables.units(register, tiers)
+    known = inputs.previous.get("units")
+    keys = name_keys(
+        register,
+        None
+        if known is None
+        else known.select(["name", "division_code", "name_core"]).rename_columns(
+            ["name", "division_code", "name_key"]
+        ),
+    )
+    units = tables.units(register, tiers, keys)
     earlier = inputs.previous.get("register_quality")
     earlier_rows = [] if earlier is None else earlier.to_pylist()
     figures = register_quality(
@@ -78,6 +87,7 @@ def build_marts(inputs: MartInputs) -> Marts:
         inputs.created_at,
         inputs.today,
         run_times={row["run_id"]: row["created_at"] for row in earlier_rows},
+        keys=keys,
     )
     marts = {
         "units": units,

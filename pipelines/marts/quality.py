@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import resources
+from pipelines.marts.sql import query
 from pipelines.standardise import parse_company_name
 
 __all__ = [
@@ -115,12 +116,14 @@ def register_quality(
     today: datetime.date,
     *,
     run_times: Mapping[str, str | datetime.datetime] | None = None,
+    keys: pa.Table | None = None,
 ) -> dict[str, Any]:
     """The quality figures of one register run (rules in the module docstring). ``tables``: the run's
     register, links, review and lineage; ``records``: the resolver's current records per feed;
     ``today``: the day the ages are counted to, a China date (the run's own, normally); ``run_times``:
     ``created_at`` (ISO text or datetime) of earlier register runs by run id, to age the review items they
-    raised: ``{row["run_id"]: row["created_at"] for row in <the previous register_quality rows>}``."""
+    raised: ``{row["run_id"]: row["created_at"] for row in <the previous register_quality rows>}``;
+    ``keys``: the register's name keys (``name_keys``), when the caller has them already."""
     register, review = tables["register"], tables["review"]
     units = register.num_rows
     without_uscc = units - pc.count(_blank_to_null(register["uscc"])).as_py()
@@ -130,7 +133,9 @@ def register_quality(
         "units": units,
         "units_without_uscc": without_uscc,
         "units_without_uscc_share": _share(without_uscc, units),
-        "duplicate_candidates": _duplicate_candidates(register, review),
+        "duplicate_candidates": _duplicate_candidates(
+            register, review, keys if keys is not None else name_keys(register)
+        ),
         "coverage": _coverage(tables["links"], records),
         "review_open": review.num_rows,
         **_review_ages(review, records, {**(run_times or {}), run_id: created_at}, today),
@@ -166,19 +171,35 @@ def _china_dates(moments: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.cast(local, pa.date32())
 
 
-def _name_keys(register: pa.Table) -> pa.Table:
-    """The standardised core name of each distinct (name, division) of the register: parsed once per name,
-    with the division as the hint that tells same-named districts apart."""
+def name_keys(register: pa.Table, known: pa.Table | None = None) -> pa.Table:
+    """The standardised core name (``name_key``) of each distinct (name, division) of the register: parsed
+    once per name, with the division as the hint that tells same-named districts apart. ``known``: keys
+    found before (name, division_code, name_key; the last run's ``units`` mart keeps them), so a run parses
+    only the names it has not seen."""
     pairs = register.select(["name", "division_code"]).group_by(["name", "division_code"]).aggregate([])
     pairs = pairs.filter(pc.and_(pc.is_valid(pairs["name"]), pc.is_valid(pairs["division_code"])))
+    found = pairs.append_column("name_key", pa.nulls(pairs.num_rows, pa.string())).slice(0, 0)
+    if known is not None and known.num_rows:
+        found = query(
+            """
+            SELECT p.name, p.division_code, any_value(k.name_key) AS name_key
+            FROM pairs p JOIN known k USING (name, division_code) GROUP BY ALL
+            """,
+            pairs=pairs,
+            known=known.select(["name", "division_code", "name_key"]),
+        )
+        pairs = query(
+            "SELECT * FROM pairs ANTI JOIN found USING (name, division_code)", pairs=pairs, found=found
+        )
     keys = [
         parse_company_name(name, division).core
         for name, division in zip(pairs["name"].to_pylist(), pairs["division_code"].to_pylist(), strict=True)
     ]
-    return pairs.append_column("name_key", pa.array(keys, pa.string()))
+    parsed = pairs.append_column("name_key", pa.array(keys, pa.string()))
+    return pa.concat_tables([found.cast(parsed.schema), parsed])
 
 
-def _duplicate_candidates(register: pa.Table, review: pa.Table) -> int:
+def _duplicate_candidates(register: pa.Table, review: pa.Table, keys: pa.Table) -> int:
     """Distinct unit pairs with one core name in one division, or put together by a review item of a
     duplicate kind."""
     return _query(
@@ -202,7 +223,7 @@ def _duplicate_candidates(register: pa.Table, review: pa.Table) -> int:
         )
         SELECT count(*) FROM (SELECT a, b FROM same_name UNION SELECT a, b FROM reviewed)
         """,
-        keys=_name_keys(register),
+        keys=keys,
         units=register.select(["unit_id", "name", "division_code"]),
         items=review.select(["reason", "current_unit_id", "candidate_unit_ids"]),
         reasons=pa.table({"reason": pa.array(DUPLICATE_REVIEW_REASONS, pa.string())}),

@@ -34,8 +34,9 @@ def _struct(table: pa.Table, columns: list[str], strip: str = "") -> pa.Array:
     return pa.StructArray.from_arrays(arrays, names=[c.removesuffix(strip) for c in columns])
 
 
-def units(register: pa.Table, tiers: pa.Table | None = None) -> pa.Table:
-    """The ``units`` mart: one row per unit of the register, with names for its codes."""
+def units(register: pa.Table, tiers: pa.Table | None = None, name_keys: pa.Table | None = None) -> pa.Table:
+    """The ``units`` mart: one row per unit of the register, with names for its codes. ``name_keys``
+    (name, division_code, name_key): each name's standardised core, kept as ``name_core``."""
     divisions = by_code()
     district = {code: d.name for code, d in divisions.items()}
     city = {code: divisions[d.city_code].name for code, d in divisions.items() if d.city_code in divisions}
@@ -82,12 +83,17 @@ def units(register: pa.Table, tiers: pa.Table | None = None) -> pa.Table:
         "run_id": register["run_id"],
     }
     table = pa.table(columns)
-    if tiers is not None:
+    if tiers is not None and name_keys is not None:
         table = query(
-            "SELECT u.*, t.activity_score, t.tier FROM units u LEFT JOIN tiers t USING (unit_id) "
-            "ORDER BY unit_id",
+            """
+            SELECT u.*, k.name_key AS name_core, t.activity_score, t.tier
+            FROM units u LEFT JOIN tiers t USING (unit_id)
+            LEFT JOIN keys k ON k.name = u.name AND k.division_code = u.division_code
+            ORDER BY unit_id
+            """,
             units=table,
             tiers=tiers,
+            keys=name_keys,
         )
     return table
 
