@@ -4,11 +4,14 @@ Needs pyspark (not part of the pinned environment; it runs Spark locally on Java
 
     python3 -m uv venv /tmp/sparkenv && python3 -m uv pip install -p /tmp/sparkenv/bin/python \\
         pyspark splink==5.0.0 rapidfuzz pandas pyarrow sqlglot duckdb
-    .venv/bin/python benchmarks/spark_backend_check.py export ENTITIES.parquet SCORES.parquet --out STORE
+    .venv/bin/python benchmarks/spark_backend_check.py export CHECK_DIR --out STORE
     PYSPARK_PYTHON=/tmp/sparkenv/bin/python PYTHONPATH=. /tmp/sparkenv/bin/python \\
-        benchmarks/spark_backend_check.py compare ENTITIES.parquet SCORES.parquet
+        benchmarks/spark_backend_check.py compare CHECK_DIR
 
-Prints the pair counts on both backends and the largest difference in match probability.
+``export`` takes the standardised entities and the frozen term-frequency tables a register run keeps
+(``register/latest/state/``) and scores every entity against every other with the DuckDB engine, as a
+rebuild does. ``compare`` scores the same entities with the same model and term frequencies on Spark and
+prints the pair counts on both backends and the largest difference in match probability.
 """
 
 from __future__ import annotations
@@ -20,20 +23,35 @@ from pathlib import Path
 
 import pandas as pd
 
+THRESHOLD = 0.5
 
-def export(entities_path: Path, scores_path: Path, store_dir: Path) -> None:
-    from pipelines.pii import Tokeniser, load_key
-    from pipelines.resolve.entities import entity_frame
-    from pipelines.resolve.model import model_frame, predict
+
+def export(check_dir: Path, store_dir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from pipelines.resolve.engine import DuckDBEngine
+    from pipelines.resolve.model import model_frame, score_new
     from pipelines.store import RunStore
 
-    entities = entity_frame(RunStore(store_dir), Tokeniser(load_key()))
-    model_frame(entities).to_parquet(entities_path)
-    scores, _ = predict(entities, threshold=0.5)
-    scores[["entity_id_l", "entity_id_r", "match_probability"]].to_parquet(scores_path)
+    latest = RunStore(store_dir).register_latest()
+    if latest is None or not (latest / "state").is_dir():
+        raise SystemExit(f"{store_dir}: no published register run with its state")
+    entities = pq.read_table(latest / "state" / "entities.parquet")
+    kept = latest / "state" / "term_frequencies"
+    frequencies = {path.stem: pq.read_table(path) for path in kept.glob("*.parquet")}
+    engine = DuckDBEngine()
+    check_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(model_frame(engine, entities), check_dir / "entities.parquet")
+    for column, table in frequencies.items():
+        pq.write_table(table, check_dir / f"tf_{column}.parquet")
+    begun = time.monotonic()
+    edges = score_new(engine, entities, entities["entity_id"], frequencies, THRESHOLD)
+    pq.write_table(edges.select(["a", "b", "probability"]), check_dir / "scores.parquet")
+    print(json.dumps({"entities": entities.num_rows, "duckdb_pairs": edges.num_rows,
+                      "duckdb_seconds": round(time.monotonic() - begun, 1)}))  # fmt: skip
 
 
-def compare(entities_path: Path, scores_path: Path) -> None:
+def compare(check_dir: Path) -> None:
     from pyspark.sql import SparkSession
     from splink import Linker, SparkAPI
 
@@ -49,17 +67,20 @@ def compare(entities_path: Path, scores_path: Path) -> None:
     spark.sparkContext.setCheckpointDir(str(Path("/tmp") / "unitfusion-spark-checkpoints"))
     register_spark(spark)
     begun = time.monotonic()
-    frame = spark.createDataFrame(pd.read_parquet(entities_path))
-    linker = Linker(SparkAPI(spark_session=spark).register(frame), model_settings_for("spark"))
-    spark_scores = linker.inference.predict(threshold_match_probability=0.5).as_pandas_dataframe()
+    api = SparkAPI(spark_session=spark)
+    frame = spark.createDataFrame(pd.read_parquet(check_dir / "entities.parquet"))
+    linker = Linker(api.register(frame), model_settings_for("spark"))
+    for path in sorted(check_dir.glob("tf_*.parquet")):
+        table = spark.createDataFrame(pd.read_parquet(path))
+        linker.table_management.register_term_frequency_lookup(api.register(table), path.stem[3:])
+    spark_scores = linker.inference.predict(threshold_match_probability=THRESHOLD).as_pandas_dataframe()
 
-    def by_pair(df: pd.DataFrame) -> dict[tuple[str, str], float]:
-        return {
-            (min(a, b), max(a, b)): p
-            for a, b, p in zip(df.entity_id_l, df.entity_id_r, df.match_probability, strict=True)
-        }
+    def by_pair(left: pd.Series, right: pd.Series, probability: pd.Series) -> dict[tuple[str, str], float]:
+        return {(min(a, b), max(a, b)): p for a, b, p in zip(left, right, probability, strict=True)}
 
-    on_spark, on_duckdb = by_pair(spark_scores), by_pair(pd.read_parquet(scores_path))
+    on_spark = by_pair(spark_scores.entity_id_l, spark_scores.entity_id_r, spark_scores.match_probability)
+    duckdb_scores = pd.read_parquet(check_dir / "scores.parquet")
+    on_duckdb = by_pair(duckdb_scores.a, duckdb_scores.b, duckdb_scores.probability)
     common = on_spark.keys() & on_duckdb.keys()
     print(
         json.dumps(
@@ -79,14 +100,13 @@ def compare(entities_path: Path, scores_path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["export", "compare"])
-    parser.add_argument("entities", type=Path)
-    parser.add_argument("scores", type=Path)
-    parser.add_argument("--out", type=Path, help="run store to read staging from (export)")
+    parser.add_argument("check_dir", type=Path, help="where export writes and compare reads")
+    parser.add_argument("--out", type=Path, help="run store with a published register (export)")
     args = parser.parse_args()
     if args.step == "export":
-        export(args.entities, args.scores, args.out)
+        export(args.check_dir, args.out)
     else:
-        compare(args.entities, args.scores)
+        compare(args.check_dir)
 
 
 if __name__ == "__main__":
