@@ -154,6 +154,15 @@ class _Group(click.Group):
             raise _one_line(error) from None
 
 
+# the run store of a command that reads one (it must exist already)
+existing_store = click.option(
+    "--out",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="The run store.",
+)
+
+
 @click.group(cls=_Group)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress of the pipeline's parts.")
 def main(verbose: bool) -> None:
@@ -385,12 +394,7 @@ def run(bootstrap: str, out: Path, runner: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    required=True,
-    help="The run store.",
-)
+@existing_store
 def rebuild(out: Path) -> None:
     """Resolve everything again from all staged records (unit ids carry over), then write the township work
     queues and the run report. Passes rebuild by themselves when the model or the resolver's settings
@@ -566,12 +570,7 @@ def verdicts_add(out: Path, file: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    required=True,
-    help="The run store.",
-)
+@existing_store
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the default browser.")
 @click.argument("run", required=False)
 def report(out: Path, run: str | None, open_page: bool) -> None:
@@ -591,12 +590,7 @@ def report(out: Path, run: str | None, open_page: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    required=True,
-    help="The run store.",
-)
+@existing_store
 @click.option("--run", "run", help="Register run (default: the latest published one).")
 @click.argument("unit_id")
 def unit(out: Path, run: str | None, unit_id: str) -> None:

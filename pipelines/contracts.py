@@ -14,11 +14,16 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import resources
+
+# Months and days as the departments and townships count them (China Standard Time, no daylight saving).
+CHINA_TIME_ZONE = "Asia/Shanghai"
+CHINA = ZoneInfo(CHINA_TIME_ZONE)
 
 SCHEMAS_DIR = resources.FEED_CONTRACTS
 
@@ -116,7 +121,7 @@ class FeedContract:
         """The month (``YYYY-MM``, China time for timestamps) each staged record in ``table`` is about."""
         column = table[self.period_field]
         if pa.types.is_timestamp(column.type):
-            column = pc.strftime(column.cast(pa.timestamp("us", tz="Asia/Shanghai")), format="%Y-%m")
+            column = pc.strftime(column.cast(pa.timestamp("us", tz=CHINA_TIME_ZONE)), format="%Y-%m")
         return column
 
     def staging_schema(self) -> pa.Schema:

@@ -16,13 +16,14 @@ import resource
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.contracts import CHINA
 from pipelines.marts.analysis import write_analysis_database
 from pipelines.marts.build import PARTITIONED, TIER_COLUMNS, MartInputs, build_marts
 from pipelines.pii import Tokeniser
@@ -46,12 +47,8 @@ from pipelines.verdicts import Verdict
 
 log = logging.getLogger(__name__)
 PUBLISHED = ("register", "links", "review", "warnings")
-CARRIED_MARTS = [
-    "units",
-    "unit_month",
-    "links",
-    "register_quality",
-]  # what a run's marts start from: the last run's
+# what a run's marts start from: the last run's (name cores, months and links carried over, quality appended)
+CARRIED_MARTS = ["units", "unit_month", "links", "register_quality"]
 
 
 @dataclass
@@ -218,7 +215,7 @@ def prepare_register(
 
 def _china_date(moment: str) -> date:
     """The day in China of an ISO UTC time: what the departments and townships call today."""
-    return (datetime.fromisoformat(moment) + timedelta(hours=8)).date()
+    return datetime.fromisoformat(moment).astimezone(CHINA).date()
 
 
 def _inputs(

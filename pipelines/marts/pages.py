@@ -19,7 +19,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipelines.contracts import load_contracts, output_schema
+from pipelines.contracts import CHINA, load_contracts, output_schema
 from pipelines.marts.charts import LINE, bar_chart, fmt_value, month_range, monthly_chart
 from pipelines.marts.config import MartConfig, load_config
+from pipelines.pii import TOKEN_PREFIX
 from pipelines.resources import MART_TEMPLATES
 from pipelines.staging import latest_records
 from pipelines.standardise.divisions import division_label
@@ -52,8 +53,6 @@ __all__ = [
 ]
 
 UNITS_DIR = "units"  # profiles inside a pack folder
-CHINA_TIME = timezone(timedelta(hours=8), "北京时间")
-TOKEN_PREFIX = "t1_"
 HIDDEN = "（已隐藏）"
 
 # Key fields of a linked record, per feed, with their Chinese headers. Phones are left out (a mobile is a
@@ -126,7 +125,7 @@ def fmt_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "是" if value else "否"
     if isinstance(value, datetime):
-        moment = value.astimezone(CHINA_TIME) if value.tzinfo else value
+        moment = value.astimezone(CHINA) if value.tzinfo else value
         return f"{moment:%Y-%m-%d %H:%M}"
     if isinstance(value, date):
         return value.isoformat()

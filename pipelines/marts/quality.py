@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import resources
+from pipelines.contracts import CHINA_TIME_ZONE
 from pipelines.marts.sql import query
 from pipelines.standardise import parse_company_name
 
@@ -55,7 +56,6 @@ __all__ = [
 USCC_SHARE_TARGET = 0.01  # the national register's ceiling on units without a USCC
 DUPLICATE_REVIEW_REASONS = ("uncertain_link", "rival_unit")  # review reasons that ask "are these one unit?"
 LINEAGE_EVENTS = ("merged", "split", "retired")
-CHINA = "Asia/Shanghai"  # a day is a day in China, where the register's users are
 _TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "int64": pa.int64(),
@@ -167,7 +167,7 @@ def _blank_to_null(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _china_dates(moments: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Calendar dates in China of UTC timestamps."""
-    local = pc.local_timestamp(moments.cast(pa.timestamp("us", tz=CHINA)))
+    local = pc.local_timestamp(moments.cast(pa.timestamp("us", tz=CHINA_TIME_ZONE)))
     return pc.cast(local, pa.date32())
 
 

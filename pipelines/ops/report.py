@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from pipelines.contracts import load_contracts, output_schema
+from pipelines.contracts import CHINA, load_contracts, output_schema
 from pipelines.marts.quality import USCC_SHARE_TARGET
 from pipelines.resources import REPORT_TEMPLATE
 from pipelines.staging import latest_records
@@ -36,7 +36,6 @@ from pipelines.store import STATE_DIR, RunStore, utc_now, write_atomically
 __all__ = ["build_context", "render_report", "write_report"]
 
 TEMPLATE = "report.html.j2"
-CHINA_TIME = timezone(timedelta(hours=8), "北京时间")
 TREND_RUNS = 60  # runs drawn in the trend chart; the table shows the last TREND_TABLE_RUNS
 TREND_TABLE_RUNS = 15
 TOP_TOWNSHIPS = 15
@@ -104,7 +103,7 @@ def fmt_time(iso: str | None) -> str:
     if not iso:
         return "–"
     moment = datetime.fromisoformat(iso)
-    local = moment.astimezone(CHINA_TIME)
+    local = moment.astimezone(CHINA)
     return f"{local:%Y-%m-%d %H:%M:%S} 北京时间 ({moment.astimezone(UTC):%H:%M} UTC)"
 
 
@@ -885,25 +884,21 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
                     legend={name: TARGET_COLOURS[name] for name in (UNDER_TARGET, OVER_TARGET)},
                 ),
             ),
-            (
-                "Duplicate candidate pairs",
-                column_chart(
-                    [(name, q.get("duplicate_candidates") or 0) for name, q in recorded],
-                    "Duplicate candidate pairs per run",
-                    "register run",
-                    "pairs",
-                    width=320,
-                ),
-            ),
-            (
-                "Open review items",
-                column_chart(
-                    [(name, q.get("review_open") or 0) for name, q in recorded],
-                    "Open review items per run",
-                    "register run",
-                    "items",
-                    width=320,
-                ),
+            *(
+                (
+                    title,
+                    column_chart(
+                        [(name, q.get(figure) or 0) for name, q in recorded],
+                        f"{title} per run",
+                        "register run",
+                        unit,
+                        width=320,
+                    ),
+                )
+                for title, figure, unit in (
+                    ("Duplicate candidate pairs", "duplicate_candidates", "pairs"),
+                    ("Open review items", "review_open", "items"),
+                )
             ),
         ]
     missing = sum(1 for _, quality in figures if quality is None)

@@ -25,17 +25,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 
 from pipelines import verdicts as vd
-from pipelines.contracts import load_contracts
+from pipelines.contracts import CHINA, load_contracts
 from pipelines.marts.pages import write_pack_pages
 from pipelines.standardise.vocabularies import labels
 from pipelines.store import RunStore
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 REVIEW_SHEET = "待核查"
 WARNING_SHEET = "预警"
 HELP_SHEET = "填写说明"
@@ -551,5 +549,5 @@ def _decided_at(value: Any, where: str) -> str:
     if moment is None:
         raise vd.VerdictError(f"{where}: 核查日期 {_text(value)!r} is not a date like 2026-11-05")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=SHANGHAI)
+        moment = moment.replace(tzinfo=CHINA)
     return moment.isoformat(timespec="seconds")
