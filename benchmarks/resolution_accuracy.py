@@ -44,12 +44,18 @@ def child(method: str, store_dir: Path, out_file: Path) -> None:
         assert landed is not None, "nothing to resolve"
         links = landed.result.tables["links"].to_pylist()
         clusters = {f"{r['feed']}/{r['record_id']}": r["unit_id"] for r in links}
-        extra = {"timings_s": landed.meta["timings_s"]}
+        review = landed.result.tables["review"]
+        reasons = review["reason"].value_counts().to_pylist() if review.num_rows else []
+        extra = {
+            "timings_s": landed.meta["timings_s"],
+            "review_items": review.num_rows,
+            "review_reasons": {r["values"]: r["counts"] for r in reasons},
+        }
     else:
         from benchmarks.baseline import baseline_clusters
 
         clusters = baseline_clusters(store)
-        extra = {}
+        extra = {"review_items": 0}
     seconds = time.monotonic() - begun
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out_file.write_text(json.dumps({"clusters": clusters, "seconds": seconds, "peak_rss_mib": peak, **extra}))
@@ -113,7 +119,9 @@ def measure(seed: int, units: int, broker: EmbeddedBroker, work: Path) -> list[d
                 "false_uscc_merges": false_uscc_merges({r: c for r, c in clusters.items() if c}, uscc_of),
                 "resolve_s": round(found["seconds"], 1),
                 "peak_rss_mib": round(found["peak_rss_mib"]),
-                **{k: v for k, v in found.items() if k in ("timings_s", "refused_joins")},
+                "review_items": found["review_items"],
+                "review_share": round(found["review_items"] / len(truth), 5),
+                **{k: v for k, v in found.items() if k in ("review_reasons", "timings_s")},
             }
         )
     return lines
