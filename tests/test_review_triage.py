@@ -201,6 +201,12 @@ def test_the_waterfall_starts_at_the_prior_and_ends_at_the_total():
     assert [label for label, _, _ in steps[1:-1]] == [
         COMPARISONS[n] for n in ("phone", "trade_name", "district_code", "branch_key")
     ]
+    silent = waterfall_steps({**WEIGHTS, "street": 0.0, "tf_adj_trade_name": -9.3}, 4.0)
+    assert [label for label, _, _ in silent[1:3]] == ["电话", "字号"] and "字号常见" in dict(
+        (label, end) for label, _, end in silent
+    )
+    assert "道路门牌" not in [label for label, _, _ in silent]  # no weight, no bar
+    assert silent[-1][2] == pytest.approx(4.0)
 
 
 # -- the work queue: ranked, explained, linked to its comparison page ------------------------------------

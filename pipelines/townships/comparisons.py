@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from pipelines.contracts import load_contracts
 from pipelines.pii import is_token
 from pipelines.standardise.vocabularies import labels
 
@@ -30,9 +31,10 @@ SIDES = (  # field of a compared record, label, personal (shown only as a token)
     ("township", "乡镇街道", False),
     ("phone", "电话（令牌）", True),
     ("legal_rep", "法定代表人（令牌）", True),
-    ("feed", "来源", False),
+    ("source", "来源部门", False),
     ("record_id", "记录编号", False),
 )
+SILENT = 0.05  # a comparison with less weight (a value missing on one side) draws no bar
 BAR_HEIGHT, LABEL_WIDTH, PLOT_WIDTH, VALUE_WIDTH = 22, 190, 420, 70
 STYLE = """
 body{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC",sans-serif;margin:1.5em;color:#222}
@@ -65,9 +67,18 @@ def _shown(value: Any, personal: bool) -> str:
     return f"<code>{text}</code>" if personal else text
 
 
+def _with_source(side: dict[str, Any] | None) -> dict[str, Any]:
+    """A compared record with its department's name (the feed contract's) as ``source``."""
+    if not side:
+        return {}
+    contracts = load_contracts()
+    feed = side.get("feed")
+    return {**side, "source": contracts[feed].department if feed in contracts else feed}
+
+
 def side_by_side(compared: dict[str, Any], candidate_label: str) -> str:
     """The two records of the item's pair as a table, equal values marked."""
-    record, candidate = compared.get("record") or {}, compared.get("candidate") or {}
+    record, candidate = _with_source(compared.get("record")), _with_source(compared.get("candidate"))
     rows = []
     for field, label, personal in SIDES:
         mine, theirs = record.get(field), candidate.get(field) if candidate else None
@@ -80,13 +91,21 @@ def side_by_side(compared: dict[str, Any], candidate_label: str) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _label(name: str, weight: float) -> str:
+    """A comparison's label; a term-frequency adjustment says whether the agreeing value is rare or common."""
+    label = COMPARISONS.get(name, name)
+    return label + WORDS["rare" if weight > 0 else "common"] if name.startswith("tf_") else label
+
+
 def waterfall_steps(weights: dict[str, float], match_weight: float) -> list[tuple[str, float, float]]:
-    """(label, start, end) of each bar: the prior, then each comparison (strongest first), then the total."""
+    """(label, start, end) of each bar: the prior, then each comparison that moved the weight (strongest
+    first), then the total."""
     prior = match_weight - sum(weights.values())
     steps = [(WORDS["prior"], 0.0, prior)]
     level = prior
     for name, weight in sorted(weights.items(), key=lambda item: (-abs(item[1]), item[0])):
-        steps.append((COMPARISONS.get(name, name), level, level + weight))
+        if abs(weight) >= SILENT:
+            steps.append((_label(name, weight), level, level + weight))
         level += weight
     steps.append((WORDS["total"], 0.0, level))
     return steps
@@ -102,12 +121,11 @@ def waterfall_svg(weights: dict[str, float], match_weight: float) -> str:
     def x(value: float) -> float:
         return LABEL_WIDTH + (value - low) / span * PLOT_WIDTH
 
-    height = BAR_HEIGHT * len(steps) + 24
+    height = BAR_HEIGHT * len(steps) + 4
     width = LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH
     parts = [
         f'<svg width="{width}" height="{height}" role="img" aria-label="匹配权重瀑布图">',
-        f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height - 20}" stroke="#333" '
-        'stroke-dasharray="3,3"/>',
+        f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height}" stroke="#333" stroke-dasharray="3,3"/>',
     ]
     for index, (label, start, end) in enumerate(steps):
         y = index * BAR_HEIGHT + 2
@@ -124,12 +142,11 @@ def waterfall_svg(weights: dict[str, float], match_weight: float) -> str:
             f'<text x="{LABEL_WIDTH + PLOT_WIDTH + 6}" y="{y + 15}" font-size="12">{value}</text>',
         ]
     probability = 1 / (1 + 2 ** -max(min(match_weight, 60), -60))
-    parts.append(
-        f'<text x="{LABEL_WIDTH}" y="{height - 4}" font-size="11" fill="#555">'
-        f"匹配权重（以 2 为底的对数几率）：起点为任意两条记录属于同一单位的先验，"
-        f"合计 {match_weight:+.1f}，匹配度 {probability:.4f}</text>"
-    )
     parts.append("</svg>")
+    parts.append(
+        '<p class="muted">匹配权重（以 2 为底的对数几率）：起点为任意两条记录属于同一单位的先验，'
+        f"合计 {match_weight:+.1f}，匹配度 {probability:.4f}</p>"
+    )
     return "".join(parts)
 
 
