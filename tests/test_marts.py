@@ -192,7 +192,8 @@ def test_lock_on_lists_find_dormant_falling_and_pillar_units():
 @pytest.fixture(scope="module")
 def generated(shared_register: SharedRegister) -> tuple[Path, RunStore]:
     """A generated city with planted situations (anomalies.jsonl) and its register: a first run on half of
-    its records, then an incremental run on the rest (the session's shared register; read only)."""
+    its records, then an incremental run on the rest (the session's shared register; read only). Built
+    through the real broker: the tests that read it are marked integration."""
     return shared_register.sample, shared_register.store
 
 
@@ -209,6 +210,7 @@ def _china_month(moment: datetime | None) -> str | None:
     return None if moment is None else (moment.astimezone(UTC) + timedelta(hours=8)).strftime("%Y-%m")
 
 
+@pytest.mark.integration
 def test_unit_month_sums_the_records_linked_to_each_unit(store):
     """An independent count, record by record, in plain Python."""
     latest = store.register_latest()
@@ -231,6 +233,7 @@ def test_unit_month_sums_the_records_linked_to_each_unit(store):
     assert all(r["active"] == (r["tax_active"] or r["power_active"] or r["shipping_active"]) for r in rows)
 
 
+@pytest.mark.integration
 def test_every_mart_has_a_folder_and_a_documented_schema(store):
     marts = _marts(store)
     assert set(marts) == {p.stem for p in resources.MART_SCHEMAS.glob("*.json")}
@@ -243,6 +246,7 @@ def test_every_mart_has_a_folder_and_a_documented_schema(store):
     assert all(p.is_dir() for p in store.marts_link.iterdir())  # a directory read never mixes tables
 
 
+@pytest.mark.integration
 def test_every_mart_reads_alike_in_duckdb_pandas_polars_and_pyarrow(store):
     database = duckdb.connect(str(store.analysis_database), read_only=True)
     for name in _marts(store):
@@ -264,6 +268,7 @@ def test_every_mart_reads_alike_in_duckdb_pandas_polars_and_pyarrow(store):
                 assert not any(v.lstrip().startswith(("{", "[")) for v in texts), (name, field.name)
 
 
+@pytest.mark.integration
 def test_the_units_mart_normalises_codes_and_names_the_phone_token_for_what_it_is(store):
     units = ds.dataset(store.marts_link / "units").to_table().to_pylist()
     source_statuses = {u["status_source"]: u["status"] for u in units if u["status_source"]}
@@ -281,6 +286,7 @@ def test_the_units_mart_normalises_codes_and_names_the_phone_token_for_what_it_i
     assert {r["tier"] for r in register} <= {"A", "B", "C", "D"} and len({r["tier"] for r in register}) > 1
 
 
+@pytest.mark.integration
 def test_the_quality_of_the_run_is_in_its_meta_and_in_the_mart(store):
     meta = store.register_meta(store.register_latest())
     rows = ds.dataset(store.marts_link / "register_quality").to_table().to_pylist()
@@ -326,6 +332,7 @@ def test_an_incremental_run_gives_the_marts_a_full_recount_gives(batched_registe
     assert qualities["run_id"].to_pylist() == store.register_runs()  # one row per run, all runs
 
 
+@pytest.mark.integration
 def test_the_lock_on_lists_find_the_situations_the_generator_planted(generated):
     """Units the generator made go dormant, pay less tax filing after filing, or (a pillar) halve its power."""
     sample, store = generated
