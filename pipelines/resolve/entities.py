@@ -2,7 +2,7 @@
 
 Tax filings repeat per period and electricity bills per month, so records are grouped where the department's
 own key says they are one (a taxpayer id, a power account, a sender with one name, address and phone). The
-newest record of a group speaks for it and is standardised once; a later record that reads the same (same
+newest of its most complete records speaks for it and is standardised once; a later record that reads the same (same
 name, address, phone …) changes nothing, so a new month of filings costs no standardisation. Entity ids come
 from the department's key, so the same entity has the same id in every run.
 """
@@ -76,7 +76,7 @@ _STRING = pa.string()
 ENTITY_SCHEMA = pa.schema(
     [pa.field(f.name, pa.bool_() if f.name == "is_person" else _STRING) for f in fields(Entity)]
     + [
-        pa.field("rep_record_id", _STRING),  # the record that speaks for the entity (its newest)
+        pa.field("rep_record_id", _STRING),  # the record that speaks for the entity (newest of the most complete)
         pa.field("rep_time", pa.timestamp("us", tz="UTC")),
         pa.field("source_hash", _STRING),  # of the representative's fields that standardisation reads
         pa.field("attributes_hash", _STRING),
@@ -246,7 +246,7 @@ class EntitySource:
     feed: str
     key_fields: tuple[str, ...]
     key: Callable[..., str]  # the department's own key, from ``key_fields``: one key, one entity
-    time_field: str  # the newest record (by this time, then record id) speaks for the entity
+    time_field: str  # the newest (by this time, then record id) of the most complete records speaks
     inputs: tuple[str, ...]  # the fields standardisation reads
     build: Callable[[str, dict[str, Any], Tokeniser], Entity]
     code_from_any_record: bool = False  # a valid USCC on any record (not only the newest) belongs to it
@@ -329,9 +329,12 @@ def _representatives(
     changed: pa.Table,
     left: pa.Array,
 ) -> pa.Table:
-    """entity_id, rep_record_id, rep_time of every entity the batch touched: the newest among its stored
-    representative and its changed records, or among all its records where the stored one was replaced."""
+    """entity_id, rep_record_id, rep_time of every entity the batch touched: the newest of the most complete
+    among its stored representative and its changed records, or among all its records where the stored one
+    was replaced. Most complete first: a month's bill that lost its address in transit must not speak for
+    an account whose other bills give it."""
     time = source.time_field
+    filled = " + ".join(f"({name} IS NOT NULL)::INT" for name in source.inputs)
     return engine.query(
         f"""
         WITH affected AS (SELECT DISTINCT entity_id FROM changed UNION SELECT entity_id FROM left_entities),
@@ -348,13 +351,13 @@ def _representatives(
             SELECT r.entity_id, r.record_id, r.{time} FROM records r JOIN replaced USING (entity_id)
         )
         SELECT entity_id, record_id AS rep_record_id, t AS rep_time FROM (
-            SELECT *, row_number() OVER (
-                PARTITION BY entity_id ORDER BY t DESC NULLS LAST, record_id DESC) AS n
-            FROM candidates
+            SELECT c.*, row_number() OVER (
+                PARTITION BY c.entity_id ORDER BY f.filled DESC, c.t DESC NULLS LAST, c.record_id DESC) AS n
+            FROM candidates c JOIN (SELECT record_id, {filled} AS filled FROM records) f USING (record_id)
         ) WHERE n = 1
         """,
         previous=previous.select(["entity_id", "rep_record_id", "rep_time"]),
-        records=records.select(["entity_id", "record_id", time]),
+        records=records.select(["entity_id", "record_id", time, *source.inputs]),
         changed=changed.select(["entity_id", "record_id", time]),
         left_entities=pa.table({"entity_id": left}),
     )

@@ -215,7 +215,9 @@ def _decide(
     via_work: set[str] = set()
     for rank in sorted(found.get("work", {})):
         units = found["work"][rank]
-        if person.city:  # namesakes elsewhere: only the person's own city (or a unit whose city is unknown)
+        if rank in found.get("regional", {}):  # the name says where: its region, not the person's home
+            pass
+        elif person.city:  # namesakes elsewhere: only the person's own city (or a unit whose city is unknown)
             units = {u for u in units if (city_of.get(u) or person.city) == person.city}
         if units:
             via_work = set(units)
@@ -265,6 +267,8 @@ def link_persons(
     for row in matches.to_pylist():
         group = row["kind"] if row["kind"] in ("rep", "rep_name") else "work"
         found[row["record_id"]][group][row["rank"]].add(row["unit_id"])
+        if row["kind"] == "full":
+            found[row["record_id"]]["regional"][row["rank"]].add(row["unit_id"])
     candidates = pa.array(
         sorted({u for r in found.values() for g in r.values() for s in g.values() for u in s})
     )

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from pipelines.standardise.divisions import names_index
-from pipelines.standardise.regions import match_region
+from pipelines.standardise.regions import full_division_length, match_region
 from pipelines.standardise.text import fold, phonetic_key
 
 # Longest first, so 有限责任公司 wins over 有限公司.
@@ -90,17 +90,6 @@ def _split_branch(text: str) -> tuple[str, str]:
     return head[: -len(place)], place + marker
 
 
-def _ambiguous_full_division(text: str) -> int:
-    """Length of a full district name the text starts with even when several cities have it (西湖区,
-    鼓楼区): it is still the region prefix of the name, whichever city it is."""
-    names = names_index()
-    for length in range(6, 2, -1):
-        head = text[:length]
-        if any(division.name == head for division in names.get(head, ())):
-            return length
-    return 0
-
-
 def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName:
     folded = fold(name)
     text, bracket_region = _strip_bracketed_region(folded)
@@ -108,7 +97,8 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
     form = next((f for f in ORGANISATION_FORMS if text.endswith(f) and len(text) > len(f)), "")
     text = text[: len(text) - len(form)] if form else text
     region_match = match_region(text, hint, strict_short=True)
-    end = region_match.end or _ambiguous_full_division(text)
+    # 朝阳区… is a district's full name even though 朝阳 alone is a city's short one (朝阳市, Liaoning)
+    end = max(region_match.end, full_division_length(text))
     region = ""
     if end and len(text) - end >= 2:
         region, text = text[:end], text[end:]
