@@ -418,23 +418,59 @@ def rebuild(out: Path) -> None:
 )
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="Where to write the model JSON.")
 @click.option("--max-pairs", default=5e6, show_default=True, help="Random pairs for u estimation.")
-def train(out: Path, model: Path | None, max_pairs: float) -> None:
-    """Estimate the linkage model (u by random sampling, m by EM) from a run store's staging."""
+@click.option(
+    "--verdicts/--no-verdicts",
+    default=True,
+    show_default=True,
+    help="Estimate m from the township verdicts in force too, as labelled pairs placed by the latest "
+    "register (when they give enough matches); --no-verdicts: EM only.",
+)
+def train(out: Path, model: Path | None, max_pairs: float, verdicts: bool) -> None:
+    """Estimate the linkage model from a run store's staging: u by random sampling, m by EM, and m from the
+    verdicts' labelled matches (Splink takes the median of the estimates)."""
     from pipelines.pii import Tokeniser
     from pipelines.resolve import DuckDBEngine, entity_table
-    from pipelines.resolve.model import MODEL_PATH, blocking_pair_counts, model_version
+    from pipelines.resolve.labels import label_counts
+    from pipelines.resolve.model import MIN_LABELLED_MATCHES, MODEL_PATH, blocking_pair_counts, model_version
     from pipelines.resolve.model import train as train_model
     from pipelines.staging import all_latest_records
     from pipelines.store import RunStore
 
     tokens = Tokeniser(load_key(os.environ))
     engine = DuckDBEngine()
-    entities = entity_table(engine, all_latest_records(RunStore(out)), tokens)
+    store = RunStore(out)
+    entities = entity_table(engine, all_latest_records(store), tokens)
     console.print(f"{entities.num_rows} entities; comparisons per blocking rule:")
     for rule, count in blocking_pair_counts(engine, entities).items():
         console.print(f"  {count:>10}  {rule}")
-    path = train_model(engine, entities, model or MODEL_PATH, max_pairs=max_pairs)
+    labels = _training_labels(store, engine) if verdicts else None
+    if labels is not None:
+        counts = label_counts(labels)
+        enough = counts["matches"] >= MIN_LABELLED_MATCHES
+        how = "m from them too" if enough else f"fewer than {MIN_LABELLED_MATCHES} matches: m by EM only"
+        console.print(
+            f"verdicts: {counts['pairs']} labelled pairs, {counts['matches']} of them matches; {how}"
+        )
+    path = train_model(engine, entities, model or MODEL_PATH, max_pairs=max_pairs, labels=labels)
     console.print(f"model written to {path} ({model_version(path)})")
+
+
+def _training_labels(store, engine):  # type: ignore[no-untyped-def]
+    """The verdicts in force as labelled entity pairs, placed by the latest register's state; None (said
+    why) when there are no verdicts or no register state to place them with."""
+    from pipelines.resolve import ResolutionState
+    from pipelines.resolve.labels import verdict_labels
+    from pipelines.townships.verdict_files import load_verdicts
+
+    in_force = load_verdicts(store.verdicts_dir).in_force
+    latest = store.register_latest()
+    kept = store.register_state(latest) if latest else None
+    if not in_force or kept is None:
+        console.print("verdicts: " + ("none in force" if not in_force else "no register state to place them"))
+        return None
+    state = ResolutionState.from_tables(kept, None)
+    constraints = kept.get("constraints")
+    return verdict_labels(engine, in_force, state.records, state.members, state.edges, constraints)
 
 
 @main.group()

@@ -38,6 +38,8 @@ from pipelines.resolve import (
     model_version,
     resolve,
 )
+from pipelines.resolve.labels import verdict_labels
+from pipelines.resolve.model import label_accuracy
 from pipelines.resolve.state import ISSUED_SCHEMA, STATE_VERSION
 from pipelines.rules.warnings import Facts, Figures, compute_warnings
 from pipelines.staging import all_latest_records
@@ -182,6 +184,9 @@ def prepare_register(
         )
         resolution.tables["register"] = marts.register
         timings["marts"] = round(time.monotonic() - begun, 3)
+        begun = time.monotonic()
+        labelled = _labelled_accuracy(resolution, stored.in_force, settings, model_path)
+        timings["accuracy"] = round(time.monotonic() - begun, 3)
         meta = {
             "run_id": run_id,
             "mode": "rebuild" if reason else "incremental",
@@ -199,6 +204,7 @@ def prepare_register(
             "state": {"reference": resolution.state.reference, "tax_periods": tax_periods},
             "quality": marts.quality,
             "marts": {name: table.num_rows for name, table in marts.tables.items()},
+            "accuracy": {"labelled": labelled},  # the model on the verdicts' pairs (pairs 0: no verdicts)
         }
         begun = time.monotonic()
         state_tables = {
@@ -211,6 +217,19 @@ def prepare_register(
         meta["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         store.rewrite_register_meta(run_id, meta)
         return Prepared(run_id, resolution, meta)
+
+
+def _labelled_accuracy(
+    resolution: Resolution, verdicts: list[Verdict], settings: ResolveSettings, model_path: Path
+) -> dict[str, Any]:
+    """The model's precision and recall at the link threshold on the pairs the verdicts in force label,
+    scored with the run's frozen term frequencies (``pipelines.resolve.labels``)."""
+    engine, state = DuckDBEngine(), resolution.state
+    constraints = resolution.history.constraints
+    labels = verdict_labels(engine, verdicts, state.records, state.members, state.edges, constraints)
+    return label_accuracy(
+        engine, state.entities, labels, model_path, state.term_frequencies, settings.link_threshold
+    )
 
 
 def _china_date(moment: str) -> date:

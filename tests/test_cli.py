@@ -68,3 +68,53 @@ def test_broker_command_says_when_ready_serves_kafka_and_stops_cleanly(tmp_path)
     finally:
         broker.send_signal(signal.SIGINT)
         assert broker.wait(timeout=30) == 0
+
+
+def test_train_estimates_m_from_the_verdicts_labelled_pairs_unless_told_not_to(tmp_path_factory, tmp_path):
+    """``unitfusion train`` places the verdicts in force with the latest register and says how many labelled
+    pairs they give; with enough matches the model it writes differs from the EM-only one (--no-verdicts)."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from pipelines.landing import resolve_and_land
+    from pipelines.resolve.model import MIN_LABELLED_MATCHES
+    from pipelines.townships.verdict_files import add_verdict_file
+    from tests.conftest import TEST_KEY, TOKEN_KEY
+    from tests.staging import generated_store
+
+    _, store = generated_store(tmp_path_factory, units=300, seed=11, key=TEST_KEY)
+    state = resolve_and_land(store, key=TOKEN_KEY).result.state
+    records = {
+        row["entity_id"]: (feed, row["record_id"])
+        for feed, table in state.records.items()
+        if "entity_id" in table.column_names
+        for row in table.select(["record_id", "entity_id"]).to_pylist()
+    }
+    joined = [m for m in state.members.to_pylist() if m["unit_id"] and m["matched_by"]][
+        : MIN_LABELLED_MATCHES + 5
+    ]
+    verdicts = tmp_path / "xihu.csv"
+    verdicts.write_text(
+        "verdict_id,feed,record_id,unit_id_a,unit_id_b,decision,decided_by,decided_at,note\n"
+        + "".join(
+            f"V{n},{records[m['entity_id']][0]},{records[m['entity_id']][1]},,{m['unit_id']},same_unit,"
+            "文新街道办,2026-11-05T10:00:00+08:00,\n"
+            for n, m in enumerate(joined)
+        ),
+        encoding="utf-8",
+    )
+    add_verdict_file(verdicts, store.verdicts_dir)
+
+    def train(*options: str) -> tuple[str, dict]:
+        model = tmp_path / f"model{len(options)}.json"
+        done = CliRunner().invoke(
+            main, ["train", "--out", str(store.root), "--model", str(model), "--max-pairs", "2e5", *options]
+        )
+        assert done.exit_code == 0, done.output
+        saved = json.loads(model.read_text(encoding="utf-8"))
+        return done.output, {k: v for k, v in saved.items() if k != "linker_uid"}
+
+    taught_output, taught = train()
+    plain_output, plain = train("--no-verdicts")
+    assert "m from them too" in taught_output and "verdicts:" not in plain_output
+    assert taught != plain

@@ -4,10 +4,12 @@
 ``truth.jsonl`` (feed, record_id → unit_id, null for private persons) and ``units.jsonl`` (the true units
 and the conditions planted in them: multi-licence, multi-meter, e-commerce, zombie) and ``anomalies.jsonl``
 (unit_id, kind, period: figures planted for the warning rules, and activity trends for the marts:
-goes_dormant, tax_falling, pillar_power_halves; see ``anomalies.py``).
+goes_dormant, tax_falling, pillar_power_halves; see ``anomalies.py``). ``difficulty`` ("default" or "hard",
+``DIFFICULTIES``) sets the proportions of the hard cases; see ``difficulty.py``.
 """
 
+from pipelines.generate.difficulty import DIFFICULTIES, Difficulty
 from pipelines.generate.generator import RECORD_PREFIXES, GenerateSummary, generate
 from pipelines.generate.units import AS_OF
 
-__all__ = ["AS_OF", "RECORD_PREFIXES", "GenerateSummary", "generate"]
+__all__ = ["AS_OF", "DIFFICULTIES", "RECORD_PREFIXES", "Difficulty", "GenerateSummary", "generate"]

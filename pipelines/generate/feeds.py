@@ -16,15 +16,23 @@ from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
+from pipelines.generate.difficulty import Difficulty, chance
 from pipelines.generate.geography import (
     COMMUNITY_PREFIXES,
-    AddressStyle,
     City,
     Site,
     new_site,
     render_address,
 )
-from pipelines.generate.names import NameStyle, Weighted, name_variant, person_name_variant
+from pipelines.generate.names import (
+    SHOP_ENDINGS,
+    SHOP_GOODS,
+    SHOP_TRADE_NAMES,
+    Weighted,
+    name_variant,
+    nickname,
+    person_name_variant,
+)
 from pipelines.generate.people import Person, new_person, written_id, written_phone
 from pipelines.generate.units import (
     AS_OF,
@@ -50,41 +58,8 @@ TAX_QUARTERS = ("2025-12", "2026-03", "2026-06", "2026-09")
 POWER_MONTHS = _months(date(2026, 7, 1), 4)  # 2026-07 … 2026-10
 WAYBILL_MONTHS = _months(TAX_WINDOW_START, 12)  # 2025-11 … 2026-10
 
-REG_ADDRESS = AddressStyle(province=0.9, city=1.0, township=0.8, block_words=("幢", "号楼"), floor=0.03)
-TAX_ADDRESS = AddressStyle(
-    province=0.3, city=0.9, township=0.5, block_words=("幢", "号楼", "栋"), room_words=("室", "室", "房"),
-    floor=0.1, dashed=0.03, full_width=0.01, space=0.01,
-)  # fmt: skip
-POWER_ADDRESS = AddressStyle(
-    province=0.1, city=0.6, township=0.4, block_words=("幢", "栋", "号楼"), room_words=("室", "", "房"),
-    floor=0.25, dashed=0.06, full_width=0.03,
-)  # fmt: skip
-WAYBILL_ADDRESS = AddressStyle(
-    province=0.5, city=0.85, township=0.3, block_words=("幢", "栋", "号楼"), room_words=("室", "", "房"),
-    floor=0.15, dashed=0.08, full_width=0.05, space=0.05,
-)  # fmt: skip
-NUCLEIC_ADDRESS = AddressStyle(
-    province=0.2, city=0.7, township=0.5, room_words=("室", ""), floor=0.05, dashed=0.03, full_width=0.02,
-    space=0.02,
-)  # fmt: skip
-
-TAX_NAME = NameStyle(
-    drop_region=0.06, swap_form=0.08, half_brackets=0.5, lookalike=0.01, traditional=0.005, space=0.01
-)
-POWER_NAME = NameStyle(
-    drop_region=0.15, swap_form=0.1, half_brackets=0.6, short=0.03, lookalike=0.02, traditional=0.01,
-    space=0.03, homophone=0.01,
-)  # fmt: skip
-WAYBILL_NAME = NameStyle(
-    drop_region=0.35, swap_form=0.1, half_brackets=0.7, short=0.25, trade_only=0.04, lookalike=0.02,
-    traditional=0.01, space=0.04, homophone=0.02,
-)  # fmt: skip
-NUCLEIC_NAME = NameStyle(
-    drop_region=0.4, swap_form=0.1, half_brackets=0.7, short=0.3, trade_only=0.08, lookalike=0.02,
-    traditional=0.01, space=0.03, homophone=0.03,
-)  # fmt: skip
-
-# Share of fields left out (missing or null) per feed: extracts lose a few values everywhere.
+# Share of fields left out (missing or null) per feed: extracts lose a few values everywhere (the
+# difficulty scales them).
 BLANKS = {
     "registration": (
         ("phone", 0.06), ("industry_code", 0.02), ("address", 0.01), ("name", 0.005), ("legal_rep_id", 0.03),
@@ -210,9 +185,9 @@ def _month_end(period: str) -> date:
     return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
 
 
-def _blank(record: Record, rng: random.Random, feed: str) -> Record:
+def _blank(record: Record, rng: random.Random, feed: str, scale: float) -> Record:
     for name, rate in BLANKS[feed]:
-        if rng.random() < rate and name in record:
+        if rng.random() < rate * scale and name in record:
             if rng.random() < 0.5:
                 del record[name]
             else:
@@ -247,10 +222,14 @@ def existed_during_tests(unit: Unit) -> bool:
 class FeedMaker:
     """Writes every feed's records of one family at a time through ``emit``."""
 
-    def __init__(self, rng: random.Random, emit: Emit, vocabulary: DepartmentVocabulary) -> None:
+    def __init__(
+        self, rng: random.Random, emit: Emit, vocabulary: DepartmentVocabulary, difficulty: Difficulty
+    ) -> None:
         self.rng = rng
         self.emit = emit
         self.vocabulary = vocabulary
+        self.difficulty = difficulty
+        self.sign_names: dict[str, str] = {}  # unit → the name on its shop sign (hard waybills)
         self.account_nos: set[str] = set()
         self.meter_nos: set[str] = set()
 
@@ -300,7 +279,7 @@ class FeedMaker:
                 "industry_code": self.vocabulary.industry_code(
                     unit.industry.code if rng.random() > 0.05 else unit.industry.code[:3]
                 ),
-                "address": render_address(unit.site, rng, REG_ADDRESS),
+                "address": render_address(unit.site, rng, self.difficulty.registration_address),
                 "division_code": unit.district.code
                 if division < 0.84
                 else unit.site.township_code
@@ -313,7 +292,9 @@ class FeedMaker:
                 "registered_capital": unit.capital,
                 "updated_at": _stamp(moment, rng),
             }
-            self.emit("registration", _blank(record, rng, "registration"), unit.unit_id)
+            self.emit(
+                "registration", _blank(record, rng, "registration", self.difficulty.blanks), unit.unit_id
+            )
         return len(versions)
 
     # -- tax ---------------------------------------------------------------------------------------------
@@ -349,8 +330,8 @@ class FeedMaker:
         if regime is None:
             return 0.0, 0
         taxpayer_id = self._taxpayer_id(unit)
-        name = name_variant(unit.parts, rng, TAX_NAME)
-        address = render_address(unit.ops_site, rng, TAX_ADDRESS)
+        name = name_variant(unit.parts, rng, self.difficulty.tax_name)
+        address = render_address(unit.ops_site, rng, self.difficulty.tax_address)
         contact = unit.agency_phone or (unit.phone if rng.random() < 0.7 else unit.legal_rep.mobile)
         phone = written_phone(rng, contact, 0.2)
         rep_name = person_name_variant(unit.legal_rep.name, rng, 0.01)
@@ -395,7 +376,7 @@ class FeedMaker:
                 "taxpayer_status": "注销" if closing else status,
                 "updated_at": _stamp(end + timedelta(days=rng.randint(1, 15)), rng),
             }
-            self.emit("tax", _blank(record, rng, "tax"), unit.unit_id)
+            self.emit("tax", _blank(record, rng, "tax", self.difficulty.blanks), unit.unit_id)
             total += paid
             filings += 1
         return total, filings
@@ -426,6 +407,22 @@ class FeedMaker:
         if unit.kind == "individual_business" and self.rng.random() < 0.06:
             return "居民"  # a shop front on the household tariff, in the operator's name
         return "一般工商业"
+
+    def _account_holder(self, unit: Unit, site: Site) -> Person | None:
+        """The person a business account at a shop front or office is in, if not the unit: its landlord
+        (who let the premises with the meter) or its owner. The account still meters the unit's premises,
+        so its records are the unit's."""
+        difficulty = self.difficulty
+        if site.kind not in ("shop", "office") or not (
+            difficulty.landlord_account or difficulty.owner_account
+        ):
+            return None  # no draw: the default's stream stays as it was
+        roll = self.rng.random()
+        if roll < difficulty.landlord_account:
+            return new_person(self.rng, unit.city, 35, 75)
+        if roll < difficulty.landlord_account + difficulty.owner_account:
+            return unit.legal_rep
+        return None
 
     def utility(self, unit: Unit) -> int:
         """Power accounts and their monthly consumption; returns the number of records."""
@@ -460,13 +457,19 @@ class FeedMaker:
             if unit.uscc and not household and rng.random() < 0.35:
                 uscc = written_uscc(rng, unit.uscc, 0.04)
             phone = unit.phone if rng.random() < 0.55 else unit.legal_rep.mobile
+            holder = None if household else self._account_holder(unit, site)
+            if holder is not None:  # a person holds it: no USCC, often that person's phone
+                uscc = None
+                phone = holder.mobile if holder is unit.legal_rep or rng.random() < 0.6 else phone
             master = {
                 "account_no": self._account_no(unit),
                 "account_name": unit.legal_rep.name
                 if household
-                else name_variant(unit.parts, rng, POWER_NAME),
+                else person_name_variant(holder.name, rng, 0.02)
+                if holder is not None
+                else name_variant(unit.parts, rng, self.difficulty.power_name),
                 "uscc": uscc,
-                "address": render_address(site, rng, POWER_ADDRESS),
+                "address": render_address(site, rng, self.difficulty.power_address),
                 "phone": written_phone(rng, phone, 0.3),
                 "customer_class": self.vocabulary.customer_class(customer_class, rng.random()),
             }
@@ -495,20 +498,54 @@ class FeedMaker:
                         "kwh": round(kwh) if kwh >= 10 else round(kwh, 1),
                         "updated_at": _stamp(_month_start(period) + timedelta(days=rng.randint(19, 26)), rng),
                     }
-                    self.emit("utility", _blank(record, rng, "utility"), unit.unit_id)
+                    self.emit("utility", _blank(record, rng, "utility", self.difficulty.blanks), unit.unit_id)
                     records += 1
         return records
 
     # -- waybills ----------------------------------------------------------------------------------------
 
+    def _sign_name(self, unit: Unit) -> str:
+        """The name over a unit's door or on its online shop, made on first use: a shop's trade and line
+        (张记面馆（文三路店）), another company's brand (小鹿家居旗舰店, 鑫源数码专营店)."""
+        if unit.unit_id not in self.sign_names:
+            rng = self.rng
+            if unit.kind == "ecommerce_shop":
+                sign = unit.name
+            elif unit.kind == "individual_business":
+                road = unit.ops_site.road
+                sign = unit.parts.trade + unit.parts.industry
+                sign += f"（{road}店）" if road and rng.random() < 0.3 else ""
+            else:
+                trade = unit.parts.trade if rng.random() < 0.5 else rng.choice(SHOP_TRADE_NAMES)
+                sign = trade + rng.choice(SHOP_GOODS) + rng.choice(SHOP_ENDINGS)
+            self.sign_names[unit.unit_id] = sign
+        return self.sign_names[unit.unit_id]
+
+    def _company_as_given(self, unit: Unit, way: str) -> str | None:
+        """A waybill's sender company: the registered name as the courier typed it, the sign, the owner's
+        name or nickname, or nothing."""
+        rng = self.rng
+        if way == "registered":
+            return name_variant(unit.parts, rng, self.difficulty.waybill_name)
+        if way == "sign":
+            return self._sign_name(unit)
+        if way == "owner":
+            return person_name_variant(unit.legal_rep.name, rng, 0.02)
+        if way == "nickname":
+            return nickname(rng, unit.legal_rep.name)
+        return None
+
     def _sender(self, unit: Unit, person: Person) -> Record:
         rng = self.rng
         use_landline = "-" in unit.phone and rng.random() < 0.3
+        ways = self.difficulty.sender_company
         return {
             "sender_name": person_name_variant(person.name, rng, 0.02),
-            "sender_company": name_variant(unit.parts, rng, WAYBILL_NAME) if rng.random() < 0.9 else None,
+            "sender_company": self._company_as_given(
+                unit, ways[bisect([share for _, share in ways], rng.random())][0]
+            ),
             "sender_phone": written_phone(rng, unit.phone if use_landline else person.mobile, 0.3),
-            "sender_address": render_address(unit.ops_site, rng, WAYBILL_ADDRESS),
+            "sender_address": render_address(unit.ops_site, rng, self.difficulty.waybill_address),
         }
 
     def _waybill(self, sender: Record, carrier: str, day: date, parcels: int, unit_id: str | None) -> None:
@@ -519,7 +556,7 @@ class FeedMaker:
             "shipped_at": _stamp(day, rng, 9, 20),
             "parcel_count": parcels,
         }
-        self.emit("waybill", _blank(record, rng, "waybill"), unit_id)
+        self.emit("waybill", _blank(record, rng, "waybill", self.difficulty.blanks), unit_id)
 
     def waybills(self, unit: Unit, others: int) -> None:
         """Occasional parcels for most units; steady volume from one address for online sellers."""
@@ -561,17 +598,25 @@ class FeedMaker:
             "sender_name": operator.name
             if rng.random() < 0.7
             else unit.parts.trade + rng.choice(("", "客服", "店")),
-            "sender_company": unit.name,
+            "sender_company": self._company_as_given(unit, rng.choice(("sign", "owner", "nickname")))
+            if chance(rng, self.difficulty.steady_informal)
+            else unit.name,
             "sender_phone": written_phone(rng, operator.mobile, 0.2),
-            "sender_address": render_address(unit.ops_site, rng, WAYBILL_ADDRESS),
+            "sender_address": render_address(unit.ops_site, rng, self.difficulty.waybill_address),
         }
         for month, parcels in pickups:
             sender = template
             roll = rng.random()
             if roll < 0.04:
-                sender = {**template, "sender_company": name_variant(unit.parts, rng, WAYBILL_NAME)}
+                sender = {
+                    **template,
+                    "sender_company": name_variant(unit.parts, rng, self.difficulty.waybill_name),
+                }
             elif roll < 0.07:
-                sender = {**template, "sender_address": render_address(unit.ops_site, rng, WAYBILL_ADDRESS)}
+                sender = {
+                    **template,
+                    "sender_address": render_address(unit.ops_site, rng, self.difficulty.waybill_address),
+                }
             elif roll < 0.08:
                 sender = {**template, "sender_company": None}
             self._waybill(sender, rng.choice(carriers), _between_month(rng, month), parcels, unit.unit_id)
@@ -595,15 +640,22 @@ class FeedMaker:
             "id_number": written_id(rng, person.id_number, 0.03),
             "phone": written_phone(rng, phone, 0.15),
             "work_unit": work_unit,
-            "address": address if address is not None else render_address(home, rng, NUCLEIC_ADDRESS),
+            "address": address
+            if address is not None
+            else render_address(home, rng, self.difficulty.nucleic_address),
             "sampled_at": _stamp(day, rng, 7, 20),
             "site": site,
         }
-        self.emit("nucleic_contact", _blank(record, rng, "nucleic_contact"), unit_id)
+        self.emit("nucleic_contact", _blank(record, rng, "nucleic_contact", self.difficulty.blanks), unit_id)
 
     def _nucleic_family(self, family: list[Unit]) -> dict[str, int]:
-        """Legal reps (once per person) and employees naming their work unit; returns records per unit."""
+        """Legal reps (once per person) and employees, most naming their work unit; returns records per unit.
+
+        A rep's test is the unit's whatever it names (the ID number on the licence ties it). An employee's
+        test that names no work unit is the unit's only when its address is the workplace; tested at home it
+        is a private person's record (truth null): nothing in it points at the unit."""
         rng = self.rng
+        difficulty = self.difficulty
         counts: dict[str, int] = {}
         existing = [u for u in family if existed_during_tests(u)]
         reps: dict[str, list[Unit]] = {}
@@ -615,9 +667,12 @@ class FeedMaker:
             unit = rng.choice(units)
             for _ in range(rng.choice((1, 1, 2))):
                 roll = rng.random()
-                if roll < 0.7:
-                    work_unit = name_variant(unit.parts, rng, NUCLEIC_NAME)
-                elif roll < 0.8 and unit.kind in ("individual_business", "ecommerce_shop"):
+                if roll < difficulty.rep_names_unit:
+                    work_unit = name_variant(unit.parts, rng, difficulty.nucleic_name)
+                elif roll < difficulty.rep_self_employed and unit.kind in (
+                    "individual_business",
+                    "ecommerce_shop",
+                ):
                     work_unit = rng.choice(("个体", "自营", "自由职业"))
                 else:
                     work_unit = None
@@ -629,10 +684,19 @@ class FeedMaker:
                 person = unit.contact(rng, index)
                 for _ in range(1 if rng.random() < 0.8 else 2):
                     address = (
-                        render_address(unit.ops_site, rng, NUCLEIC_ADDRESS) if rng.random() < 0.1 else None
+                        render_address(unit.ops_site, rng, difficulty.nucleic_address)
+                        if rng.random() < 0.1
+                        else None
                     )
-                    self._test(person, name_variant(unit.parts, rng, NUCLEIC_NAME), address, unit.unit_id)
-                    counts[unit.unit_id] = counts.get(unit.unit_id, 0) + 1
+                    named = chance(rng, difficulty.employee_names_unit)
+                    if named:
+                        work_unit: str | None = name_variant(unit.parts, rng, difficulty.nucleic_name)
+                    else:
+                        work_unit = None if rng.random() < 0.7 else "无"
+                    owner = unit.unit_id if named or address is not None else None
+                    self._test(person, work_unit, address, owner)
+                    if owner:
+                        counts[owner] = counts.get(owner, 0) + 1
         return counts
 
     # -- private persons ---------------------------------------------------------------------------------
@@ -648,7 +712,7 @@ class FeedMaker:
                     "sender_name": person_name_variant(person.name, rng, 0.02),
                     "sender_company": None,
                     "sender_phone": written_phone(rng, person.mobile, 0.3),
-                    "sender_address": render_address(home, rng, WAYBILL_ADDRESS),
+                    "sender_address": render_address(home, rng, self.difficulty.waybill_address),
                 }
                 day = _between_month(rng, rng.choice(WAYBILL_MONTHS))
                 self._waybill(sender, CARRIERS.pick(rng), day, 1 if rng.random() < 0.85 else 2, None)

@@ -9,6 +9,7 @@ from typing import Any
 
 from pipelines.contracts import load_contracts
 from pipelines.generate.anomalies import AnomalyPlanter
+from pipelines.generate.difficulty import DIFFICULTIES
 from pipelines.generate.feeds import DEPARTMENT_VOCABULARIES, FeedMaker
 from pipelines.generate.units import ZOMBIE_LISTED_BY, Population, Unit
 from pipelines.generate.writer import FeedFiles, write_jsonl_line
@@ -69,14 +70,18 @@ def unit_row(unit: Unit, tax_paid: float) -> dict[str, Any]:
     }
 
 
-def generate(units: int, seed: int, out_dir: Path, vocabulary: str = "default") -> GenerateSummary:
+def generate(
+    units: int, seed: int, out_dir: Path, vocabulary: str = "default", difficulty: str = "default"
+) -> GenerateSummary:
     """Write one JSONL file per feed, ``truth.jsonl``, ``units.jsonl`` and ``anomalies.jsonl``.
 
     Everything comes from ``random.Random(seed)``: the same (units, seed) gives byte-identical files. The
     anomalies planted in the figures draw from a second generator derived from the seed, so records and ids
     are the same as without them. ``vocabulary`` names how departments spell their codes
     (``DEPARTMENT_VOCABULARIES``: "default", or "variant": industry codes without the section letter and
-    another power company's tariff names); only those codes differ between vocabularies.
+    another power company's tariff names); only those codes differ between vocabularies. ``difficulty``
+    names the shares the data is drawn with (``DIFFICULTIES``: "default", the generator as it always was, or
+    "hard": the pilots' proportions of the hard cases; see ``difficulty.py``); the two knobs are independent.
     """
     if units < 1:
         raise ValueError("units must be at least 1")
@@ -84,6 +89,8 @@ def generate(units: int, seed: int, out_dir: Path, vocabulary: str = "default") 
         raise ValueError(
             f"no department vocabulary {vocabulary!r}; there are {sorted(DEPARTMENT_VOCABULARIES)}"
         )
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"no difficulty {difficulty!r}; there are {sorted(DIFFICULTIES)}")
     contracts = load_contracts()
     unknown = sorted(set(contracts) - set(RECORD_PREFIXES))
     if unknown:
@@ -97,9 +104,10 @@ def generate(units: int, seed: int, out_dir: Path, vocabulary: str = "default") 
         units_path.open("w", encoding="utf-8", newline="\n") as unit_file,
         anomalies_path.open("w", encoding="utf-8", newline="\n") as anomaly_file,
     ):
-        population = Population(rng)
+        level = DIFFICULTIES[difficulty]
+        population = Population(rng, level)
         planter = AnomalyPlanter(seed, files.emit)
-        maker = FeedMaker(rng, planter.emit, DEPARTMENT_VOCABULARIES[vocabulary])
+        maker = FeedMaker(rng, planter.emit, DEPARTMENT_VOCABULARIES[vocabulary], level)
         for family in population.units(units):
             planter.begin(family)
             tax_paid = maker.family(family)

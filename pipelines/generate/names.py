@@ -236,9 +236,24 @@ def company_name(
     return NameParts("", trade, industry.word, form)
 
 
+def surname_of(name: str) -> str:
+    return name[:2] if name[:2] in ("欧阳", "诸葛", "司马") else name[0]
+
+
+def nickname(rng: random.Random, name: str) -> str:
+    """What customers and couriers call a shop's owner: 老王, 张姐, 阿伟, 小伟."""
+    surname, given = surname_of(name), name[len(surname_of(name)) :]
+    roll = rng.random()
+    if roll < 0.3:
+        return "老" + surname
+    if roll < 0.6:
+        return surname + rng.choice(("姐", "哥", "嫂", "师傅", "老板"))
+    return rng.choice(("阿", "小")) + given[-1]
+
+
 def individual_trade(rng: random.Random, operator: str) -> str:
     """Small shops take the operator's surname (张记, 老王), a common 字号, or no 字号 but the operator."""
-    surname = operator[:2] if operator[:2] in ("欧阳", "诸葛", "司马") else operator[0]
+    surname = surname_of(operator)
     roll = rng.random()
     if roll < 0.28:
         return surname + "记"

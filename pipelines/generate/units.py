@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from pipelines.generate.difficulty import DEFAULT, Difficulty
 from pipelines.generate.geography import CITIES, CITY_WEIGHTS, City, District, Site, new_site, other_room
 from pipelines.generate.names import (
     COMPANY_INDUSTRIES,
@@ -145,8 +146,9 @@ def _mod11_10(digits: str) -> str:
 class Population:
     """Makes families of units; keeps only what must be unique or shared across families."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, difficulty: Difficulty = DEFAULT) -> None:
         self.rng = rng
+        self.difficulty = difficulty
         self.usccs: set[str] = set()
         self.names: set[tuple[str, str, str, str]] = set()  # names taken per registration authority
         self.agencies: dict[str, list[str]] = defaultdict(list)  # city → accounting agencies' phones
@@ -220,9 +222,9 @@ class Population:
         district = site.district
         established_on = established_on or _established(rng)
         if kind == "individual_business":
-            phone = rep.mobile if rng.random() < 0.85 else landline(rng, city)
+            phone = rep.mobile if rng.random() < self.difficulty.individual_mobile else landline(rng, city)
         else:
-            phone = landline(rng, city) if rng.random() < 0.55 else rep.mobile
+            phone = landline(rng, city) if rng.random() < self.difficulty.company_landline else rep.mobile
         unit = Unit(kind, parts, city, district, site, site, rep, industry, established_on, phone)
         unit.size = rng.lognormvariate(0, 0.8) * (3.0 if industry.sector == "factory" else 1.0)
         if kind == "company" and parts.form == "股份有限公司":

@@ -5,7 +5,9 @@ record its version. Scoring is incremental: a batch's new or changed entities ar
 (``predict_within``) and against the entities already known (``predict_between``), so entities no batch
 touched are never compared again. Term frequencies (how common a trade name is) are frozen: computed over
 the whole entity table when the register is rebuilt and kept with it, so the same pair scores the same in
-every later run. ``unitfusion train`` re-estimates the model: u by random sampling, m by EM.
+every later run. ``unitfusion train`` re-estimates the model: u by random sampling, m by EM, and m from the
+townships' verdicts as labelled pairs when there are enough of them (``pipelines.resolve.labels``); every
+register run measures the model on those labels (``label_accuracy``).
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from functools import cache
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import resources
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.settings import MODEL_COLUMNS, TRAINING_BLOCKING_RULES, UNIQUE_ID, unit_settings
 
 MODEL_PATH = resources.UNIT_MODEL
+# Labelled matches below which training leaves m to EM: a handful of pairs would move m by chance.
+MIN_LABELLED_MATCHES = 20
 log = logging.getLogger(__name__)
 EDGE_SCHEMA = pa.schema(
     [
@@ -172,16 +178,95 @@ def score_new(
 
 
 def train(
-    engine: Engine, entities: pa.Table, out_path: Path = MODEL_PATH, max_pairs: float = 5e6, seed: int = 1
+    engine: Engine,
+    entities: pa.Table,
+    out_path: Path = MODEL_PATH,
+    max_pairs: float = 5e6,
+    seed: int = 1,
+    labels: pa.Table | None = None,
 ) -> Path:
-    """Estimate the model on (unlabelled) entities and save it as JSON."""
-    _, linker = _linker(engine, model_frame(engine, entities), unit_settings())
+    """Estimate the model on the entities and save it as JSON: u by random sampling, m by EM; and, given
+    ``labels`` (``labels.LABEL_SCHEMA``) with at least ``MIN_LABELLED_MATCHES`` matches, m from the labelled
+    matches too. Splink keeps every estimate of a level's m and uses their median, so the townships' pairs
+    (chosen from hard cases, not at random) move the model without replacing what the whole table says."""
+    api, linker = _linker(engine, model_frame(engine, entities), unit_settings())
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     for rule in TRAINING_BLOCKING_RULES:
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
+    matches = _labelled_matches(labels, entities)
+    if matches.num_rows >= MIN_LABELLED_MATCHES:
+        # Splink reads every row as a match (it ignores clerical_match_score): only the matches go in
+        linker.training.estimate_m_from_pairwise_labels(api.register(matches))
+    elif labels is not None and labels.num_rows:
+        log.warning(
+            "%d labelled matches, fewer than %d: m is estimated by EM only",
+            matches.num_rows,
+            MIN_LABELLED_MATCHES,
+        )
     model = linker.misc.save_model_to_json(None)
     out_path.write_text(json.dumps(model, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return out_path
+
+
+def _labelled_matches(labels: pa.Table | None, entities: pa.Table) -> pa.Table:
+    """The labelled matches both of whose entities are in ``entities``."""
+    pair = [f"{UNIQUE_ID}_l", f"{UNIQUE_ID}_r"]
+    if labels is None:
+        return pa.table({name: pa.array([], pa.string()) for name in pair})
+    matches = _labelled_in(labels, entities)
+    return matches.filter(pc.greater_equal(matches["clerical_match_score"], 0.5)).select(pair)
+
+
+def _labelled_in(labels: pa.Table, entities: pa.Table) -> pa.Table:
+    """The labels both of whose entities are in ``entities`` (an entity may have gone since)."""
+    known = entities[UNIQUE_ID]
+    return labels.filter(
+        pc.and_(pc.is_in(labels[f"{UNIQUE_ID}_l"], known), pc.is_in(labels[f"{UNIQUE_ID}_r"], known))
+    )
+
+
+def label_accuracy(
+    engine: Engine,
+    entities: pa.Table,
+    labels: pa.Table,
+    model_path: Path = MODEL_PATH,
+    term_frequencies: dict[str, pa.Table] | None = None,
+    threshold: float = 0.99,
+) -> dict[str, float | int | None]:
+    """How the model does on the labelled pairs at the run's link ``threshold``: Splink's accuracy analysis
+    from a labels table (a pair its blocking rules would never compare counts as scored zero). ``pairs`` and
+    ``matches`` count the labels scored; a figure with nothing to divide by is None. No labels: no Splink."""
+    figures: dict[str, float | int | None] = {
+        "pairs": 0, "matches": 0, "precision": None, "recall": None, "f1": None, "threshold": threshold,
+    }  # fmt: skip
+    left, right = f"{UNIQUE_ID}_l", f"{UNIQUE_ID}_r"
+    labels = _labelled_in(labels, entities)
+    if not labels.num_rows:
+        return figures
+    labelled = pc.unique(pa.concat_arrays([labels[left].combine_chunks(), labels[right].combine_chunks()]))
+    frame = model_frame(engine, entities.filter(pc.is_in(entities[UNIQUE_ID], labelled)))
+    api, linker = _linker(engine, frame, str(model_path))
+    for column, table in (term_frequencies or {}).items():
+        linker.table_management.register_term_frequency_lookup(api.register(table), column)
+    truth = linker.evaluation.accuracy_analysis_from_labels_table(
+        api.register(labels.select([left, right, "clerical_match_score"])),
+        output_type="table",
+        match_weight_round_to_nearest=None,
+    ).as_pyarrow_table()
+    positives = int(pc.sum(pc.greater_equal(labels["clerical_match_score"], 0.5)).as_py() or 0)
+    # the truth space is one row per score; at the threshold, the row of the lowest score at or above it
+    weight = math.log2(threshold / (1 - threshold))
+    at = truth.filter(pc.greater_equal(truth["truth_threshold"], weight - 1e-9)).sort_by("truth_threshold")
+    tp, fp = (int(at["tp"][0].as_py()), int(at["fp"][0].as_py())) if at.num_rows else (0, 0)
+    fn = positives - tp
+    figures |= {
+        "pairs": labels.num_rows,
+        "matches": positives,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / positives if positives else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+    }
+    return figures
 
 
 def blocking_pair_counts(engine: Engine, entities: pa.Table) -> dict[str, int]:
