@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/resolution_accuracy.py --units 20000 --seeds 1 2 3 --difficulties default hard
 
-For each difficulty and seed (20,000 units make about 150k records): generate feeds, load them into the embedded broker, ingest, then resolve in a child process
+For each difficulty and seed (20,000 units make about 150k records): generate feeds, load them into the
+embedded broker, ingest, then resolve in a child process
 (ours, then the baseline) so that each one's wall time and peak memory are its own. Prints one JSON line per
 seed and method: B-cubed and pairwise precision/recall/F1, false merges of distinct valid USCCs, review
 items and their share of records (the baseline has no review queue), records, seconds and peak RSS; then the
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.config import IngestSettings, default_topics
@@ -134,7 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--difficulties", nargs="+", default=["default", "hard"], choices=sorted(DIFFICULTIES))
+    parser.add_argument(
+        "--difficulties", nargs="+", default=["default", "hard"], choices=sorted(DIFFICULTIES)
+    )
     parser.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -153,34 +157,32 @@ def main() -> None:
         print(json.dumps(summary, ensure_ascii=False), flush=True)
 
 
+def _mean(group: list[dict], pick: Callable[[dict], float]) -> float:
+    return round(sum(pick(line) for line in group) / len(group), 5)
+
+
 def means(lines: list[dict]) -> list[dict]:
     """The mean of each figure over the seeds, per difficulty and method."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for line in lines:
         groups[(line["difficulty"], line["method"])].append(line)
-    summaries = []
-    for (difficulty, method), group in groups.items():
-
-        def mean(pick) -> float:  # type: ignore[no-untyped-def]
-            return round(sum(pick(line) for line in group) / len(group), 5)
-
-        summaries.append(
-            {
-                "summary": "mean",
-                "difficulty": difficulty,
-                "method": method,
-                "seeds": [line["seed"] for line in group],
-                "records": mean(lambda line: line["records"]),
-                **{
-                    f"{kind}_{figure}": mean(lambda line, k=kind, f=figure: line[k][f])
-                    for kind in ("bcubed", "pairwise")
-                    for figure in ("precision", "recall", "f1")
-                },
-                "false_uscc_merges": mean(lambda line: line["false_uscc_merges"]),
-                "review_share": mean(lambda line: line["review_share"]),
-            }
-        )
-    return summaries
+    return [
+        {
+            "summary": "mean",
+            "difficulty": difficulty,
+            "method": method,
+            "seeds": [line["seed"] for line in group],
+            "records": _mean(group, lambda line: line["records"]),
+            **{
+                f"{kind}_{figure}": _mean(group, lambda line, k=kind, f=figure: line[k][f])
+                for kind in ("bcubed", "pairwise")
+                for figure in ("precision", "recall", "f1")
+            },
+            "false_uscc_merges": _mean(group, lambda line: line["false_uscc_merges"]),
+            "review_share": _mean(group, lambda line: line["review_share"]),
+        }
+        for (difficulty, method), group in groups.items()
+    ]
 
 
 if __name__ == "__main__":
