@@ -2,9 +2,9 @@
 
 Tax filings repeat per period and electricity bills per month, so records are grouped where the department's
 own key says they are one (a taxpayer id, a power account, a sender with one name, address and phone). The
-newest of its most complete records speaks for it and is standardised once; a later record that reads the same (same
-name, address, phone …) changes nothing, so a new month of filings costs no standardisation. Entity ids come
-from the department's key, so the same entity has the same id in every run.
+newest of its most complete records speaks for it and is standardised once; a later record that reads the
+same (same name, address, phone …) changes nothing, so a new month of filings costs no standardisation.
+Entity ids come from the department's key, so the same entity has the same id in every run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipelines.resolve.engine import Engine
 from pipelines.resolve.frames import without
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
-from pipelines.standardise.names import CompanyName, parse_company_name
+from pipelines.standardise.names import CompanyName, is_personal_name, parse_company_name
 from pipelines.standardise.phones import area_code_of, parse_phone
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
@@ -76,7 +76,9 @@ _STRING = pa.string()
 ENTITY_SCHEMA = pa.schema(
     [pa.field(f.name, pa.bool_() if f.name == "is_person" else _STRING) for f in fields(Entity)]
     + [
-        pa.field("rep_record_id", _STRING),  # the record that speaks for the entity (newest of the most complete)
+        pa.field(
+            "rep_record_id", _STRING
+        ),  # the record that speaks for the entity (newest of the most complete)
         pa.field("rep_time", pa.timestamp("us", tz="UTC")),
         pa.field("source_hash", _STRING),  # of the representative's fields that standardisation reads
         pa.field("attributes_hash", _STRING),
@@ -128,9 +130,20 @@ def _name_key(name: str | None) -> str | None:
 
 
 def _fill(
-    entity: Entity, name: str | None, address: str | None, phone: str | None, hint: str, tokens: Tokeniser
+    entity: Entity,
+    name: str | None,
+    address: str | None,
+    phone: str | None,
+    hint: str,
+    tokens: Tokeniser,
+    person_named: bool = False,
 ) -> Entity:
-    if name and entity.is_person:
+    if name and person_named and not is_token(name):
+        # A business account in a person's name (a landlord's, the owner's): the person, as on a licence,
+        # compares with the legal representative; the name is never kept in clear.
+        entity.legal_rep_name = fold(name)
+        entity.name = tokens.token("person_name", entity.legal_rep_name)
+    elif name and entity.is_person:
         entity.name = name
         # A private sender's name comes tokenised from import: it is its own name token.
         entity.legal_rep_name = entity.legal_rep_name or (name if is_token(name) else fold(name)) or None
@@ -221,13 +234,18 @@ def _utility(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
         is_person=customer_kind(row["customer_class"]) == HOUSEHOLD and not uscc,
     )
     hint = _district_hint(uscc[2:8] if uscc else None)
-    return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens)
+    person_named = not entity.is_person and is_personal_name(row["account_name"], two_characters=True)
+    return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens, person_named)
 
 
 def _waybill(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
-    entity = Entity(entity_id=entity_id, feed="waybill", is_person=not row["sender_company"])
-    name = row["sender_company"] or row["sender_name"]
-    return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens)
+    """A company field holding a person's name (the owner's own, as online sellers often write) is read as a
+    person, like a licence's legal representative; the sender stays a business that may be a unit."""
+    company = row["sender_company"]
+    person_named = is_personal_name(company)
+    entity = Entity(entity_id=entity_id, feed="waybill", is_person=not company)
+    name = company or row["sender_name"]
+    return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens, person_named)
 
 
 def _tax_key(taxpayer_id: str | None, taxpayer_name: str | None, address: str | None) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
+from functools import cache
 
+from pipelines.resources import VOCABULARIES
 from pipelines.standardise.divisions import names_index
 from pipelines.standardise.regions import full_division_length, match_region
 from pipelines.standardise.text import fold, phonetic_key
@@ -113,3 +116,39 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
         organisation_form=FORM_CANONICAL.get(form, form),
         branch=branch,
     )
+
+
+@dataclass(frozen=True)
+class Surnames:
+    single: frozenset[str]
+    compound: tuple[str, ...]
+    not_given: tuple[str, ...]
+
+
+@cache
+def surnames() -> Surnames:
+    """The reviewed surname list (``schemas/vocabularies/surnames.toml``)."""
+    data = tomllib.loads((VOCABULARIES / "surnames.toml").read_text(encoding="utf-8"))
+    return Surnames(
+        frozenset("".join(data["single"].split())), tuple(data["compound"]), tuple(data["not_given"])
+    )
+
+
+def is_personal_name(text: str | None, *, two_characters: bool = False) -> bool:
+    """Whether a name where a business name should stand is a person's: a surname and two more Chinese
+    characters (one more with ``two_characters``: where bare trade names like 华泰 do not stand), with no
+    organisation form, industry or branch (戴娟勇, 欧阳志远; 戴蕾 with two_characters; not 王记, 沈记面馆)."""
+    folded = fold(text)
+    if not 2 <= len(folded) <= 4 or not all("\u4e00" <= char <= "\u9fff" for char in folded):
+        return False
+    known = surnames()
+    surname = 2 if folded[:2] in known.compound else 1 if folded[0] in known.single else 0
+    given = folded[surname:]
+    if (
+        not surname
+        or len(given) not in ((1, 2) if two_characters else (2,))
+        or given.endswith(known.not_given)
+    ):
+        return False
+    parsed = parse_company_name(folded)
+    return not (parsed.organisation_form or parsed.industry or parsed.branch)
