@@ -1,4 +1,5 @@
-"""Shared fixtures: the real embedded broker, a tokenisation key, fresh topic names, a webhook receiver."""
+"""Shared fixtures: the real embedded broker, a tokenisation key, fresh topic names, a webhook receiver, and
+one register built through the broker for the tests that read one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from pipelines.kafka import EmbeddedBroker
 from pipelines.pii import HMAC_KEY_ENV
+from tests.shared_stores import SharedRegister, build_shared_register
 
 TEST_KEY = "test-key-0123456789abcdef"
 # In-process tests pass TOKEN_KEY down; the commands they start as subprocesses read TEST_KEY from their
@@ -32,6 +34,15 @@ def broker() -> Iterator[EmbeddedBroker]:
     """One real Kafka-protocol broker for the session; tests keep apart by topic prefix."""
     with EmbeddedBroker() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def shared_register(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> SharedRegister:
+    """A generated city in two register runs through the broker (``tests.shared_stores``), built once a
+    session. Read it only; a test that changes a store takes a ``shared_stores.copy_store`` of it."""
+    return build_shared_register(
+        broker.bootstrap, tmp_path_factory.mktemp("shared-sample"), tmp_path_factory.mktemp("shared-store")
+    )
 
 
 @pytest.fixture

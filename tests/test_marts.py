@@ -28,7 +28,8 @@ from pipelines.marts.config import load_config
 from pipelines.marts.quality import name_keys
 from pipelines.store import RunStore
 from tests.conftest import TEST_KEY, TOKEN_KEY
-from tests.staging import generated_store, read_jsonl, stage_sample, true_units
+from tests.shared_stores import SharedRegister
+from tests.staging import read_jsonl, stage_sample, true_units
 
 CONFIG = load_config()
 MEASURES = [m.name for m in CONFIG.measures]
@@ -193,11 +194,10 @@ def test_lock_on_lists_find_dormant_falling_and_pillar_units():
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> tuple[Path, RunStore]:
-    """A generated city with planted situations (anomalies.jsonl) and its first register run."""
-    sample, store = generated_store(tmp_path_factory, units=600, seed=21, key=TEST_KEY)
-    assert resolve_and_land(store, key=TOKEN_KEY) is not None
-    return sample, store
+def generated(shared_register: SharedRegister) -> tuple[Path, RunStore]:
+    """A generated city with planted situations (anomalies.jsonl) and its register: a first run on half of
+    its records, then an incremental run on the rest (the session's shared register; read only)."""
+    return shared_register.sample, shared_register.store
 
 
 @pytest.fixture(scope="module")
@@ -288,8 +288,9 @@ def test_the_units_mart_normalises_codes_and_names_the_phone_token_for_what_it_i
 def test_the_quality_of_the_run_is_in_its_meta_and_in_the_mart(store):
     meta = store.register_meta(store.register_latest())
     rows = ds.dataset(store.marts_link / "register_quality").to_table().to_pylist()
-    assert [row["run_id"] for row in rows] == [meta["run_id"]]
-    assert rows[0]["units"] == meta["quality"]["units"] == meta["counts"]["register"]
+    assert [row["run_id"] for row in rows] == store.register_runs()  # the earlier run's row carried over
+    assert rows[-1]["run_id"] == meta["run_id"]
+    assert rows[-1]["units"] == meta["quality"]["units"] == meta["counts"]["register"]
     assert meta["timings_s"]["marts"] >= 0 and meta["marts"]["unit_month"] > 0
     assert date.fromisoformat(meta["created_at"][:10]) <= date.today()
 

@@ -1,5 +1,5 @@
 """The pages people read: a unit's profile (一户一档) and the township monthly pack, made from a real register
-(feeds through the embedded broker, two register runs, a township verdict in between) and read in headless
+(feeds through the embedded broker, register runs, a township verdict before the last) and read in headless
 Chromium from the file, as people open them: every section in Chinese, a CJK font actually used, the
 figures the marts hold, and nothing fetched from anywhere."""
 
@@ -21,11 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.cli import main
-from pipelines.config import IngestSettings, default_topics
 from pipelines.contracts import contract, load_contracts
-from pipelines.generate import generate
-from pipelines.ingest.job import run_ingest
-from pipelines.kafka import produce_messages
 from pipelines.landing import resolve_and_land
 from pipelines.marts import pages
 from pipelines.marts.charts import bar_chart, fmt_value, month_range, monthly_chart
@@ -36,8 +32,8 @@ from pipelines.store import RunStore
 from pipelines.townships.verdict_files import add_verdict_file, load_verdicts
 from pipelines.townships.workqueue import export_period_pack
 from pipelines.verdicts import VERDICT_COLUMNS
+from tests.shared_stores import SharedRegister, copy_store
 
-KEY = "pages-test-key-0123456789"  # the module's store is built once, outside the per-test key
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -112,10 +108,8 @@ def test_a_line_breaks_at_a_month_without_figures_and_bars_scale_to_the_largest_
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pages-sample")
-    generate(units=200, seed=29, out_dir=out)
-    return out
+def sample(shared_register: SharedRegister) -> Path:
+    return shared_register.sample
 
 
 def _answer_one_review_item(store: RunStore, folder: Path) -> dict:
@@ -156,24 +150,14 @@ def _answer_one_review_item(store: RunStore, folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def store(broker, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunStore, dict]:
-    """Everything through the real broker, a register, a township verdict, and the register again (which
-    applies it). Returns the store and the review item the verdict answered."""
-    store = RunStore(tmp_path_factory.mktemp("pages-store"))
-    topics = default_topics("pages.")
-    settings = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
-    for feed in load_contracts():
-        lines = (sample / f"{feed}.jsonl").read_bytes().splitlines()
-        produce_messages(
-            broker.bootstrap,
-            topics[feed],
-            [(json.loads(line)["record_id"].encode(), line) for line in lines],
-        )
-    assert run_ingest(settings, KEY.encode()).committed
-    assert resolve_and_land(store, key=KEY.encode()) is not None
+def store(shared_register: SharedRegister, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunStore, dict]:
+    """Everything through the real broker and two registers (a copy of the session's shared register), a
+    township verdict, and the register again (which applies it). Returns the store and the review item the
+    verdict answered."""
+    store = copy_store(shared_register.store, tmp_path_factory.mktemp("pages") / "store")
     item = _answer_one_review_item(store, tmp_path_factory.mktemp("pages-verdicts"))
-    assert resolve_and_land(store, force=True, key=KEY.encode()) is not None
-    assert store.register_runs() == ["reg-000001", "reg-000002"]
+    assert resolve_and_land(store, force=True, key=shared_register.key) is not None
+    assert store.register_runs() == ["reg-000001", "reg-000002", "reg-000003"]
     return store, item
 
 

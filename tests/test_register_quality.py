@@ -18,12 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.config import IngestSettings, default_topics
 from pipelines.contracts import contract, load_contracts, output_schema
-from pipelines.generate import generate
-from pipelines.ingest.job import run_ingest
-from pipelines.kafka import produce_messages
-from pipelines.landing import resolve_and_land
 from pipelines.marts.quality import (
     DUPLICATE_REVIEW_REASONS,
     quality_schema,
@@ -33,6 +28,7 @@ from pipelines.marts.quality import (
 from pipelines.resources import MART_SCHEMAS
 from pipelines.standardise import parse_company_name
 from pipelines.store import RunStore
+from tests.shared_stores import SharedRegister
 
 UTC = datetime.UTC
 FIGURES = [
@@ -384,28 +380,13 @@ def test_coverage_of_an_undocumented_feed_is_refused_not_dropped(planted):
 
 # -- a register built through the real broker --------------------------------------------------------------
 
-KEY = "quality-test-key-0123456789"
-
 
 @pytest.fixture(scope="module")
-def store(broker, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
-    """Two ingest runs through the real broker, a register after each (a rebuild, then incremental)."""
-    sample = tmp_path_factory.mktemp("quality-sample")
-    generate(units=80, seed=11, out_dir=sample)
-    store = RunStore(tmp_path_factory.mktemp("quality-store"))
-    topics = default_topics("quality.")
-    ingest = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
-    lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
-    for first_half in (True, False):
-        for feed, feed_lines in lines.items():
-            cut = len(feed_lines) // 2
-            part = feed_lines[:cut] if first_half else feed_lines[cut:]
-            messages = [(json.loads(line)["record_id"].encode(), line) for line in part]
-            produce_messages(broker.bootstrap, topics[feed], messages)
-        assert run_ingest(ingest, KEY.encode()).committed
-        assert resolve_and_land(store, key=KEY.encode()) is not None
-    assert store.register_runs() == ["reg-000001", "reg-000002"]
-    return store
+def store(shared_register: SharedRegister) -> RunStore:
+    """Two ingest runs through the real broker, a register after each (a rebuild, then incremental): the
+    session's shared register, read only."""
+    assert shared_register.store.register_runs() == ["reg-000001", "reg-000002"]
+    return shared_register.store
 
 
 def _china_date(created_at: str) -> datetime.date:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime
 import functools
 import html as htmllib
+import itertools
 import json
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +19,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.config import IngestSettings, default_topics
 from pipelines.contracts import contract, load_contracts, output_schema
@@ -33,6 +37,7 @@ from pipelines.ops.report import (
     fmt_change,
     fmt_num,
     fmt_seconds,
+    line_chart,
     render_report,
     write_report,
 )
@@ -55,6 +60,7 @@ SECTIONS = {
     "quarantine": "Quarantine",
     "quality": "Expectation results",
     "linkage": "Linkage",
+    "accuracy": "Accuracy",
     "divisions": "Review and warnings by division",
     "flags": "Flags",
     "vocabularies": "Vocabularies",
@@ -95,6 +101,18 @@ def test_columns_can_be_coloured_apart_and_many_columns_keep_their_labels_apart(
     x_labels = re.findall(r'class="tick">(#\d+)</text>', chart)
     assert x_labels[0] == "#0" and x_labels[-1] == "#29" and len(x_labels) <= 16
     assert " s</text>" not in chart  # values only in the tooltips: too narrow to print them on the columns
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(0, 100)), min_size=1, max_size=40))
+def test_a_line_leaves_out_runs_without_a_figure_and_breaks_there(values):
+    chart = line_chart([f"#{i}" for i in range(len(values))], {"s": values}, "t", fmt=lambda v: f"{v:.1f} %")
+    tips = re.findall(r"<circle [^>]*><title>(.*?)</title>", chart)
+    assert tips == [f"s #{i}: {v:.1f} %" for i, v in enumerate(values) if v is not None]
+    lengths = [
+        len(list(run)) for present, run in itertools.groupby(values, lambda v: v is not None) if present
+    ]
+    polylines = [len(p.split()) for p in re.findall(r'<polyline points="([^"]*)"', chart)]
+    assert polylines == [n for n in lengths if n > 1]
 
 
 def _send(bootstrap: str, topic: str, lines: list[bytes], extra: list[tuple[bytes, bytes]]) -> None:
@@ -293,6 +311,19 @@ def test_the_report_shows_the_runs_figures_in_headless_chromium(store, served, s
                 linked = len({link["record_id"] for link in links if link["feed"] == feed})
                 row = _row(share, feed)
                 assert row[1:3] == [f"{latest_records(store, feed).num_rows:,}", f"{linked:,}"]
+
+            # accuracy: the same records in a unit, and in review, per feed; the trend charts drawn
+            in_review = Counter(
+                pq.read_table(register_dir / "review.parquet", columns=["feed"])["feed"].to_pylist()
+            )
+            accuracy = _cells(page, "section#accuracy table.accuracy-feeds")
+            for feed in load_contracts():
+                assert _row(accuracy, feed)[1:3] == _row(share, feed)[1:3]
+                assert _row(accuracy, feed)[4] == f"{in_review[feed]:,}"
+            assert _row(accuracy, "all")[4] == f"{sum(in_review.values()):,}"
+            trend_charts = page.locator("section#accuracy svg.chart")
+            assert trend_charts.count() == 2 and trend_charts.first.is_visible()
+            assert "准确性" in page.locator("section#accuracy h2").inner_text()
 
             # review and warnings, flags
             review = pq.read_table(register_dir / "review.parquet").num_rows
@@ -560,3 +591,226 @@ def test_the_vocabularies_section_counts_values_no_vocabulary_knows_in_the_runs_
     assert not any(
         value in _section(pruned, "vocabularies") for values in PLANTED.values() for value in values
     )
+
+
+# -- the accuracy section ----------------------------------------------------------------------------------
+
+
+def _with_metas(store: RunStore, tmp_path: Path, change: Callable[[str, dict], None]) -> RunStore:
+    """A copy of the store whose register runs' ``_meta.json`` ``change(run, meta)`` edited in place."""
+    copy = RunStore(tmp_path / "store")
+    shutil.copytree(store.root, copy.root, symlinks=True)
+    for run in copy.register_runs():
+        path = copy.register_run_dir(run) / "_meta.json"
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        change(run, meta)
+        path.write_text(json.dumps(meta), encoding="utf-8")
+    return copy
+
+
+def _staged_ids(store: RunStore, manifests: list[dict]) -> dict[str, set[str]]:
+    """Record ids per feed in the staged files of these ingest runs, read file by file."""
+    ids: dict[str, set[str]] = {feed: set() for feed in load_contracts()}
+    for manifest in manifests:
+        for feed, stats in manifest["feeds"].items():
+            for name in stats.get("files", []):
+                ids[feed] |= set(
+                    pq.read_table(store.root / name, columns=["record_id"])["record_id"].to_pylist()
+                )
+    return ids
+
+
+def _in_a_unit(run_dir: Path) -> Counter:
+    """Records per feed linked to a unit in a register run's links table."""
+    links = pq.read_table(run_dir / "links.parquet", columns=["feed", "record_id", "unit_id"]).to_pylist()
+    return Counter(
+        feed for feed, _ in {(link["feed"], link["record_id"]) for link in links if link["unit_id"]}
+    )
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_the_accuracy_section_shows_each_feeds_records_in_a_unit_and_in_review(store):
+    manifests, reviewed = store.manifests(), 0
+    for run in store.register_runs():  # each as its own report, against the records of its ingest run
+        run_dir = store.register_run_dir(run)
+        page = render_report(build_context(store, run))
+        ingest_run = store.register_meta(run_dir)["inputs"]["ingest_run"]
+        staged = _staged_ids(store, [m for m in manifests if m["run_id"] <= ingest_run])
+        records = {feed: len(ids) for feed, ids in staged.items()}
+        linked = _in_a_unit(run_dir)
+        review = pq.read_table(run_dir / "review.parquet", columns=["feed", "reason"])
+        in_review, reasons = Counter(review["feed"].to_pylist()), Counter(review["reason"].to_pylist())
+        assert all(records.values()) and linked["nucleic_contact"] > 0  # the test records are there too
+        assert any(linked[feed] < total for feed, total in records.items())
+        reviewed += review.num_rows
+
+        rows = {row[0].split()[0]: row[1:] for row in _table(page, "accuracy-feeds")}
+        assert list(rows) == [*load_contracts(), "all"]
+        for feed, total in records.items():
+            assert rows[feed] == [
+                f"{total:,}",
+                f"{linked[feed]:,}",
+                f"{100 * linked[feed] / total:.1f} %",
+                f"{in_review[feed]:,}",
+                f"{100 * in_review[feed] / total:.2f} %",
+            ], (run, feed)
+        everything, in_unit = sum(records.values()), sum(linked.values())
+        assert rows["all"] == [
+            f"{everything:,}",
+            f"{in_unit:,}",
+            f"{100 * in_unit / everything:.1f} %",
+            f"{review.num_rows:,}",
+            f"{100 * review.num_rows / everything:.2f} %",
+        ]
+        if not reasons:
+            assert "no review items" in _section(page, "accuracy")
+        by_reason = {row[0].split()[0]: row[1:] for row in _table(page, "review-reasons")} if reasons else {}
+        assert by_reason == {
+            reason: [f"{n:,}", f"{100 * n / review.num_rows:.1f} %", f"{100 * n / everything:.2f} %"]
+            for reason, n in reasons.items()
+        }
+        summary = _listed(page, "accuracy")
+        assert summary["in a unit"] == f"{in_unit:,} ({100 * in_unit / everything:.1f} %)"
+        share = f"{100 * review.num_rows / everything:.2f} % of records"
+        assert summary["review items"] == f"{review.num_rows:,} ({share})"
+    assert reviewed > 0
+
+    # over the register runs: records staged up to each run's ingest run, its links and review tables
+    page = render_report(build_context(store, "reg-000003"))
+    trend = {row[0]: row[1:6] for row in _table(page, "accuracy-runs")}
+    assert list(trend) == ["reg-000003", "reg-000002", "reg-000001"]
+    for run, row in trend.items():
+        ingest_run = store.register_meta(store.register_run_dir(run))["inputs"]["ingest_run"]
+        upto = [m for m in manifests if m["run_id"] <= ingest_run]
+        staged = sum(len(ids) for ids in _staged_ids(store, upto).values())
+        in_unit = sum(_in_a_unit(store.register_run_dir(run)).values())
+        items = pq.read_metadata(store.register_run_dir(run) / "review.parquet").num_rows
+        assert row == [
+            f"{staged:,}",
+            f"{in_unit:,}",
+            f"{100 * in_unit / staged:.1f} %",
+            f"{items:,}",
+            f"{100 * items / staged:.2f} %",
+        ], run
+    assert trend["reg-000001"][0] != trend["reg-000003"][0]  # the first register saw half the records
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_review_items_are_aged_in_register_runs_and_days_since_the_run_that_last_changed_them(
+    store, tmp_path
+):
+    last = datetime.datetime.fromisoformat(store.register_meta(_register_dir(store))["created_at"])
+    days_before = {"reg-000001": 10, "reg-000002": 3, "reg-000003": 0}
+
+    def backdate(run: str, meta: dict) -> None:
+        meta["created_at"] = (last - datetime.timedelta(days=days_before[run])).isoformat()
+
+    copy = _with_metas(store, tmp_path, backdate)
+    planted = ["reg-000001", "reg-000001", "reg-000002", "reg-000003", "reg-000003", None, "reg-000001"]
+    items = [
+        {"review_id": f"i{n}", "feed": "tax", "record_id": f"r{n}", "reason": "uncertain_link", "run_id": run}
+        for n, run in enumerate(planted)
+    ]
+    path = copy.register_run_dir("reg-000003") / "review.parquet"
+    pq.write_table(pa.Table.from_pylist(items, schema=output_schema("review")), path)
+    page = render_report(build_context(copy, "reg-000003"))
+    ages = {row[0]: row[1:] for row in _table(page, "review-ages")}
+    n = len(planted)
+    assert ages == {
+        "0 (this run)": ["2", f"{100 * 2 / n:.1f} %", "0 d"],
+        "1": ["1", f"{100 / n:.1f} %", "3 d"],
+        "2–3": ["3", f"{100 * 3 / n:.1f} %", "10 d"],
+        "4–7": ["0", "0.0 %", "–"],
+        "≥ 8": ["0", "0.0 %", "–"],
+        "run not known": ["1", f"{100 / n:.1f} %", "–"],
+    }
+    assert _listed(page, "accuracy")["oldest review item"] == "at least 2 run(s), 10 d"
+    assert "at least this old" in _section(page, "accuracy")
+
+
+LABELLED = {  # register run → the labelled figures its meta carries (pipelines.resolve.labels)
+    "reg-000002": {"pairs": 40, "matches": 25, "precision": 0.9, "recall": 0.72, "f1": 0.8, "threshold": 0.9},
+    "reg-000003": {
+        "pairs": 64,
+        "matches": 37,
+        "precision": 0.974,
+        "recall": 1.0,
+        "f1": 0.98684,
+        "threshold": 0.9,
+    },
+}
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_labelled_precision_and_recall_show_for_the_run_and_across_runs(store, tmp_path):
+    def label(run: str, meta: dict) -> None:
+        meta.pop("accuracy", None)
+        if run in LABELLED:
+            meta["accuracy"] = {"labelled": LABELLED[run]}
+
+    page = write_report(_with_metas(store, tmp_path, label), "reg-000003").read_text(encoding="utf-8")
+    figures = LABELLED["reg-000003"]
+    listed = _listed(page, "accuracy")
+    assert {k: listed[k] for k in ("labelled pairs", "of them one unit", "precision", "recall", "F1")} == {
+        "labelled pairs": f"{figures['pairs']:,}",
+        "of them one unit": f"{figures['matches']:,}",
+        "precision": f"{figures['precision']:.3f}",
+        "recall": f"{figures['recall']:.3f}",
+        "F1": f"{figures['f1']:.3f}",
+    }
+    assert (listed["labelled precision"], listed["labelled recall"]) == ("0.974", "1.000")
+    assert "no labelled pairs yet" not in _section(page, "accuracy")
+    trend = {row[0]: row[-4:] for row in _table(page, "accuracy-runs")}
+    for run, row in trend.items():
+        f = LABELLED.get(run)
+        expected = (
+            [f"{f['pairs']:,}", *(f"{f[k]:.3f}" for k in ("precision", "recall", "f1"))] if f else ["–"] * 4
+        )
+        assert row == expected, run
+    tips = re.findall(r"<circle [^>]*><title>(precision.*?|recall.*?)</title>", _section(page, "accuracy"))
+    assert tips == [
+        *(f"precision (labelled) #{run[-1]}: {100 * f['precision']:.1f} %" for run, f in LABELLED.items()),
+        *(f"recall (labelled) #{run[-1]}: {100 * f['recall']:.1f} %" for run, f in LABELLED.items()),
+    ]
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_runs_without_labelled_pairs_say_so(store, tmp_path):
+    def unlabelled(run: str, meta: dict) -> None:
+        meta.pop("accuracy", None)  # kept before runs measured them, or none labelled yet
+        if run == "reg-000003":
+            meta["accuracy"] = {"labelled": {**LABELLED[run], "pairs": 0, "precision": None, "recall": None}}
+
+    page = write_report(_with_metas(store, tmp_path, unlabelled), "reg-000003").read_text(encoding="utf-8")
+    section = _section(page, "accuracy")
+    assert "no labelled pairs yet" in section
+    listed = _listed(page, "accuracy")
+    assert "labelled pairs" not in listed
+    assert (listed["labelled precision"], listed["labelled recall"]) == ("–", "–")
+    assert [row[-4:] for row in _table(page, "accuracy-runs")] == [["–"] * 4] * 3
+    assert "<circle" in section and "precision (labelled) #" not in section  # only the share in a unit
+
+
+@pytest.mark.integration  # the store is ingested through the real broker
+def test_the_verdicts_a_run_received_applied_and_could_not_apply(store, tmp_path):
+    unapplied = [
+        {"verdict_id": "v-2", "decision": "same_unit", "about": "r-x", "decided_by": "t", "decided_at": "x",
+         "reason": "record not in the register"},
+        {"verdict_id": "v-9", "decision": "new_unit", "about": "r-y", "decided_by": "t", "decided_at": "x",
+         "reason": "decided_at in the future (t.csv)"},
+    ]  # fmt: skip
+
+    def verdicts(run: str, meta: dict) -> None:
+        meta["verdicts"] = {"in_force": 7, "unapplied": unapplied}
+        meta["stats"]["unknown_verdicts"] = 1  # v-2: in force, not applied; v-9 was set aside
+
+    page = write_report(_with_metas(store, tmp_path, verdicts), "reg-000003").read_text(encoding="utf-8")
+    listed = _listed(page, "accuracy")
+    assert [listed[k] for k in ("verdicts in force", "verdicts applied", "in force, not applied")] == [
+        "7",
+        "6",
+        "1",
+    ]
+    assert listed["set aside (dated in the future)"] == "1"
+    assert [row[6:8] for row in _table(page, "accuracy-runs")] == [["7", "6"]] * 3  # every run
+    assert [row[0] for row in _table(page, "unapplied")] == ["v-2", "v-9"]  # named in the verdicts section

@@ -14,13 +14,14 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -50,7 +51,12 @@ MODE_UNRECORDED = "mode not recorded"  # register runs from before runs were inc
 MODE_COLOURS = {"incremental": PALETTE[0], "rebuild": PALETTE[3], MODE_UNRECORDED: PALETTE[7]}
 UNDER_TARGET = f"< {100 * USCC_SHARE_TARGET:g} %"  # the national register's ceiling on units without a USCC
 OVER_TARGET = f"≥ {100 * USCC_SHARE_TARGET:g} %"
-TARGET_COLOURS = {UNDER_TARGET: PALETTE[2], OVER_TARGET: PALETTE[1]}
+REVIEW_SHARE_TARGET = 0.02  # issue 10: at most 2 % of records in review (at the accuracy targets)
+WITHIN_REVIEW_TARGET = f"≤ {100 * REVIEW_SHARE_TARGET:g} %"
+OVER_REVIEW_TARGET = f"> {100 * REVIEW_SHARE_TARGET:g} %"
+REVIEW_REASONS = labels("review_reasons")  # uncertain_link → 疑似同一单位，待确认
+# Register runs since a review item's run (the run that raised or last changed it): label, lowest, highest.
+REVIEW_AGE_BINS = (("0 (this run)", 0, 0), ("1", 1, 1), ("2–3", 2, 3), ("4–7", 4, 7), ("≥ 8", 8, None))
 # Source columns read through a reviewed vocabulary (schemas/vocabularies/): vocabulary, label, feed, column.
 VOCABULARY_COLUMNS = (
     ("industry", "industry 行业代码", "registration", "industry_code"),
@@ -242,14 +248,20 @@ def _y_axis(
 
 
 def line_chart(
-    x_labels: Sequence[str], series: dict[str, Sequence[float]], label: str, width: int = 720
+    x_labels: Sequence[str],
+    series: dict[str, Sequence[float | None]],
+    label: str,
+    width: int = 720,
+    y_title: str = "staged records",
+    fmt: Callable[[float], str] = fmt_num,
 ) -> Markup:
-    """One line per series over the runs, with a legend; a single run shows as dots."""
+    """One line per series over the runs, with a legend; a single run shows as dots. A run without a figure
+    (None) has no dot, and the line breaks there rather than make up a value."""
     height, left, bottom, top_pad = 260, 60, 60, 16
     plot_w, plot_h = width - left - 10, height - bottom - top_pad
-    ticks = _axis_ticks(max((v for values in series.values() for v in values), default=0))
+    ticks = _axis_ticks(max((v for values in series.values() for v in values if v is not None), default=0))
     top = ticks[-1]
-    body = _y_axis(left, top_pad, plot_w, plot_h, ticks, "staged records")
+    body = _y_axis(left, top_pad, plot_w, plot_h, ticks, y_title)
     step = plot_w / max(len(x_labels) - 1, 1)
     every = max(1, math.ceil(len(x_labels) / 12))
     for i, name in enumerate(x_labels):
@@ -261,16 +273,54 @@ def line_chart(
     colours = {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(series)}
     for name, values in series.items():
         colour = colours[name]
-        points = [(left + i * step, top_pad + plot_h - plot_h * v / top) for i, v in enumerate(values)]
-        if len(points) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        points = [
+            None if v is None else (left + i * step, top_pad + plot_h - plot_h * v / top)
+            for i, v in enumerate(values)
+        ]
+        for stretch in _stretches(points):
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in stretch)
             body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        for (x, y), run, value in zip(points, x_labels, values, strict=True):
-            tip = f"{name} {run}: {fmt_num(value)}"
-            circle = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
+        for point, run, value in zip(points, x_labels, values, strict=True):
+            if point is None or value is None:
+                continue
+            tip = f"{name} {run}: {fmt(value)}"
+            circle = f'<circle cx="{point[0]:.1f}" cy="{point[1]:.1f}" r="3" fill="{colour}">'
             body.append(f"{circle}<title>{escape(tip)}</title></circle>")
     body += _legend(colours, left, plot_w, height - 28)
     return _svg(width, height, label, body)
+
+
+def _stretches(points: Sequence[tuple[float, float] | None]) -> list[list[tuple[float, float]]]:
+    """The runs of two or more consecutive points, between the gaps (None)."""
+    stretches: list[list[tuple[float, float]]] = [[]]
+    for point in points:
+        if point is None:
+            stretches.append([])
+        else:
+            stretches[-1].append(point)
+    return [stretch for stretch in stretches if len(stretch) > 1]
+
+
+def _target_chart(
+    shares: Sequence[tuple[str, float | None]],
+    label: str,
+    y_title: str,
+    over: Callable[[float], bool],
+    names: tuple[str, str],
+) -> Markup:
+    """Shares per run as columns in per cent, those beyond a target coloured apart (``names``: the legend
+    of the columns within and beyond it). A run without the figure shows an empty column."""
+    within, beyond = names
+    return column_chart(
+        [(name, 100 * (share or 0)) for name, share in shares],
+        label,
+        "register run",
+        y_title,
+        width=320,
+        fmt=lambda v: f"{v:.2f} %",
+        colours=[PALETTE[1] if share is not None and over(share) else PALETTE[2] for _, share in shares],
+        legend={within: PALETTE[2], beyond: PALETTE[1]},
+    )
 
 
 # -- the figures -------------------------------------------------------------------------------------------
@@ -495,21 +545,43 @@ def _weights_chart(links: list[dict[str, Any]]) -> tuple[Markup, str]:
     return column_chart(items, "Match probability of links", "match probability", "links"), caption
 
 
-def _staged_record_counts(store: RunStore, manifests: list[dict[str, Any]]) -> dict[str, int]:
-    """Distinct records per feed over the given runs (the latest version of each counts once)."""
-    counts = {}
-    con = duckdb.connect()
-    for feed in load_contracts():
-        files = [str(store.root / f) for m in manifests for f in m["feeds"].get(feed, {}).get("files", [])]
-        if files:
-            query = "SELECT count(DISTINCT record_id) FROM read_parquet($files)"
-            counts[feed] = con.execute(query, {"files": files}).fetchone()[0]
-        else:
-            counts[feed] = 0
+def _records_by_ingest_run(store: RunStore, manifests: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Distinct records per feed staged up to each of the given ingest runs (oldest first): the records a
+    register run built on that ingest run holds. One pass over the staged files; a record counts from the
+    run that first staged it, whatever versions came after."""
+    feeds = list(load_contracts())
+    files = [
+        (str(store.root / name), feed, position)
+        for position, manifest in enumerate(manifests)
+        for feed, stats in manifest["feeds"].items()
+        for name in stats.get("files", [])
+    ]
+    first_staged: Counter[tuple[int, str]] = Counter()
+    if files:
+        paths, file_feeds, positions = zip(*files, strict=True)
+        query = """
+            WITH staged AS (
+                SELECT f.feed, s.record_id, min(f.position) AS position
+                FROM read_parquet($paths, filename = true, union_by_name = true) s
+                JOIN files f ON f.path = s.filename
+                GROUP BY f.feed, s.record_id
+            )
+            SELECT position, feed, count(*) FROM staged GROUP BY ALL
+        """
+        con = duckdb.connect()
+        con.register("files", pa.table({"path": paths, "feed": file_feeds, "position": positions}))
+        rows = con.execute(query, {"paths": list(paths)}).fetchall()
+        first_staged.update({(position, feed): n for position, feed, n in rows})
+    counts, running = {}, dict.fromkeys(feeds, 0)
+    for position, manifest in enumerate(manifests):
+        running = {feed: running[feed] + first_staged[position, feed] for feed in feeds}
+        counts[manifest["run_id"]] = running
     return counts
 
 
-def _linkage_section(store: RunStore, run_dir: Path, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+def _linkage_section(run_dir: Path, records: dict[str, int]) -> dict[str, Any]:
+    """How the run's records were linked (``records``: the run's records per feed): match weights, unit
+    sizes, the share of each feed's records in a unit, and by which method."""
     columns = ["feed", "record_id", "unit_id", "match_probability", "matched_by", "field_weights"]
     links = [
         row for row in pq.read_table(run_dir / "links.parquet", columns=columns).to_pylist() if row["unit_id"]
@@ -525,7 +597,6 @@ def _linkage_section(store: RunStore, run_dir: Path, manifests: list[dict[str, A
         for lo, hi in CLUSTER_BINS
     ]
     clusters = column_chart(cluster_items, "Records per unit", "records per unit", "units")
-    records = _staged_record_counts(store, manifests)
     linked = Counter(feed for feed, _ in {(link["feed"], link["record_id"]) for link in links})
     share = Grid(["feed", "records", "linked", "share linked"], numeric=frozenset({1, 2, 3}), css="linked")
     for feed, total in records.items():
@@ -560,6 +631,7 @@ def _linkage_section(store: RunStore, run_dir: Path, manifests: list[dict[str, A
         "share_chart": share_chart,
         "methods": method_grid,
         "methods_chart": bar_chart(methods.most_common(), "Links by method"),
+        "linked": {feed: linked[feed] for feed in records},
     }
 
 
@@ -717,6 +789,11 @@ def _mib(value: float | None) -> str:
     return "–" if value is None else f"{fmt_num(value)} MiB"
 
 
+def _run_label(run: str) -> str:
+    """``reg-000012`` → ``#12``: a register run on a chart's axis."""
+    return f"#{int(run.split('-')[1])}"
+
+
 def _register_metas(store: RunStore, register_run: str) -> list[tuple[str, dict[str, Any]]]:
     """The ``_meta.json`` of every register run up to this one, oldest first."""
     runs = [run for run in store.register_runs() if run <= register_run]
@@ -731,7 +808,7 @@ def _register_trend(metas: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     totals = [_total_seconds(meta.get("timings_s")) for _, meta in shown]
     legend = {mode: MODE_COLOURS.get(mode, PALETTE[7]) for mode in (*MODE_COLOURS, *modes) if mode in modes}
     chart = column_chart(
-        [(f"#{int(run.split('-')[1])}", total or 0) for (run, _), total in zip(shown, totals, strict=True)],
+        [(_run_label(run), total or 0) for (run, _), total in zip(shown, totals, strict=True)],
         "Register time per run",
         "register run",
         "seconds",
@@ -822,7 +899,7 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
     figures = [
         (run, meta.get("quality") if isinstance(meta.get("quality"), dict) else None) for run, meta in shown
     ]
-    recorded = [(f"#{int(run.split('-')[1])}", quality) for run, quality in figures if quality]
+    recorded = [(_run_label(run), quality) for run, quality in figures if quality]
     headers = [
         "run",
         "units",
@@ -868,20 +945,15 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
         coverage.rows.append([run, *(_coverage_cell(shares.get(feed)) for feed in feeds)])
     charts = []
     if recorded:
-        shares = [(name, q.get("units_without_uscc_share")) for name, q in recorded]
-        over = [share is not None and share >= USCC_SHARE_TARGET for _, share in shares]
         charts = [  # (caption, chart)
             (
                 f"Without a USCC (target {UNDER_TARGET})",
-                column_chart(
-                    [(name, 100 * (share or 0)) for name, share in shares],
+                _target_chart(
+                    [(name, q.get("units_without_uscc_share")) for name, q in recorded],
                     "Units without a USCC per run (%)",
-                    "register run",
                     "% of units",
-                    width=320,
-                    fmt=lambda v: f"{v:.2f} %",
-                    colours=[TARGET_COLOURS[OVER_TARGET if o else UNDER_TARGET] for o in over],
-                    legend={name: TARGET_COLOURS[name] for name in (UNDER_TARGET, OVER_TARGET)},
+                    lambda share: share >= USCC_SHARE_TARGET,
+                    (UNDER_TARGET, OVER_TARGET),
                 ),
             ),
             *(
@@ -915,6 +987,244 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
     }
 
 
+# -- accuracy ----------------------------------------------------------------------------------------------
+
+
+def _value_counts(values: pa.ChunkedArray) -> Counter[Any]:
+    return Counter({row["values"]: row["counts"] for row in pc.value_counts(values).to_pylist()})
+
+
+def _china_day(iso: str | None) -> date | None:
+    return datetime.fromisoformat(iso).astimezone(CHINA).date() if iso else None
+
+
+def _verdict_counts(meta: dict[str, Any]) -> dict[str, int | None]:
+    """What a register run did with the township verdicts: those in force (the latest per item, dated up to
+    the run), those it applied, those in force it could not apply (naming a record or unit the register does
+    not know) and those set aside as dated in the future (never in force). None where the run kept no
+    figure (the split needs ``stats["unknown_verdicts"]``, kept since verdicts were applied)."""
+    verdicts = meta.get("verdicts") or {}
+    in_force = verdicts.get("in_force")
+    unknown = (meta.get("stats") or {}).get("unknown_verdicts")
+    if in_force is None or unknown is None:
+        return {"in_force": in_force, "applied": None, "not_applied": unknown, "set_aside": None}
+    unapplied = len(verdicts.get("unapplied") or [])
+    return {
+        "in_force": in_force,
+        "applied": in_force - unknown,
+        "not_applied": unknown,
+        "set_aside": unapplied - unknown,
+    }
+
+
+def _labelled(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's precision and recall on the pairs the verdicts label (``meta["accuracy"]["labelled"]``),
+    or None when the run has none: kept before runs measured them, or no verdict labels a pair yet."""
+    labelled = (meta.get("accuracy") or {}).get("labelled")
+    return labelled if isinstance(labelled, dict) and labelled.get("pairs") else None
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100 * share
+
+
+def _ratio(value: float | None) -> str:
+    """Precision, recall and F1 as the benchmarks print them: 0.987."""
+    return fmt_num(value, 3)
+
+
+def _review_ages(
+    by_run: Counter[str | None], metas: list[tuple[str, dict[str, Any]]]
+) -> tuple[Grid, tuple[int, int | None] | None]:
+    """Open review items by the register runs since the run that raised them, or last changed them (the
+    review table keeps only that one): an age is a floor, as a changed item starts again. The days are
+    those between the two runs' China dates. Also the oldest (runs, days), None without items."""
+    position = {run: n for n, (run, _) in enumerate(metas)}
+    day = {run: _china_day(meta.get("created_at")) for run, meta in metas}
+    this_run, today = metas[-1][0], day[metas[-1][0]]
+    counted: list[tuple[int | None, int | None, int]] = []  # runs ago, days ago, items
+    for run, items in by_run.items():
+        if run not in position:
+            counted.append((None, None, items))
+            continue
+        raised = day[run]
+        days = (today - raised).days if today and raised else None
+        counted.append((position[this_run] - position[run], days, items))
+    total = sum(items for _, _, items in counted)
+    headers = ["register runs since raised (at least)", "items", "share of items", "days since (at least)"]
+    grid = Grid(headers, numeric=_numeric_from(1, headers), css="review-ages")
+    for name, low, high in REVIEW_AGE_BINS:
+        inside = [(d, n) for r, d, n in counted if r is not None and low <= r and (high is None or r <= high)]
+        grid.rows.append([name, *_age_cells(inside, total)])
+    unknown = [(d, n) for r, d, n in counted if r is None]
+    if unknown:
+        grid.rows.append(["run not known", *_age_cells(unknown, total)])
+    known = [(r, d) for r, d, _ in counted if r is not None]
+    oldest = max(known, key=lambda rd: (rd[0], rd[1] or 0)) if known else None
+    return grid, oldest
+
+
+def _age_cells(items: list[tuple[int | None, int]], total: int) -> list[str]:
+    """Items, their share, and the range of their days, for one age bin."""
+    count = sum(n for _, n in items)
+    days = sorted({d for d, _ in items if d is not None})
+    span = "–" if not days else _days(days[0]) if days[0] == days[-1] else f"{days[0]}–{_days(days[-1])}"
+    return [fmt_num(count), fmt_pct(count, total), span]
+
+
+def _accuracy_trend(
+    metas: list[tuple[str, dict[str, Any]]], records_by_run: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """The accuracy figures over the register runs so far, from what each kept (its ``_meta.json``) and the
+    records staged up to its ingest run: share of records in a unit and in review, the verdicts, and the
+    labelled precision and recall."""
+    shown = metas[-REGISTER_TREND_RUNS:]
+    headers = ["run", "records", "in a unit", "share in a unit", "review items", "share in review"]
+    headers += ["verdicts in force", "applied", "labelled pairs", "precision", "recall", "F1"]
+    grid = Grid(headers, numeric=_numeric_from(1, headers), css="accuracy-runs")
+    points = []  # (label, share in a unit, share in review, labelled)
+    for run, meta in shown:
+        staged = records_by_run.get((meta.get("inputs") or {}).get("ingest_run"))
+        records = sum(staged.values()) if staged else None
+        counts = meta.get("counts") or {}
+        linked, review = counts.get("links"), counts.get("review")
+        in_unit = linked / records if records and linked is not None else None
+        in_review = review / records if records and review is not None else None
+        verdicts, labelled = _verdict_counts(meta), _labelled(meta) or {}
+        points.append((_run_label(run), in_unit, in_review, labelled))
+        grid.rows.append(
+            [
+                run,
+                fmt_num(records),
+                fmt_num(linked),
+                _share_pct(in_unit),
+                fmt_num(review),
+                _share_pct(in_review, 2),
+                fmt_num(verdicts["in_force"]),
+                fmt_num(verdicts["applied"]),
+                fmt_num(labelled.get("pairs")),
+                _ratio(labelled.get("precision")),
+                _ratio(labelled.get("recall")),
+                _ratio(labelled.get("f1")),
+            ]
+        )
+    grid.rows.reverse()  # newest first, as the other tables of runs
+    shares = line_chart(
+        [name for name, *_ in points],
+        {
+            "in a unit": [_percent(in_unit) for _, in_unit, _, _ in points],
+            "precision (labelled)": [_percent(lab.get("precision")) for *_, lab in points],
+            "recall (labelled)": [_percent(lab.get("recall")) for *_, lab in points],
+        },
+        "Records in a unit, labelled precision and recall per register run (%)",
+        y_title="%",
+        fmt=lambda v: f"{v:.1f} %",
+    )
+    review = _target_chart(
+        [(name, in_review) for name, _, in_review, _ in points],
+        "Records in review per run (%)",
+        "% of records",
+        lambda share: share > REVIEW_SHARE_TARGET,
+        (WITHIN_REVIEW_TARGET, OVER_REVIEW_TARGET),
+    )
+    scope = f"The last {len(shown)} of {len(metas)}" if len(shown) < len(metas) else f"All {len(metas)}"
+    return {"grid": grid, "shares_chart": shares, "review_chart": review, "scope": scope}
+
+
+def _accuracy_section(
+    run_dir: Path,
+    records: dict[str, int],
+    linked: dict[str, int],
+    metas: list[tuple[str, dict[str, Any]]],
+    records_by_run: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """How far the register can be trusted, in one place: per feed the share of the run's records in a unit
+    (``records``, ``linked``: as the linkage section counts them) and in review, the review queue by reason
+    and age, what the township verdicts did, the model on the pairs they label, and all of it over the
+    register runs so far (``metas``: up to this run, oldest first)."""
+    review = pq.read_table(run_dir / "review.parquet", columns=["feed", "reason", "run_id"])
+    meta = metas[-1][1]
+    all_records, all_linked, items = sum(records.values()), sum(linked.values()), review.num_rows
+    in_review = _value_counts(review["feed"])
+    headers = ["feed", "records", "in a unit", "share in a unit", "review items", "share in review"]
+    feeds = Grid(headers, numeric=_numeric_from(1, headers), css="accuracy-feeds")
+    for feed, total in records.items():
+        feeds.rows.append(
+            [
+                feed_label(feed),
+                fmt_num(total),
+                fmt_num(linked[feed]),
+                fmt_pct(linked[feed], total),
+                fmt_num(in_review[feed]),
+                fmt_pct(in_review[feed], total, 2),
+            ]
+        )
+    feeds.rows.append(
+        [
+            "all feeds",
+            fmt_num(all_records),
+            fmt_num(all_linked),
+            fmt_pct(all_linked, all_records),
+            fmt_num(items),
+            fmt_pct(items, all_records, 2),
+        ]
+    )
+    reasons = Grid(
+        ["reason", "items", "share of items", "share of records"],
+        numeric=frozenset({1, 2, 3}),
+        css="review-reasons",
+    )
+    for reason, count in _value_counts(review["reason"]).most_common():
+        label = REVIEW_REASONS.get(reason)
+        reasons.rows.append(
+            [
+                f"{reason} {label}" if label else str(reason),
+                fmt_num(count),
+                fmt_pct(count, items),
+                fmt_pct(count, all_records, 2),
+            ]
+        )
+    ages, oldest = _review_ages(_value_counts(review["run_id"]), metas)
+    verdicts = _verdict_counts(meta)
+    labelled = _labelled(meta)
+    model = None
+    if labelled:
+        model = [
+            ("labelled pairs", fmt_num(labelled.get("pairs"))),
+            ("of them one unit", fmt_num(labelled.get("matches"))),
+            ("precision", _ratio(labelled.get("precision"))),
+            ("recall", _ratio(labelled.get("recall"))),
+            ("F1", _ratio(labelled.get("f1"))),
+            ("link threshold", fmt_num(labelled.get("threshold"), 2)),
+        ]
+    summary = [
+        ("records", fmt_num(all_records)),
+        ("in a unit", f"{fmt_num(all_linked)} ({fmt_pct(all_linked, all_records)})"),
+        ("review items", f"{fmt_num(items)} ({fmt_pct(items, all_records, 2)} of records)"),
+        (
+            "oldest review item",
+            "–" if oldest is None else f"at least {fmt_num(oldest[0])} run(s), {_days(oldest[1])}",
+        ),
+        ("verdicts in force", fmt_num(verdicts["in_force"])),
+        ("verdicts applied", fmt_num(verdicts["applied"])),
+        ("in force, not applied", fmt_num(verdicts["not_applied"])),
+        ("set aside (dated in the future)", fmt_num(verdicts["set_aside"])),
+        ("labelled precision", "–" if labelled is None else _ratio(labelled.get("precision"))),
+        ("labelled recall", "–" if labelled is None else _ratio(labelled.get("recall"))),
+    ]
+    over = all_records and items / all_records > REVIEW_SHARE_TARGET
+    return {
+        "summary": summary,
+        "feeds": feeds,
+        "reasons": reasons,
+        "ages": ages,
+        "model": model,
+        "review_over_target": bool(over),
+        "review_target": WITHIN_REVIEW_TARGET,
+        "trend": _accuracy_trend(metas, records_by_run),
+    }
+
+
 def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
     """Every figure of the page for one register run, formatted, ready for the template."""
     run_dir = store.register_run_dir(register_run)
@@ -926,7 +1236,9 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
     manifest = manifests[-1] if manifests else None
     counts = meta.get("counts") or {}
     stats = meta.get("stats") or {}  # older register runs kept predicted pairs and refused joins at the top
-    linkage = _linkage_section(store, run_dir, manifests)
+    records_by_run = _records_by_ingest_run(store, manifests)
+    records = records_by_run[manifest["run_id"]] if manifest else dict.fromkeys(load_contracts(), 0)
+    linkage = _linkage_section(run_dir, records)
     divisions = _divisions_section(run_dir)
     metas = _register_metas(store, register_run)
     overview = [
@@ -954,6 +1266,7 @@ def build_context(store: RunStore, register_run: str) -> dict[str, Any]:
         "quality": _quality_section(store, manifest),
         "batches": _batches_section(manifests),
         "linkage": linkage,
+        "accuracy": _accuracy_section(run_dir, records, linkage["linked"], metas, records_by_run),
         "divisions": divisions,
         "flags": _flags_section(run_dir),
         "vocabularies": _vocabularies_section(store, run_dir),

@@ -53,6 +53,9 @@ _VERDICT_SCHEMA = pa.schema(
         pa.field("unit_id_b", pa.string()),
     ]
 )
+_NO_RECORD = (
+    "SELECT NULL::VARCHAR AS feed, NULL::VARCHAR AS record_id, NULL::VARCHAR AS entity_id WHERE false"
+)
 PER_SIDE = 3  # main entities of a unit a verdict is labelled against
 
 LABELS_SQL = """
@@ -164,13 +167,17 @@ def verdict_labels(
     if not verdicts:
         return LABEL_SCHEMA.empty_table()
     table = verdict_table(verdicts)
-    wanted = [feed for feed in ENTITY_FEEDS if feed in records]
-    record_sql = " UNION ALL ".join(
-        f"SELECT '{feed}' AS feed, record_id, entity_id FROM {feed} "
-        f"WHERE record_id IN (SELECT record_id FROM verdicts WHERE feed = '{feed}') AND entity_id IS NOT NULL"
-        for feed in wanted
+    selects = [
+        f"SELECT '{feed}' AS feed, record_id, entity_id FROM {feed} WHERE entity_id IS NOT NULL "
+        f"AND record_id IN (SELECT record_id FROM verdicts WHERE feed = '{feed}')"
+        for feed in ENTITY_FEEDS
+        if feed in records
+    ]
+    known = engine.query(
+        " UNION ALL ".join([_NO_RECORD, *selects]),
+        verdicts=table,
+        **{feed: records[feed] for feed in ENTITY_FEEDS if feed in records},
     )
-    known = engine.query(record_sql, verdicts=table, **{feed: records[feed] for feed in wanted})
     sql = LABELS_SQL.format(per_side=int(per_side), left=LEFT, right=RIGHT)
     found = engine.query(
         sql,

@@ -1,0 +1,71 @@
+"""One generated city resolved through the real broker, built once a session and shared by the test files
+that only read a register (marts, register quality); files that change a store work on a copy.
+
+Each such store costs an ingest pass and a register run or two (several seconds each whatever the city's
+size), so building one per test file was most of the integration tests' time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.config import IngestSettings, default_topics
+from pipelines.contracts import contract, load_contracts
+from pipelines.generate import generate
+from pipelines.ingest.job import run_ingest
+from pipelines.kafka import produce_messages
+from pipelines.landing import resolve_and_land
+from pipelines.malformed import malformed_messages
+from pipelines.store import RunStore
+
+# The city: every situation the lock-on lists look for is planted in it, and its review items and warnings
+# fill the month of the pages' answered item.
+UNITS = 200
+SEED = 29
+# Built outside the per-test key (conftest's TEST_KEY): nothing that reads the store may need the key.
+KEY = b"shared-register-key-0123456789"
+TOPIC_PREFIX = "shared."
+MALFORMED_TAG = "shared"
+
+
+@dataclass(frozen=True)
+class SharedRegister:
+    """A generated sample (its feeds, truth and planted situations) and the run store built from it."""
+
+    sample: Path
+    store: RunStore
+    key: bytes
+
+
+def _messages(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    return [(json.loads(line)["record_id"].encode(), line) for line in lines]
+
+
+def build_shared_register(bootstrap: str, sample: Path, root: Path) -> SharedRegister:
+    """Generate the city into ``sample``; send the first half of each feed through the broker, ingest and
+    resolve (``reg-000001``, a rebuild); then the second half with one malformed message of every kind,
+    ingest and resolve again (``reg-000002``, incremental)."""
+    generate(units=UNITS, seed=SEED, out_dir=sample)
+    store = RunStore(root)
+    topics = default_topics(TOPIC_PREFIX)
+    settings = IngestSettings(bootstrap=bootstrap, out=store.root, topics=topics)
+    lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
+    for first_half in (True, False):
+        for feed, feed_lines in lines.items():
+            cut = len(feed_lines) // 2
+            messages = _messages(feed_lines[:cut] if first_half else feed_lines[cut:])
+            if not first_half:
+                messages += [(k, v) for k, v, _ in malformed_messages(contract(feed), tag=MALFORMED_TAG)]
+            produce_messages(bootstrap, topics[feed], messages)
+        assert run_ingest(settings, KEY).committed
+        assert resolve_and_land(store, key=KEY) is not None
+    assert store.register_runs() == ["reg-000001", "reg-000002"]
+    return SharedRegister(sample, store, KEY)
+
+
+def copy_store(store: RunStore, root: Path) -> RunStore:
+    """A copy of ``store`` at ``root`` (which must not exist) to change freely; its links stay relative."""
+    shutil.copytree(store.root, root, symlinks=True)
+    return RunStore(root)
