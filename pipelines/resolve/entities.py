@@ -36,6 +36,7 @@ class Entity:
     feed: str
     uscc: str | None = None  # only when its check character is right
     org_code: str | None = None
+    reg_no: str | None = None  # a registration's number (注册号): one licence, one number
     name: str | None = None
     name_core: str | None = None
     trade_name: str | None = None
@@ -199,6 +200,7 @@ def _registration(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Ent
         feed="registration",
         uscc=uscc,
         org_code=org_code_of(uscc),
+        reg_no=clean_code(row["reg_no"]) or None,
         legal_rep_name=fold(row["legal_rep_name"]) or None,
         legal_rep_token=row["legal_rep_id"],
         entity_type=row["entity_type"],
@@ -294,6 +296,7 @@ SOURCES: dict[str, EntitySource] = {
             "legal_rep_id",
             "entity_type",
             "division_code",
+            "reg_no",
         ),
         _registration,
     ),

@@ -270,7 +270,10 @@ def link_persons(
         if group == "work":  # which key a rank is: a full name needs no city check
             found[row["record_id"]]["kind"][row["rank"]].add(row["kind"])
     candidates = pa.array(
-        sorted({u for r in found.values() for n, g in r.items() if n != "kind" for s in g.values() for u in s})
+        sorted(
+            {u for r in found.values() for n, g in r.items() if n != "kind" for s in g.values() for u in s}
+        ),
+        pa.string(),
     )
     about = engine.query(
         """

@@ -150,5 +150,5 @@ def is_personal_name(text: str | None, *, two_characters: bool = False) -> bool:
         or given.endswith(known.not_given)
     ):
         return False
-    parsed = parse_company_name(folded)
-    return not (parsed.organisation_form or parsed.industry or parsed.branch)
+    business_words = (*ORGANISATION_FORMS, *INDUSTRY_WORDS, *BRANCH_MARKERS)
+    return not any(word in given for word in business_words)
