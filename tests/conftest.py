@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.kafka import EmbeddedBroker
 from pipelines.pii import HMAC_KEY_ENV
-from tests.shared_stores import SharedRegister, build_shared_register
+from tests.shared_stores import BatchedRegister, SharedRegister, build_batched_register, build_shared_register
 
 TEST_KEY = "test-key-0123456789abcdef"
 # In-process tests pass TOKEN_KEY down; the commands they start as subprocesses read TEST_KEY from their
@@ -42,6 +42,19 @@ def shared_register(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFac
     session. Read it only; a test that changes a store takes a ``shared_stores.copy_store`` of it."""
     return build_shared_register(
         broker.bootstrap, tmp_path_factory.mktemp("shared-sample"), tmp_path_factory.mktemp("shared-store")
+    )
+
+
+@pytest.fixture(scope="session")
+def batched_register(tmp_path_factory: pytest.TempPathFactory) -> BatchedRegister:
+    """A city staged as a first load and three batches, a register run after each (``tests.shared_stores``),
+    built once a session. Read it only; copy the store to change it."""
+    return build_batched_register(
+        tmp_path_factory.mktemp("batched-sample"),
+        tmp_path_factory.mktemp("batched-parts"),
+        tmp_path_factory.mktemp("batched-store"),
+        tmp_path_factory.mktemp("batched-keys"),
+        TOKEN_KEY,
     )
 
 

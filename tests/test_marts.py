@@ -18,18 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import resources
-from pipelines.generate import generate
-from pipelines.generate.batches import split_batches
-from pipelines.landing import resolve_and_land
 from pipelines.marts import activity, facts
 from pipelines.marts import tables as mart_tables
 from pipelines.marts.build import PARTITIONED
 from pipelines.marts.config import load_config
 from pipelines.marts.quality import name_keys
 from pipelines.store import RunStore
-from tests.conftest import TEST_KEY, TOKEN_KEY
-from tests.shared_stores import SharedRegister
-from tests.staging import read_jsonl, stage_sample, true_units
+from tests.shared_stores import BatchedRegister, SharedRegister
+from tests.staging import read_jsonl, true_units
 
 CONFIG = load_config()
 MEASURES = [m.name for m in CONFIG.measures]
@@ -295,17 +291,12 @@ def test_the_quality_of_the_run_is_in_its_meta_and_in_the_mart(store):
     assert date.fromisoformat(meta["created_at"][:10]) <= date.today()
 
 
-def test_an_incremental_run_gives_the_marts_a_full_recount_gives(tmp_path):
+def test_an_incremental_run_gives_the_marts_a_full_recount_gives(batched_register: BatchedRegister):
     """Batches recompute only the touched units' months; the result is what counting everything gives."""
-    sample = tmp_path / "sample"
-    generate(units=400, seed=5, out_dir=sample)
-    parts = split_batches(sample, tmp_path / "parts", batches=2, batch_records=250, seed=5)
-    store = RunStore(tmp_path / "store")
-    for part in [parts.first_load, *parts.batches]:
-        stage_sample(store, part, TEST_KEY.encode())
-        landed = resolve_and_land(store, key=TOKEN_KEY)
-    assert landed is not None and landed.meta["mode"] == "incremental"
+    store, landed = batched_register.store, batched_register.runs[-1]
+    assert len(batched_register.runs) > 2 and landed.meta["mode"] == "incremental"
     latest = store.register_latest()
+    assert latest == landed.path
     tables = store.register_tables(latest, ["register", "links"])
     records = {p.stem: pq.read_table(p) for p in (latest / "state" / "records").glob("*.parquet")}
     recount = facts.unit_month(mart_tables.units(tables["register"]), tables["links"], records, CONFIG)

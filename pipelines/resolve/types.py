@@ -15,12 +15,19 @@ DETERMINISTIC = ("uscc", "org_code", "registered_name")
 @dataclass(frozen=True)
 class ResolveSettings:
     link_threshold: float = 0.99  # model links at or above join units (chosen on seed-2 benchmark data)
-    review_threshold: float = 0.3  # model links between this and link_threshold go to review
+    # model links between this and link_threshold go to review. Calibrated with the triage on generated data
+    # of seeds 100+ (default and hard): items in 0.3-0.5 still found a wrong or split unit 15-19 % of the
+    # time, in 0.1-0.3 9 %; so 0.3 stays
+    review_threshold: float = 0.3
     lookback_months: int = 12  # tax_active / power_active / zombie look-back
     zombie_abnormal_years: int = 2
     ecommerce_min_parcels: int = 60  # over all time, for a waybill-only sender to be a unit
     ecommerce_min_months: int = 3
     ecommerce_waybill_share: float = 0.5  # of a unit's records, for the e-commerce flag
+    # review triage (pipelines/resolve/triage.py), chosen on generated data of seeds 100+ (never 1-3): from 20
+    # to 30 bits would add ~100 items per 150k records for 0-14 more useful questions
+    settle_margin_bits: float = 20.0  # an uncertain candidate this far below the record's own link: settled
+    private_max_kwh: float = 5000.0  # a household account using less (all its records) is no question
 
     def fingerprint(self) -> str:
         """Changes whenever a setting does: a register kept under other settings is rebuilt, not updated."""

@@ -5,7 +5,8 @@ could not settle, with the columns staff fill in (核查结论, 所属单位编�
 lists the warnings for information. The filled file goes back unchanged through ``unitfusion verdicts
 add``: hidden technical columns (feed, record_id, verdict_id) map every row to its record, and
 ``filled_rows`` turns the rows that carry a 核查结论 into rows of the verdict contract
-(``schemas/verdict.json``).
+(``schemas/verdict.json``). Beside the workbooks, ``compare/<township>.html`` (``comparisons``) shows every
+item's record next to its best candidate's with the model's evidence; the 对比页 column links to the item.
 
 The column tables below are the only definition of the files' columns: both writers and the reader derive
 from them. Queues are derived output (rebuildable from the register run), so they carry no manifest; a new
@@ -33,6 +34,7 @@ from pipelines.contracts import CHINA, load_contracts
 from pipelines.marts.pages import write_pack_pages
 from pipelines.standardise.vocabularies import labels
 from pipelines.store import RunStore
+from pipelines.townships.comparisons import PAGE_FOLDER, anchor, page_name, write_comparison_page
 
 REVIEW_SHEET = "待核查"
 WARNING_SHEET = "预警"
@@ -61,6 +63,9 @@ REVIEW_COLUMNS: tuple[Column, ...] = (
     Column("township", "乡镇街道", 12),
     Column("current_unit", "当前归属单位", 34),
     Column("candidates", "候选单位（编号 名称 匹配度）", 56),
+    Column("why", "核查依据（模型各项证据）", 60),
+    Column("importance", "重要度", 8),
+    Column("compare", "对比页", 10),
     Column("decision", "核查结论", 12, FILL),
     Column("unit_id", "所属单位编号", 17, FILL),
     Column("decided_by", "核查人", 12, FILL),
@@ -100,8 +105,14 @@ _LOOSE_DATE = re.compile(
 )
 HELP_LINES = (
     "本文件列出本乡镇（街道）需要现场核查的记录（“待核查”）和本期预警（“预警”，仅供参考，无需填写）。",
-    "“待核查”按优先级排序（同一优先级内，单位活跃等级 A 级在前）：1 最急（有税务或用电却找不到登记单位），"
-    "2 次之（疑似同一单位，或与另一单位同样相似，待确认归属）。",
+    "“待核查”按优先级排序（同一优先级内，单位活跃等级 A 级在前，其次有预警的单位、重要度高的在前；"
+    "重要度看所涉单位的记录数、纳税额和用电量）：1 最急（有税务或用电却找不到登记单位），"
+    "2 次之（疑似同一单位，或与另一单位同样相似，待确认归属）。"
+    "代码或证据已能确定的记录不再列出。",
+    "“核查依据”说明模型为何拿不准：各项比较的匹配权重，正数支持“同一单位”，负数反对"
+    "（如“字号相符 +10.1；区县不符 −4.4”）。"
+    "点击“对比页”列的链接，打开本文件旁 compare 文件夹中的同名网页（无需联网；"
+    "请将该文件夹与本文件放在一起），可看到本记录与候选单位记录的并排对比和各项证据的瀑布图。",
     "每核查一条，在同一行填写：核查结论、所属单位编号、核查人、核查日期，可加备注。不核查的行留空即可，不会上报。",
     "核查结论（下拉选择）：",
     "  同一单位 —— 该记录属于“所属单位编号”所填单位（已预填最可能的候选单位，如不对请改成正确的编号）；",
@@ -174,7 +185,7 @@ def export_period_pack(
         "review_items": len(review),
         "warnings": dict(sorted(Counter(w["rule"] for w in warnings or []).items())),
         "files": names,
-        "pages": len(pages),
+        "pages": len(pages) + sum(name.startswith(f"{PAGE_FOLDER}/") for name in names),
     }
     text = json.dumps(summary, ensure_ascii=False, indent=2)
     (partial / "summary.json").write_text(text + "\n", encoding="utf-8")
@@ -252,15 +263,15 @@ def _write_queues(
     )
     for item in review:
         queues[_queue_key(item)]["review"].append(_review_row(item, run.unit_names, run.name))
+    warned = {w["unit_id"] for w in warnings or [] if w.get("unit_id")}
     for warning in warnings or []:
         queues[_queue_key(warning)]["warnings"].append(_warning_row(warning))
     names = []
     for (division, township), rows in sorted(queues.items()):
         stem = _safe(f"{division}_{township}")
-        review_rows = sorted(
-            rows["review"],
-            key=lambda r: (r["priority"], run.tier_rank(r["unit_id"]), r["feed"], r["record_id"]),
-        )
+        review_rows = sorted(rows["review"], key=lambda r: _review_order(r, run, warned))
+        for row in review_rows:
+            row["compare"] = f"{page_name(stem)}#{anchor(row)}"
         warning_rows = sorted(
             rows["warnings"],
             key=lambda r: (r["priority"], run.tier_rank(r["unit_id"]), r["period"], r["warning_id"]),
@@ -268,10 +279,31 @@ def _write_queues(
         _write_workbook(folder / f"{stem}.xlsx", review_rows, warning_rows if warnings is not None else None)
         _write_csv(folder / f"{stem}.csv", REVIEW_COLUMNS, review_rows)
         names += [f"{stem}.xlsx", f"{stem}.csv"]
+        if review_rows:
+            title = f"{division} {township}"
+            write_comparison_page(
+                folder / page_name(stem), title, [r["item"] for r in review_rows], run.unit_names
+            )
+            names.append(page_name(stem))
         if warning_rows:
             _write_csv(folder / f"{stem}_{WARNING_SHEET}.csv", WARNING_COLUMNS, warning_rows)
             names.append(f"{stem}_{WARNING_SHEET}.csv")
     return names
+
+
+def _review_order(row: dict[str, Any], run: _RegisterRun, warned: set[str]) -> tuple:
+    """Priority; then the tier of the unit the row names (A first); then items about units with warnings;
+    then the most important (the triage's importance: size and activity of the units at stake)."""
+    item = row["item"]
+    units = {item.get("current_unit_id"), *(item.get("candidate_unit_ids") or [])}
+    return (
+        row["priority"],
+        run.tier_rank(row["unit_id"]),
+        not (units & warned),
+        -(item.get("importance") or 0.0),
+        row["feed"],
+        row["record_id"],
+    )
 
 
 def _queue_key(row: dict[str, Any]) -> tuple[str, str]:
@@ -323,6 +355,9 @@ def _review_row(item: dict[str, Any], unit_names: dict[str, str], register_run: 
         "candidates": "；".join(
             _unit_text(u, unit_names, s) for u, s in zip(candidates, scores, strict=False)
         ),
+        "why": item.get("why") or "",
+        "importance": item.get("importance"),
+        "compare": "",  # the link to the item on the township's comparison page, set with the file's name
         "decision": "",
         "unit_id": candidates[0] if candidates else "",
         "decided_by": "",
@@ -331,6 +366,7 @@ def _review_row(item: dict[str, Any], unit_names: dict[str, str], register_run: 
         "feed": item["feed"],
         "record_id": item["record_id"],
         "verdict_id": "V" + digest[:12].upper(),
+        "item": {**item, "verdict_id": "V" + digest[:12].upper()},  # for the order and the comparison page
     }
 
 
@@ -388,6 +424,11 @@ def _write_workbook(
                 cell.number_format = "yyyy-mm-dd" if column.field == "decided_at" else "@"
         elif column.kind == TECH:
             sheet.column_dimensions[letter].hidden = True
+        if column.field == "compare":  # a link to the item on the comparison page beside the workbook
+            for row in range(2, len(review_rows) + 2):
+                cell = sheet.cell(row, index)
+                if cell.value:
+                    cell.hyperlink, cell.value, cell.style = cell.value, "查看对比", "Hyperlink"
         if column.field == "decision":
             choices = DataValidation(
                 type="list",
