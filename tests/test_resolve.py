@@ -384,3 +384,18 @@ def test_a_work_units_full_name_joins_its_unit_whatever_city_the_person_lives_in
     found = {"work": {1: {"U1"}}, "kind": {1: {kind}}}
     decided = _decide(person, found, {"U1": "3301"}, {}, {"U1": set()})
     assert decided == (("U1", "work_unit") if joins else None)
+
+
+def test_a_register_published_before_review_items_were_explained_is_continued(store):
+    """An older register's review table lacks today's columns (why, importance …): the next run reads it
+    with those columns null instead of failing."""
+    first = resolve_and_land(store, key=TOKEN_KEY)
+    review_path = first.path / "review.parquet"
+    old = pq.read_table(review_path)
+    pq.write_table(
+        old.drop_columns(["why", "importance", "match_weights", "match_weight", "compared"]), review_path
+    )
+    commit_rows(store, {"tax": [_tax("2026-10", "T3")]})
+    second = resolve_and_land(store, key=TOKEN_KEY)
+    assert second is not None and second.meta["mode"] == "incremental"
+    assert "why" in pq.read_table(second.path / "review.parquet").column_names

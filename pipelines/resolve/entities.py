@@ -145,9 +145,10 @@ def _fill(
         entity.legal_rep_name = fold(name)
         entity.name = tokens.token("person_name", entity.legal_rep_name)
     elif name and entity.is_person:
-        entity.name = name
-        # A private sender's name comes tokenised from import: it is its own name token.
+        # A private sender's name comes tokenised from import: it is its own name token. A household
+        # account's holder comes in clear: only its token is kept.
         entity.legal_rep_name = entity.legal_rep_name or (name if is_token(name) else fold(name)) or None
+        entity.name = name if is_token(name) else tokens.token("person_name", fold(name))
     elif name:
         parsed = _name(name, hint)
         entity.name = name
