@@ -19,6 +19,9 @@ from rich.table import Table
 
 from pipelines.config import DEFAULT_RUNNER, IngestSettings, default_topics
 from pipelines.contracts import contract, feed_names, load_contracts
+from pipelines.generate import DIFFICULTIES
+from pipelines.generate import generate as generate_feeds
+from pipelines.generate.feeds import DEPARTMENT_VOCABULARIES
 from pipelines.pii import HMAC_KEY_ENV, load_key
 
 console = Console()
@@ -187,11 +190,27 @@ def main(verbose: bool) -> None:
 @click.option("--units", default=2000, show_default=True, help="Number of true business units.")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-def generate(units: int, seed: int, out_dir: Path) -> None:
+@click.option(
+    "--vocabulary",
+    type=click.Choice(sorted(DEPARTMENT_VOCABULARIES)),
+    default="default",
+    show_default=True,
+    help="How departments spell their codes (variant: industry codes without the section letter, "
+    "another power company's tariff names).",
+)
+@click.option(
+    "--difficulty",
+    type=click.Choice(sorted(DIFFICULTIES)),
+    default="default",
+    show_default=True,
+    help="Proportions of the hard cases (hard: most test records without a work unit, senders giving "
+    "the owner's name, power accounts in a landlord's name, more respellings and blanks).",
+)
+def generate(units: int, seed: int, out_dir: Path, vocabulary: str, difficulty: str) -> None:
     """Write sample feeds (one JSONL per feed) and their ground truth."""
-    from pipelines.generate import generate as generate_feeds
-
-    summary = generate_feeds(units=units, seed=seed, out_dir=out_dir)
+    summary = generate_feeds(
+        units=units, seed=seed, out_dir=out_dir, vocabulary=vocabulary, difficulty=difficulty
+    )
     for feed, count in summary.counts.items():
         console.print(f"{feed:>16}: {count:>8} records")
     console.print(f"written to {out_dir}")

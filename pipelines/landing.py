@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.contracts import CHINA
+from pipelines.contracts import CHINA, output_schema
 from pipelines.marts.analysis import write_analysis_database
 from pipelines.marts.build import PARTITIONED, TIER_COLUMNS, MartInputs, build_marts
 from pipelines.pii import Tokeniser
@@ -287,10 +287,20 @@ def _history(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | 
         issued=kept.get("issued", _issued_from(register)),
         register=register,
         links=published["links"],
-        review=published["review"],
+        review=in_todays_shape(published["review"], output_schema("review")),
         constraints=kept.get("constraints", History.empty().constraints),
         warnings=published.get("warnings"),
     )
+
+
+def in_todays_shape(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table an older version published, in today's schema: columns added since then are null (a register
+    published before review items carried their explanation is continued, not refused)."""
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _issued_from(register: pa.Table) -> pa.Table:

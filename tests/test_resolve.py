@@ -317,3 +317,85 @@ def test_a_household_account_in_another_grids_spelling_is_not_made_a_unit(tmp_pa
     if own_unit:
         others = {link["unit_id"] for key, link in links.items() if key != ("utility", "E7")}
         assert links[("utility", "E7")]["unit_id"] not in others
+
+
+def test_an_accounts_bill_that_lost_its_address_does_not_speak_for_the_account(tmp_path):
+    """The newest of the most complete bills speaks: September's bill came without an address, August's gives
+    it, so the account keeps its street (and can meet the unit there)."""
+    staging = _staging()
+    bill = {"account_no": "3301005", "account_name": "明辉餐饮", "meter_no": "M5", "phone": None,
+            "customer_class": "一般工商业", "kwh": 50.0, "updated_at": WHEN}  # fmt: skip
+    staging["utility"] += [
+        {**bill, "record_id": "E5", "period": "2026-08", "address": "杭州市拱墅区湖墅南路100号"},
+        {**bill, "record_id": "E6", "period": "2026-09", "address": None, "updated_at": datetime(2026, 10, 2, tzinfo=UTC)},
+    ]  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    landed = resolve_and_land(store, key=TOKEN_KEY)
+    entities = pq.read_table(landed.path / "state" / "entities.parquet").to_pylist()
+    account = next(e for e in entities if e["entity_id"] == "utility:3301005")
+    assert (account["rep_record_id"], account["street_key"]) == ("E5", "湖墅南路100")
+
+
+def test_an_account_or_waybill_in_a_persons_name_compares_as_that_person_and_keeps_no_clear_name():
+    """A business power account in the owner's (or a landlord's) name, and a waybill whose company field
+    carries the sender's own name: no trade name to compare, the person as a legal representative would be,
+    and the name itself only as a token."""
+    from pipelines.resolve.entities import SOURCES
+
+    account = {"record_id": "A1", "account_no": "A1", "account_name": "张伟", "uscc": None, "phone": None,
+               "address": "杭州市西湖区文三路90号501室", "customer_class": "一般工商业"}  # fmt: skip
+    waybill = {"record_id": "W9", "sender_company": "张伟明", "sender_name": TOKENS.token("person_name", "张伟明"),
+               "sender_phone": None, "sender_address": "杭州市西湖区文三路90号"}  # fmt: skip
+    held = SOURCES["utility"].build("utility:A1", account, TOKENS)
+    sent = SOURCES["waybill"].build("waybill:W9", waybill, TOKENS)
+    for entity, person in ((held, "张伟"), (sent, "张伟明")):
+        assert entity.trade_name is None and entity.name_core is None
+        assert entity.name == entity.legal_rep_name_token == TOKENS.token("person_name", person)
+        assert entity.is_person is False  # a business account, a sender that may be an online shop
+    shop = SOURCES["utility"].build("utility:A2", {**account, "account_name": "张记面馆"}, TOKENS)
+    assert shop.trade_name and shop.name == "张记面馆"
+
+
+def test_the_model_compares_legal_representatives_by_their_token_on_every_side():
+    """A licence carries the name in clear, a waybill only as a token: the model reads the token of both."""
+    import pyarrow as pa
+
+    from pipelines.resolve.engine import DuckDBEngine
+    from pipelines.resolve.entities import ENTITY_SCHEMA
+    from pipelines.resolve.model import model_frame
+
+    token = TOKENS.token("person_name", "张伟")
+    rows = [{"entity_id": "registration:R1", "feed": "registration", "legal_rep_name": "张伟",
+             "legal_rep_name_token": token, "is_person": False},
+            {"entity_id": "waybill:W1", "feed": "waybill", "legal_rep_name": token,
+             "legal_rep_name_token": token, "is_person": True}]  # fmt: skip
+    frame = model_frame(DuckDBEngine(), pa.Table.from_pylist(rows, schema=ENTITY_SCHEMA))
+    assert frame["legal_rep_name"].to_pylist() == [token, token]
+
+
+@pytest.mark.parametrize(("kind", "joins"), [("full", True), ("core", False)])
+def test_a_work_units_full_name_joins_its_unit_whatever_city_the_person_lives_in(kind, joins):
+    """杭州某某有限公司 named by someone living in Hefei is still the Hangzhou unit: a full name says where it
+    is. A bare name (core) found only in another city than the person's stays unlinked (a namesake there)."""
+    from pipelines.resolve.persons import Person, _decide
+
+    person = Person("N9", "3401", (), None, None)
+    found = {"work": {1: {"U1"}}, "kind": {1: {kind}}}
+    decided = _decide(person, found, {"U1": "3301"}, {}, {"U1": set()})
+    assert decided == (("U1", "work_unit") if joins else None)
+
+
+def test_a_register_published_before_review_items_were_explained_is_continued(store):
+    """An older register's review table lacks today's columns (why, importance …): the next run reads it
+    with those columns null instead of failing."""
+    first = resolve_and_land(store, key=TOKEN_KEY)
+    review_path = first.path / "review.parquet"
+    old = pq.read_table(review_path)
+    pq.write_table(
+        old.drop_columns(["why", "importance", "match_weights", "match_weight", "compared"]), review_path
+    )
+    commit_rows(store, {"tax": [_tax("2026-10", "T3")]})
+    second = resolve_and_land(store, key=TOKEN_KEY)
+    assert second is not None and second.meta["mode"] == "incremental"
+    assert "why" in pq.read_table(second.path / "review.parquet").column_names

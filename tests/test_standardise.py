@@ -11,7 +11,14 @@ from pypinyin.constants import PHRASES_DICT
 from pipelines.standardise.addresses import parse_address
 from pipelines.standardise.codes import org_code_of, uscc_parts
 from pipelines.standardise.divisions import by_code, divisions, names_index
-from pipelines.standardise.names import BRANCH_MARKERS, INDUSTRY_WORDS, ORGANISATION_FORMS, parse_company_name
+from pipelines.standardise.names import (
+    BRANCH_MARKERS,
+    INDUSTRY_WORDS,
+    ORGANISATION_FORMS,
+    is_personal_name,
+    parse_company_name,
+    surnames,
+)
 from pipelines.standardise.phones import Phone, parse_phone
 from pipelines.standardise.regions import MUNICIPALITIES, match_region
 from pipelines.standardise.text import LOOKALIKES, fold, phonetic_key
@@ -107,6 +114,9 @@ def test_the_region_prefix_alone_matches_the_same_divisions(text, hint, strict_s
         ("阿里巴巴（中国）网络技术有限公司", "中国", "阿里巴巴", "网络技术", "有限公司", ""),
         ("杭州西湖龙井茶叶有限公司", "杭州", "西湖龙井", "茶叶", "有限公司", ""),
         ("北京市朝阳区宏达建筑工程股份有限公司", "北京市朝阳区", "宏达", "建筑工程", "股份有限公司", ""),
+        # 朝阳区 is a district of two cities, and 朝阳 alone a third city's short name: still the region
+        ("朝阳区田记手机维修部", "朝阳区", "田记手机维修", "", "部", ""),
+        ("通州区老董服装店", "通州区", "老董", "服装", "店", ""),
     ],
 )
 def test_company_name_parts(name, region, trade, industry, form, branch):
@@ -210,3 +220,57 @@ def test_saved_model_transpiles_for_splinks_spark_backend():
     assert rules and all('"' not in rule and "`" in rule for rule in rules)  # Spark quotes with backticks
     conditions = [level["sql_condition"] for c in spark["comparisons"] for level in c["comparison_levels"]]
     assert any("uf_char_jaro_winkler" in condition.lower() for condition in conditions)
+
+
+def test_an_address_starting_with_a_district_several_cities_have_keeps_it_out_of_the_street():
+    """朝阳区 is Beijing's and Changchun's: the code stays unknown, but the street key is the street's alone,
+    as another record of the same site writes it with its city."""
+    bare, full = parse_address("朝阳区 阜通东大街47-3号"), parse_address("北京市朝阳区阜通东大街47-3号")
+    assert bare.division_code is None and full.division_code == "110105"
+    assert bare.street_key == full.street_key == "阜通东大街47-3"
+
+
+@pytest.mark.parametrize(
+    ("name", "two_characters", "personal"),
+    [
+        ("戴娟勇", False, True),
+        ("欧阳志远", False, True),
+        ("戴蕾", False, False),  # two characters: as likely a bare trade name (华泰)
+        ("戴蕾", True, True),
+        ("华泰", True, True),  # where bare trade names do not stand (a power account's holder)
+        ("王记", True, False),
+        ("李家", True, False),
+        ("老王", True, False),
+        ("沈记面馆", True, False),
+        ("王金花店", True, False),
+        ("新锐科技", True, False),
+        ("王磊1", True, False),
+        (None, True, False),
+    ],
+)
+def test_a_persons_name_where_a_business_name_should_stand(name, two_characters, personal):
+    assert is_personal_name(name, two_characters=two_characters) is personal
+
+
+_CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
+
+
+@given(st.sampled_from(sorted(surnames().single)), st.text(_CJK, min_size=0, max_size=6))
+def test_a_name_with_an_organisation_form_or_industry_is_never_a_persons(surname, middle):
+    for ending in ("有限公司", "店", "商行", "科技", "贸易"):
+        assert not is_personal_name(surname + middle + ending, two_characters=True)
+
+
+@given(
+    st.sampled_from(sorted(surnames().single)),
+    st.text(_CJK, min_size=2, max_size=2).filter(lambda text: fold(text) == text),  # 一 folds to a dash
+)
+def test_a_surname_and_two_plain_characters_is_a_persons_name(surname, given_name):
+    name = surname + given_name
+    business_words = (*ORGANISATION_FORMS, *INDUSTRY_WORDS, *BRANCH_MARKERS)
+    expected = not (
+        given_name.endswith(surnames().not_given)
+        or any(word in given_name for word in business_words)
+        or name[:2] in surnames().compound
+    )
+    assert is_personal_name(name) is expected

@@ -2,7 +2,8 @@
 
 Edges are taken strongest first (township verdicts, codes, model links by falling probability, then the
 registered name) and two clusters are joined only if that breaks no constraint: a cluster never holds two
-different valid USCCs (sibling companies and branches stay apart however alike they look), and never holds two
+different valid USCCs (sibling companies and branches stay apart however alike they look) nor two different
+registration numbers (two licences of one operator, one of them without a readable USCC), and never holds two
 entities a township verdict said are different units. Plain connected components cannot promise that: one
 record that looks like both siblings would chain them together.
 
@@ -39,11 +40,11 @@ class Constraints:
 class ConstrainedClusters:
     """Union-find whose joins can be refused. A node that never joined anything costs nothing."""
 
-    def __init__(self, nodes: Iterable[str], uscc_of: Mapping[str, str]) -> None:
+    def __init__(self, nodes: Iterable[str], codes: Mapping[str, Mapping[str, str]]) -> None:
         self._nodes = list(nodes)
         self._parent: dict[str, str] = {}
         self._members: dict[str, list[str]] = {}  # of roots that took others in
-        self._uscc = dict(uscc_of)  # of roots
+        self._codes = {kind: dict(of) for kind, of in codes.items()}  # per kind of code, of roots
         self._forbidden: dict[str, set[str]] = {}  # of roots: entities they may never join
         self.refused = 0
 
@@ -64,9 +65,10 @@ class ConstrainedClusters:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
-        first, second = self._uscc.get(ra), self._uscc.get(rb)
-        if first and second and first != second:
-            return False
+        for of in self._codes.values():
+            first, second = of.get(ra), of.get(rb)
+            if first and second and first != second:
+                return False
         # Verdicts are recorded on both sides, so looking through the smaller set is enough.
         forbidden_a, forbidden_b = self._forbidden.get(ra, set()), self._forbidden.get(rb, set())
         if len(forbidden_a) > len(forbidden_b):
@@ -88,8 +90,9 @@ class ConstrainedClusters:
             ra, rb = rb, ra
         self._parent[rb] = ra
         self._members.setdefault(ra, [ra]).extend(self._members.pop(rb, [rb]))
-        if ra not in self._uscc and rb in self._uscc:
-            self._uscc[ra] = self._uscc[rb]
+        for of in self._codes.values():
+            if ra not in of and rb in of:
+                of[ra] = of[rb]
         if rb in self._forbidden:
             self._forbidden.setdefault(ra, set()).update(self._forbidden.pop(rb))
         return True
@@ -114,12 +117,14 @@ def cluster(
     uscc_of: Mapping[str, str],
     link_threshold: float,
     constraints: Constraints = Constraints(),
+    registration_numbers: Mapping[str, str] | None = None,
 ) -> Clustering:
-    """Clusters of ``nodes`` from ``edges`` (model edges at or above ``link_threshold``) and verdicts.
+    """Clusters of ``nodes`` from ``edges`` (model edges at or above ``link_threshold``) and verdicts;
+    ``uscc_of`` and ``registration_numbers``: the codes of which a cluster holds at most one each.
 
     Edges are taken in ``Edge.order``: equal evidence in entity-id order, so the result never depends on
     the order an engine returned the pairs in."""
-    clusters = ConstrainedClusters(nodes, uscc_of)
+    clusters = ConstrainedClusters(nodes, {"uscc": uscc_of, "reg_no": registration_numbers or {}})
     for a, b in constraints.cannot:
         clusters.forbid(a, b)
     held_back = constraints.alone | constraints.not_business

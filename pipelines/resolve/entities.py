@@ -2,9 +2,9 @@
 
 Tax filings repeat per period and electricity bills per month, so records are grouped where the department's
 own key says they are one (a taxpayer id, a power account, a sender with one name, address and phone). The
-newest record of a group speaks for it and is standardised once; a later record that reads the same (same
-name, address, phone …) changes nothing, so a new month of filings costs no standardisation. Entity ids come
-from the department's key, so the same entity has the same id in every run.
+newest of its most complete records speaks for it and is standardised once; a later record that reads the
+same (same name, address, phone …) changes nothing, so a new month of filings costs no standardisation.
+Entity ids come from the department's key, so the same entity has the same id in every run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipelines.resolve.engine import Engine
 from pipelines.resolve.frames import without
 from pipelines.standardise.addresses import Address, parse_address
 from pipelines.standardise.codes import clean_code, is_valid_uscc, org_code_of
-from pipelines.standardise.names import CompanyName, parse_company_name
+from pipelines.standardise.names import CompanyName, is_personal_name, parse_company_name
 from pipelines.standardise.phones import area_code_of, parse_phone
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
@@ -36,6 +36,7 @@ class Entity:
     feed: str
     uscc: str | None = None  # only when its check character is right
     org_code: str | None = None
+    reg_no: str | None = None  # a registration's number (注册号): one licence, one number
     name: str | None = None
     name_core: str | None = None
     trade_name: str | None = None
@@ -76,7 +77,9 @@ _STRING = pa.string()
 ENTITY_SCHEMA = pa.schema(
     [pa.field(f.name, pa.bool_() if f.name == "is_person" else _STRING) for f in fields(Entity)]
     + [
-        pa.field("rep_record_id", _STRING),  # the record that speaks for the entity (its newest)
+        pa.field(
+            "rep_record_id", _STRING
+        ),  # the record that speaks for the entity (newest of the most complete)
         pa.field("rep_time", pa.timestamp("us", tz="UTC")),
         pa.field("source_hash", _STRING),  # of the representative's fields that standardisation reads
         pa.field("attributes_hash", _STRING),
@@ -128,12 +131,24 @@ def _name_key(name: str | None) -> str | None:
 
 
 def _fill(
-    entity: Entity, name: str | None, address: str | None, phone: str | None, hint: str, tokens: Tokeniser
+    entity: Entity,
+    name: str | None,
+    address: str | None,
+    phone: str | None,
+    hint: str,
+    tokens: Tokeniser,
+    person_named: bool = False,
 ) -> Entity:
-    if name and entity.is_person:
-        entity.name = name
-        # A private sender's name comes tokenised from import: it is its own name token.
+    if name and person_named and not is_token(name):
+        # A business account in a person's name (a landlord's, the owner's): the person, as on a licence,
+        # compares with the legal representative; the name is never kept in clear.
+        entity.legal_rep_name = fold(name)
+        entity.name = tokens.token("person_name", entity.legal_rep_name)
+    elif name and entity.is_person:
+        # A private sender's name comes tokenised from import: it is its own name token. A household
+        # account's holder comes in clear: only its token is kept.
         entity.legal_rep_name = entity.legal_rep_name or (name if is_token(name) else fold(name)) or None
+        entity.name = name if is_token(name) else tokens.token("person_name", fold(name))
     elif name:
         parsed = _name(name, hint)
         entity.name = name
@@ -186,6 +201,7 @@ def _registration(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Ent
         feed="registration",
         uscc=uscc,
         org_code=org_code_of(uscc),
+        reg_no=clean_code(row["reg_no"]) or None,
         legal_rep_name=fold(row["legal_rep_name"]) or None,
         legal_rep_token=row["legal_rep_id"],
         entity_type=row["entity_type"],
@@ -221,13 +237,18 @@ def _utility(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
         is_person=customer_kind(row["customer_class"]) == HOUSEHOLD and not uscc,
     )
     hint = _district_hint(uscc[2:8] if uscc else None)
-    return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens)
+    person_named = not entity.is_person and is_personal_name(row["account_name"], two_characters=True)
+    return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens, person_named)
 
 
 def _waybill(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
-    entity = Entity(entity_id=entity_id, feed="waybill", is_person=not row["sender_company"])
-    name = row["sender_company"] or row["sender_name"]
-    return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens)
+    """A company field holding a person's name (the owner's own, as online sellers often write) is read as a
+    person, like a licence's legal representative; the sender stays a business that may be a unit."""
+    company = row["sender_company"]
+    person_named = is_personal_name(company)
+    entity = Entity(entity_id=entity_id, feed="waybill", is_person=not company)
+    name = company or row["sender_name"]
+    return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens, person_named)
 
 
 def _tax_key(taxpayer_id: str | None, taxpayer_name: str | None, address: str | None) -> str:
@@ -246,7 +267,7 @@ class EntitySource:
     feed: str
     key_fields: tuple[str, ...]
     key: Callable[..., str]  # the department's own key, from ``key_fields``: one key, one entity
-    time_field: str  # the newest record (by this time, then record id) speaks for the entity
+    time_field: str  # the newest (by this time, then record id) of the most complete records speaks
     inputs: tuple[str, ...]  # the fields standardisation reads
     build: Callable[[str, dict[str, Any], Tokeniser], Entity]
     code_from_any_record: bool = False  # a valid USCC on any record (not only the newest) belongs to it
@@ -276,6 +297,7 @@ SOURCES: dict[str, EntitySource] = {
             "legal_rep_id",
             "entity_type",
             "division_code",
+            "reg_no",
         ),
         _registration,
     ),
@@ -329,9 +351,12 @@ def _representatives(
     changed: pa.Table,
     left: pa.Array,
 ) -> pa.Table:
-    """entity_id, rep_record_id, rep_time of every entity the batch touched: the newest among its stored
-    representative and its changed records, or among all its records where the stored one was replaced."""
+    """entity_id, rep_record_id, rep_time of every entity the batch touched: the newest of the most complete
+    among its stored representative and its changed records, or among all its records where the stored one
+    was replaced. Most complete first: a month's bill that lost its address in transit must not speak for
+    an account whose other bills give it."""
     time = source.time_field
+    filled = " + ".join(f"({name} IS NOT NULL)::INT" for name in source.inputs)
     return engine.query(
         f"""
         WITH affected AS (SELECT DISTINCT entity_id FROM changed UNION SELECT entity_id FROM left_entities),
@@ -348,13 +373,13 @@ def _representatives(
             SELECT r.entity_id, r.record_id, r.{time} FROM records r JOIN replaced USING (entity_id)
         )
         SELECT entity_id, record_id AS rep_record_id, t AS rep_time FROM (
-            SELECT *, row_number() OVER (
-                PARTITION BY entity_id ORDER BY t DESC NULLS LAST, record_id DESC) AS n
-            FROM candidates
+            SELECT c.*, row_number() OVER (
+                PARTITION BY c.entity_id ORDER BY f.filled DESC, c.t DESC NULLS LAST, c.record_id DESC) AS n
+            FROM candidates c JOIN (SELECT record_id, {filled} AS filled FROM records) f USING (record_id)
         ) WHERE n = 1
         """,
         previous=previous.select(["entity_id", "rep_record_id", "rep_time"]),
-        records=records.select(["entity_id", "record_id", time]),
+        records=records.select(["entity_id", "record_id", time, *source.inputs]),
         changed=changed.select(["entity_id", "record_id", time]),
         left_entities=pa.table({"entity_id": left}),
     )

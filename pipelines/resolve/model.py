@@ -84,12 +84,18 @@ def tf_columns(path: Path = MODEL_PATH) -> tuple[str, ...]:
     )
 
 
+# How the model's columns are read from the entities where the names differ.
+FRAME_COLUMNS = {
+    # '' for a head office, so that "head office vs branch" is a disagreement rather than a missing value
+    "branch_key": "coalesce(branch, '') AS branch_key",
+    # the keyed token on every side: a registration reads the name in clear, a waybill only as a token
+    "legal_rep_name": "legal_rep_name_token AS legal_rep_name",
+}
+
+
 def model_frame(engine: Engine, entities: pa.Table) -> pa.Table:
-    """The columns the model reads. ``branch_key`` is '' for a head office, so that "head office vs branch"
-    is a disagreement rather than a missing value."""
-    columns = ", ".join(
-        "coalesce(branch, '') AS branch_key" if column == "branch_key" else column for column in MODEL_COLUMNS
-    )
+    """The columns the model reads (``FRAME_COLUMNS``)."""
+    columns = ", ".join(FRAME_COLUMNS.get(column, column) for column in MODEL_COLUMNS)
     return engine.query(f"SELECT {columns} FROM entities ORDER BY {UNIQUE_ID}", entities=entities)
 
 

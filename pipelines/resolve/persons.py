@@ -214,8 +214,10 @@ def _decide(
     via_rep = set(found.get("rep", {}).get(0, set()))
     via_work: set[str] = set()
     for rank in sorted(found.get("work", {})):
-        units = found["work"][rank]
-        if person.city:  # namesakes elsewhere: only the person's own city (or a unit whose city is unknown)
+        units, kind = found["work"][rank], next(iter(found["kind"][rank]))
+        if kind != "full" and person.city:
+            # namesakes elsewhere: only the person's own city (or a unit whose city is unknown); a full name
+            # says where itself (杭州某某有限公司北京分公司), whatever the person's home
             units = {u for u in units if (city_of.get(u) or person.city) == person.city}
         if units:
             via_work = set(units)
@@ -265,8 +267,13 @@ def link_persons(
     for row in matches.to_pylist():
         group = row["kind"] if row["kind"] in ("rep", "rep_name") else "work"
         found[row["record_id"]][group][row["rank"]].add(row["unit_id"])
+        if group == "work":  # which key a rank is: a full name needs no city check
+            found[row["record_id"]]["kind"][row["rank"]].add(row["kind"])
     candidates = pa.array(
-        sorted({u for r in found.values() for g in r.values() for s in g.values() for u in s})
+        sorted(
+            {u for r in found.values() for n, g in r.items() if n != "kind" for s in g.values() for u in s}
+        ),
+        pa.string(),
     )
     about = engine.query(
         """

@@ -121,9 +121,10 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     clustered = clustering.cluster(
         nodes.to_pylist(),
         _edges_within(edges, nodes),
-        _usccs(entities.table, nodes),
+        _codes(entities.table, nodes, "uscc"),
         settings.link_threshold,
         _constraints_within(effects.constraints, region),
+        _codes(entities.table, nodes, "reg_no"),
     )
     laps("cluster")
 
@@ -343,9 +344,11 @@ def _edges_within(edges: pa.Table, nodes: pa.Array) -> list[Edge]:
     return [Edge(*values) for values in zip(*columns, strict=True)]
 
 
-def _usccs(entities: pa.Table, nodes: pa.Array) -> dict[str, str]:
-    coded = only(entities, "entity_id", nodes)
-    return {e: u for e, u in zip(coded["entity_id"].to_pylist(), coded["uscc"].to_pylist(), strict=True) if u}
+def _codes(entities: pa.Table, nodes: pa.Array, column: str) -> dict[str, str]:
+    """The entities among ``nodes`` that carry a code in ``column``, with it."""
+    coded = only(entities, "entity_id", nodes).select(["entity_id", column])
+    coded = coded.filter(pc.is_valid(coded[column]))
+    return dict(zip(coded["entity_id"].to_pylist(), coded[column].to_pylist(), strict=True))
 
 
 def _constraints_within(constraints: clustering.Constraints, region: set[str]) -> clustering.Constraints:

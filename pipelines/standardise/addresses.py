@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipelines.standardise.regions import match_region
+from pipelines.standardise.regions import full_division_length, match_region
 from pipelines.standardise.text import fold
 
 _TOWNSHIP_RE = re.compile(r"^(?P<township>[^路号\d]{2,6}?(?:街道|镇|乡))")
@@ -44,7 +44,8 @@ def parse_address(text: str | None, hint: str | None = None) -> Address:
     """Split an address; ``hint`` is a division code known from elsewhere in the record."""
     folded = fold(text).replace("(", "").replace(")", "")
     region = match_region(folded, hint)
-    rest = folded[region.end :]
+    # a district name several cities have (朝阳区…) leaves the code unknown, but is no part of the street
+    rest = folded[max(region.end, full_division_length(folded)) :]
     township = None
     if found := _TOWNSHIP_RE.match(rest):
         township = found["township"]

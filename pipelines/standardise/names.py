@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
+from functools import cache
 
+from pipelines.resources import VOCABULARIES
 from pipelines.standardise.divisions import names_index
-from pipelines.standardise.regions import match_region
+from pipelines.standardise.regions import full_division_length, match_region
 from pipelines.standardise.text import fold, phonetic_key
 
 # Longest first, so 有限责任公司 wins over 有限公司.
@@ -90,17 +93,6 @@ def _split_branch(text: str) -> tuple[str, str]:
     return head[: -len(place)], place + marker
 
 
-def _ambiguous_full_division(text: str) -> int:
-    """Length of a full district name the text starts with even when several cities have it (西湖区,
-    鼓楼区): it is still the region prefix of the name, whichever city it is."""
-    names = names_index()
-    for length in range(6, 2, -1):
-        head = text[:length]
-        if any(division.name == head for division in names.get(head, ())):
-            return length
-    return 0
-
-
 def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName:
     folded = fold(name)
     text, bracket_region = _strip_bracketed_region(folded)
@@ -108,7 +100,8 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
     form = next((f for f in ORGANISATION_FORMS if text.endswith(f) and len(text) > len(f)), "")
     text = text[: len(text) - len(form)] if form else text
     region_match = match_region(text, hint, strict_short=True)
-    end = region_match.end or _ambiguous_full_division(text)
+    # 朝阳区… is a district's full name even though 朝阳 alone is a city's short one (朝阳市, Liaoning)
+    end = max(region_match.end, full_division_length(text))
     region = ""
     if end and len(text) - end >= 2:
         region, text = text[:end], text[end:]
@@ -123,3 +116,39 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
         organisation_form=FORM_CANONICAL.get(form, form),
         branch=branch,
     )
+
+
+@dataclass(frozen=True)
+class Surnames:
+    single: frozenset[str]
+    compound: tuple[str, ...]
+    not_given: tuple[str, ...]
+
+
+@cache
+def surnames() -> Surnames:
+    """The reviewed surname list (``schemas/vocabularies/surnames.toml``)."""
+    data = tomllib.loads((VOCABULARIES / "surnames.toml").read_text(encoding="utf-8"))
+    return Surnames(
+        frozenset("".join(data["single"].split())), tuple(data["compound"]), tuple(data["not_given"])
+    )
+
+
+def is_personal_name(text: str | None, *, two_characters: bool = False) -> bool:
+    """Whether a name where a business name should stand is a person's: a surname and two more Chinese
+    characters (one more with ``two_characters``: where bare trade names like 华泰 do not stand), with no
+    organisation form, industry or branch (戴娟勇, 欧阳志远; 戴蕾 with two_characters; not 王记, 沈记面馆)."""
+    folded = fold(text)
+    if not 2 <= len(folded) <= 4 or not all("\u4e00" <= char <= "\u9fff" for char in folded):
+        return False
+    known = surnames()
+    surname = 2 if folded[:2] in known.compound else 1 if folded[0] in known.single else 0
+    given = folded[surname:]
+    if (
+        not surname
+        or len(given) not in ((1, 2) if two_characters else (2,))
+        or given.endswith(known.not_given)
+    ):
+        return False
+    business_words = (*ORGANISATION_FORMS, *INDUSTRY_WORDS, *BRANCH_MARKERS)
+    return not any(word in given for word in business_words)

@@ -88,3 +88,14 @@ def match_region(text: str, hint: str | None = None, *, strict_short: bool = Fal
         else:
             break
     return RegionMatch(found.get("province"), found.get("city"), found.get("district"), pos)
+
+
+def full_division_length(text: str) -> int:
+    """Length of a full district name the text starts with even when several cities have it (西湖区,
+    朝阳区, 鼓楼区): it is still the region prefix, whichever city it is."""
+    names = names_index()
+    for length in range(6, 2, -1):
+        head = text[:length]
+        if any(division.name == head for division in names.get(head, ())):
+            return length
+    return 0
