@@ -399,3 +399,32 @@ def test_a_register_published_before_review_items_were_explained_is_continued(st
     second = resolve_and_land(store, key=TOKEN_KEY)
     assert second is not None and second.meta["mode"] == "incremental"
     assert "why" in pq.read_table(second.path / "review.parquet").column_names
+
+
+@pytest.mark.parametrize("second_licence_there", [False, True])
+def test_a_power_account_in_a_persons_name_joins_the_one_registered_unit_at_its_premises(
+    tmp_path, second_licence_there
+):
+    """A shop's meter often stays in the landlord's name: a business account held by a person, at the site of
+    exactly one registered unit, is that unit's. With a second licence at the same site it is not decided."""
+    staging = _staging()
+    staging["utility"].append(
+        {"record_id": "E8", "account_no": "3301008", "account_name": "周建国", "meter_no": "M8",
+         "address": "杭州市拱墅区湖墅南路100号", "phone": "13755556666", "customer_class": "一般工商业",
+         "period": "2026-09", "kwh": 900.0, "updated_at": WHEN}
+    )  # fmt: skip
+    if second_licence_there:
+        staging["registration"].append(
+            {"record_id": "R4", "uscc": make_uscc("9", "2", "330105", "MA2H1004"), "name": "拱墅区周记烟酒店",
+             "address": "杭州市拱墅区湖墅南路100号", "phone": "13700009999", "legal_rep_name": "周建华",
+             "division_code": "330105", "status": "存续", "updated_at": WHEN}
+        )  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    account = links[("utility", "E8")]
+    if second_licence_there:
+        assert account["matched_by"] != "premises"
+    else:
+        assert account["unit_id"] == links[("registration", "R3")]["unit_id"]
+        assert account["matched_by"] == "premises"

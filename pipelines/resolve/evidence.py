@@ -1,4 +1,5 @@
-"""Evidence that entities are one unit, besides the model: codes, registered names and township verdicts.
+"""Evidence that entities are one unit, besides the model: codes, registered names, premises and township
+verdicts.
 
 Deterministic edges come from joins over the whole entity table (cheap: a few hash joins), so every run sees
 exactly the edges the current entities imply; comparing them with the previous run's says which entities a
@@ -39,6 +40,26 @@ registered AS (
     SELECT name_key, min(entity_id) AS entity_id, min(district_code) AS district_code FROM entities
     WHERE feed = 'registration' AND uscc IS NOT NULL AND name_key IS NOT NULL AND NOT is_person
     GROUP BY name_key HAVING count(*) = 1
+),
+held AS (
+    -- business power accounts in a person's name (a landlord's, the owner's), with no code
+    SELECT entity_id, district_code, street_key, address_rest FROM entities
+    WHERE feed = 'utility' AND NOT is_person AND trade_name IS NULL AND legal_rep_name IS NOT NULL
+      AND uscc IS NULL AND org_code IS NULL AND district_code IS NOT NULL AND street_key IS NOT NULL
+),
+at_site AS (
+    -- the registrations at such an account's site: same district and street, the same room where both say
+    SELECT h.entity_id AS account, r.entity_id AS holder,
+           coalesce(h.address_rest = r.address_rest, false) AS same_room
+    FROM held h JOIN entities r
+      ON r.feed = 'registration' AND r.district_code = h.district_code AND r.street_key = h.street_key
+    WHERE h.address_rest IS NULL OR r.address_rest IS NULL OR h.address_rest = r.address_rest
+),
+premises AS (
+    -- the registration in the same room if one is, else those that name no room: exactly one, or none
+    SELECT account, min(holder) AS holder FROM at_site s
+    WHERE same_room OR NOT EXISTS (SELECT 1 FROM at_site t WHERE t.account = s.account AND t.same_room)
+    GROUP BY account HAVING count(*) = 1
 )
 SELECT anchor.entity_id AS a, other.entity_id AS b, 1.0 AS probability, 'uscc' AS matched_by
 FROM coded anchor JOIN coded other ON anchor.uscc = other.uscc AND anchor.rank = 1 AND other.rank > 1
@@ -53,11 +74,16 @@ SELECT holder.entity_id, e.entity_id, 1.0, 'registered_name'
 FROM entities e JOIN registered holder ON e.name_key = holder.name_key
 WHERE e.feed <> 'registration' AND e.uscc IS NULL AND e.org_code IS NULL AND NOT e.is_person
   AND (e.district_code IS NULL OR e.district_code = holder.district_code)
+UNION ALL
+-- a power account in a person's name at the site of exactly one registered unit: the unit's (a shop's meter
+-- often stays in the landlord's name)
+SELECT holder, account, 1.0, 'premises' FROM premises
 """
 
 
 def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
-    """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name."""
+    """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name;
+    a power account in a person's name at one registered unit's premises."""
     columns = "a, b, probability, matched_by, NULL::VARCHAR AS weights"
     found = engine.query(f"SELECT {columns} FROM ({DETERMINISTIC_SQL}) ORDER BY a, b", entities=entities)
     return found.cast(EDGE_SCHEMA)
