@@ -395,7 +395,16 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
             ]
         )
     review = Grid(
-        ["核查原因", "来源部门", "记录编号", "名称", "当前归属单位", "候选单位（匹配度）", "优先级"]
+        [
+            "核查原因",
+            "来源部门",
+            "记录编号",
+            "名称",
+            "当前归属单位",
+            "候选单位（匹配度）",
+            "核查依据",
+            "优先级",
+        ]
     )
     for item in sorted(
         data.review.get(unit_id, []), key=lambda i: (i["priority"], i["feed"], i["record_id"])
@@ -412,6 +421,7 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
                 item["name"] or "–",
                 item["current_unit_id"] or "–",
                 candidates or "–",
+                item.get("why") or "–",
                 str(item["priority"]),
             ]
         )
