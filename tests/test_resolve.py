@@ -428,3 +428,37 @@ def test_a_power_account_in_a_persons_name_joins_the_one_registered_unit_at_its_
     else:
         assert account["unit_id"] == links[("registration", "R3")]["unit_id"]
         assert account["matched_by"] == "premises"
+
+
+def test_two_senders_sharing_only_a_name_are_held_below_the_link_threshold():
+    """Online shops with one name are many: two waybill senders with the same name but another street and
+    no common phone stay in the review band; the same name with the same phone, or a street on one side only,
+    keeps the model's score, and so does any pair that is not two senders."""
+    import pyarrow as pa
+
+    from pipelines.resolve.engine import DuckDBEngine
+    from pipelines.resolve.evidence import namesake_senders_held_back
+    from pipelines.resolve.model import EDGE_SCHEMA
+
+    rows = [("w1", "waybill", "p1", "体育场路355"), ("w2", "waybill", "p2", "丽水路37"),
+            ("w3", "waybill", "p1", "丽水路37"), ("w4", "waybill", None, None),
+            ("r1", "registration", "p9", "丽水路37")]  # fmt: skip
+    entities = pa.table(
+        {name: [r[i] for r in rows] for i, name in enumerate(("entity_id", "feed", "phone", "street_key"))}
+    )
+    pairs = [("w1", "w2"), ("w1", "w3"), ("w1", "w4"), ("w1", "r1")]
+    edges = pa.table(
+        {"a": [a for a, _ in pairs], "b": [b for _, b in pairs], "probability": [0.9999] * 4,
+         "matched_by": ["model"] * 4, "weights": [None] * 4},
+        schema=EDGE_SCHEMA,
+    )  # fmt: skip
+    held = namesake_senders_held_back(DuckDBEngine(), entities, edges, 0.99)
+    scores = dict(
+        zip(
+            zip(held["a"].to_pylist(), held["b"].to_pylist(), strict=True),
+            held["probability"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert scores[("w1", "w2")] < 0.99
+    assert scores[("w1", "w3")] == scores[("w1", "w4")] == scores[("w1", "r1")] == 0.9999

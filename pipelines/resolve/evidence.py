@@ -89,6 +89,27 @@ def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
     return found.cast(EDGE_SCHEMA)
 
 
+def namesake_senders_held_back(
+    engine: Engine, entities: pa.Table, edges: pa.Table, threshold: float
+) -> pa.Table:
+    """Model edges between two waybill senders that share a name but neither phone nor street (the streets
+    given on both sides) stay below ``threshold``: online shops with one name are many (青柠文具工作室 twice in one
+    district), and a name alone must not chain their parcels together. They stay in the review band."""
+    held = engine.query(
+        f"""
+        SELECT e.a, e.b,
+               CASE WHEN a.feed = 'waybill' AND b.feed = 'waybill'
+                         AND a.street_key <> b.street_key AND a.phone IS DISTINCT FROM b.phone
+                    THEN least(e.probability, {threshold} - 1e-6) ELSE e.probability END AS probability,
+               e.matched_by, e.weights
+        FROM edges e JOIN entities a ON a.entity_id = e.a JOIN entities b ON b.entity_id = e.b
+        """,
+        edges=edges,
+        entities=entities.select(["entity_id", "feed", "phone", "street_key"]),
+    )
+    return held.cast(EDGE_SCHEMA)
+
+
 def changed_endpoints(engine: Engine, before: pa.Table, after: pa.Table) -> set[str]:
     """Entities with an edge in one table and not the other (by pair and kind)."""
     found = engine.query(

@@ -105,6 +105,9 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         settings.review_threshold,
         inputs.model_path,
     )
+    model_new = evidence.namesake_senders_held_back(
+        engine, entities.table, model_new, settings.link_threshold
+    )
     edges = pa.concat_tables([deterministic, model_kept, model_new])
     before = only(state.edges, "matched_by", pa.array(list(DETERMINISTIC)))
     touched = set(entities.rescored | entities.removed)

@@ -23,7 +23,7 @@ from pipelines.resolve.records import empty_records
 from pipelines.resolve.tables import MEMBER_SCHEMA
 
 # Bump when what the state holds changes meaning: a register kept in an older format is rebuilt.
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 LICENCE_SCHEMA = pa.schema([pa.field("unit_id", pa.string()), pa.field("licence_key", pa.string())])
 ISSUED_SCHEMA = pa.schema(
