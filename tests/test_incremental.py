@@ -16,22 +16,20 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.generate import generate
-from pipelines.generate.batches import split_batches
-from pipelines.landing import resolve_and_land
+from pipelines.generate.batches import BatchSplit
+from pipelines.landing import Landed, resolve_and_land
 from pipelines.resolve.evaluation import bcubed
 from pipelines.store import RunStore
 from tests.conftest import TEST_KEY, TOKEN_KEY
+from tests.shared_stores import BatchedRegister
 from tests.staging import stage_sample, true_units
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    sample = tmp_path_factory.mktemp("sample")
-    generate(units=900, seed=13, out_dir=sample)
-    return split_batches(sample, tmp_path_factory.mktemp("parts"), batches=3, batch_records=300, seed=13)
+def parts(batched_register: BatchedRegister) -> BatchSplit:
+    return batched_register.parts
 
 
 def _land(store: RunStore, **options):
@@ -39,24 +37,16 @@ def _land(store: RunStore, **options):
 
 
 @pytest.fixture(scope="module")
-def keys_of_runs(tmp_path_factory):
+def keys_of_runs(batched_register: BatchedRegister) -> Path:
     """Where ``incremental`` keeps each run's person and unit keys (the store prunes older runs' state)."""
-    return tmp_path_factory.mktemp("keys")
+    return batched_register.keys_of_runs
 
 
 @pytest.fixture(scope="module")
-def incremental(parts, tmp_path_factory, keys_of_runs):
-    """A store fed the first load, then each batch, with a register run after each."""
-    store = RunStore(tmp_path_factory.mktemp("incremental"))
-    runs = []
-    for part in [parts.first_load, *parts.batches]:
-        stage_sample(store, part, TEST_KEY.encode())
-        runs.append(_land(store))
-        kept = keys_of_runs / runs[-1].path.name
-        kept.mkdir()
-        for name in ("person_keys", "unit_keys"):
-            shutil.copy(runs[-1].path / "state" / f"{name}.parquet", kept)
-    return store, runs
+def incremental(batched_register: BatchedRegister) -> tuple[RunStore, list[Landed]]:
+    """A store fed the first load, then each batch, with a register run after each (the session's batched
+    register, read only: tests that land more runs copy it)."""
+    return batched_register.store, batched_register.runs
 
 
 def _table(path: Path, name: str) -> list[dict]:

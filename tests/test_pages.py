@@ -485,3 +485,15 @@ def test_a_busy_unit_lists_its_latest_records_and_counts_them_all(store, monkeyp
     )
     assert tax["total"] == len(periods) > 2
     assert [row[3] for row in tax["grid"].rows] == periods[-2:]  # 所属期 of the two latest filings
+
+
+@pytest.mark.integration
+def test_a_profiles_review_items_say_why_in_chinese(store):
+    """Each open review item about the unit carries its per-field evidence (核查依据), as the work queue does."""
+    run_store, _ = store
+    review = pq.read_table(_latest(run_store) / "review.parquet").to_pylist()
+    item = next(i for i in review if i["why"])
+    _, context = write_profile(run_store, item["current_unit_id"])
+    column = context["review"].headers.index("核查依据")
+    whys = [row[column] for row in context["review"].rows]
+    assert item["why"] in whys

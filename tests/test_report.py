@@ -22,13 +22,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.config import IngestSettings, default_topics
-from pipelines.contracts import contract, load_contracts, output_schema
-from pipelines.generate import generate
-from pipelines.ingest.job import run_ingest
-from pipelines.kafka import produce_messages
+from pipelines.contracts import load_contracts, output_schema
 from pipelines.landing import resolve_and_land
-from pipelines.malformed import malformed_messages
 from pipelines.marts.quality import USCC_SHARE_TARGET, register_quality
 from pipelines.ops.report import (
     bar_chart,
@@ -43,8 +38,8 @@ from pipelines.ops.report import (
 )
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
+from tests.shared_stores import SharedRegister, copy_store
 
-KEY = "report-test-key-0123456789"  # the module's store is built once, outside the per-test key
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -115,37 +110,18 @@ def test_a_line_leaves_out_runs_without_a_figure_and_breaks_there(values):
     assert polylines == [n for n in lengths if n > 1]
 
 
-def _send(bootstrap: str, topic: str, lines: list[bytes], extra: list[tuple[bytes, bytes]]) -> None:
-    produce_messages(
-        bootstrap, topic, [(json.loads(line)["record_id"].encode(), line) for line in lines] + extra
-    )
+@pytest.fixture(scope="module")
+def sample(shared_register: SharedRegister) -> Path:
+    return shared_register.sample
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report-sample")
-    generate(units=120, seed=23, out_dir=out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def store(broker, sample: Path, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+def store(shared_register: SharedRegister, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
     """Two ingest runs through the real broker (the second with malformed messages), a register after each
-    (the first a rebuild, the second incremental), then a rebuild when asked: three register runs."""
-    store = RunStore(tmp_path_factory.mktemp("report-store"))
-    topics = default_topics("report.")
-    settings = IngestSettings(bootstrap=broker.bootstrap, out=store.root, topics=topics)
-    lines = {feed: (sample / f"{feed}.jsonl").read_bytes().splitlines() for feed in load_contracts()}
-    for feed, feed_lines in lines.items():
-        _send(broker.bootstrap, topics[feed], feed_lines[: len(feed_lines) // 2], [])
-    assert run_ingest(settings, KEY.encode()).committed
-    assert resolve_and_land(store, key=KEY.encode()) is not None
-    for feed, feed_lines in lines.items():
-        bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="report")]
-        _send(broker.bootstrap, topics[feed], feed_lines[len(feed_lines) // 2 :], bad)
-    assert run_ingest(settings, KEY.encode()).committed
-    assert resolve_and_land(store, key=KEY.encode()) is not None
-    assert resolve_and_land(store, rebuild=True, key=KEY.encode()) is not None
+    (the first a rebuild, the second incremental: a copy of the session's shared register), then a rebuild
+    when asked: three register runs."""
+    store = copy_store(shared_register.store, tmp_path_factory.mktemp("report") / "store")
+    assert resolve_and_land(store, rebuild=True, key=shared_register.key) is not None
     assert store.register_runs() == ["reg-000001", "reg-000002", "reg-000003"]
     return store
 
