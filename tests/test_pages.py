@@ -491,9 +491,9 @@ def test_a_busy_unit_lists_its_latest_records_and_counts_them_all(store, monkeyp
 def test_a_profiles_review_items_say_why_in_chinese(store):
     """Each open review item about the unit carries its per-field evidence (核查依据), as the work queue does."""
     run_store, _ = store
-    review = pq.read_table(_latest(run_store) / "review.parquet").to_pylist()
-    item = next(i for i in review if i["why"])
-    _, context = write_profile(run_store, item["current_unit_id"])
+    first = run_store.register_dir / "runs" / "reg-000001"  # before the township answered: items open
+    item = next(i for i in pq.read_table(first / "review.parquet").to_pylist() if i["why"])
+    _, context = write_profile(run_store, item["current_unit_id"], "reg-000001")
     column = context["review"].headers.index("核查依据")
     whys = [row[column] for row in context["review"].rows]
     assert item["why"] in whys
