@@ -4,10 +4,11 @@
 
 For each difficulty and seed (20,000 units make about 150k records): generate feeds, load them into the
 embedded broker, ingest, then resolve in a child process (ours, then the baseline) so that each one's wall
-time and peak memory are its own. Prints one JSON line per seed and method: B-cubed and pairwise precision/recall/F1, false merges of distinct valid USCCs, review
-items and their share of records (the baseline has no review queue), records, seconds and peak RSS; then the
-mean of each figure over the seeds per difficulty and method. Thresholds were chosen on other seeds (101 and
-up): never tune on the seeds this prints.
+time and peak memory are its own. Prints one JSON line per seed and method: B-cubed and pairwise
+precision/recall/F1, false merges of distinct valid USCCs, review items and their share of records (the
+baseline has no review queue), records, seconds and peak RSS; then the mean of each figure over the seeds
+per difficulty and method. Thresholds were chosen on other seeds (101 and up): never tune on the seeds this
+prints.
 """
 
 from __future__ import annotations

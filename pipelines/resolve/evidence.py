@@ -93,8 +93,9 @@ def namesake_senders_held_back(
     engine: Engine, entities: pa.Table, edges: pa.Table, threshold: float
 ) -> pa.Table:
     """Model edges between two waybill senders that share a name but neither phone nor street (the streets
-    given on both sides) stay below ``threshold``: online shops with one name are many (青柠文具工作室 twice in one
-    district), and a name alone must not chain their parcels together. They stay in the review band."""
+    given on both sides) stay below ``threshold``: online shops with one name are many (青柠文具工作室
+    twice in one district), and a name alone must not chain their parcels together. They stay in the review
+    band."""
     held = engine.query(
         f"""
         SELECT e.a, e.b,
