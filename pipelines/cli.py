@@ -302,6 +302,11 @@ def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
         console.print(f"  - {failure['message']}", markup=False)  # "[warn]" is not markup
     if result.quality_report:
         console.print(f"data-quality report: {result.quality_report}")
+    sealed = result.contacts
+    if sealed.get("key_id"):
+        console.print(f"contact vault: {sealed['sealed']} rows sealed under key {sealed['key_id']}")
+    elif sealed:
+        console.print(f"contact vault: {sealed['note']} (set {VAULT_KEY_ENV} to seal persons' contacts)")
     for feed, decision in sorted(result.decisions.items()):
         console.print(
             f"{feed}: the batch blocked in {decision['blocked_in']} was "
@@ -789,6 +794,18 @@ def _demo_key(out: Path) -> bytes:
     return load_key({HMAC_KEY_ENV: key_file.read_text().strip()})
 
 
+def _demo_vault_key(out: Path) -> bytes | None:
+    """The configured vault key, else the demo's own (beside its output, like its tokenisation key), so the
+    demo seals contacts: ``UNITFUSION_VAULT_KEY=$(cat OUT/.demo_vault_key) unitfusion contacts …``."""
+    if os.environ.get(VAULT_KEY_ENV):
+        return load_vault_key(os.environ)
+    key_file = out / ".demo_vault_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return load_vault_key({VAULT_KEY_ENV: key_file.read_text().strip()})
+
+
 def _fresh_demo_dir(out: Path) -> None:
     """The embedded broker forgets everything when it stops, so each demo starts from an empty store."""
     if out.exists() and any(out.iterdir()):
@@ -822,7 +839,7 @@ def demo(out: Path, units: int, seed: int) -> None:
         for feed in load_contracts():
             bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="demo")]
             _produce_file(running.bootstrap, topics[feed], sample_dir / f"{feed}.jsonl", bad)
-        _run_pass(running.bootstrap, out, DEFAULT_RUNNER, key, load_vault_key(os.environ))
+        _run_pass(running.bootstrap, out, DEFAULT_RUNNER, key, _demo_vault_key(out))
 
 
 if __name__ == "__main__":
