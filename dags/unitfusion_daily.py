@@ -15,7 +15,9 @@ and a pipeline that has not committed for `late_after_hours`.
 
 Configuration (DAG params, else Airflow Variables `unitfusion_<name>`, else `UNITFUSION_<NAME>`):
 `bootstrap` (Kafka), `out` (run store). The tokenisation key is `UNITFUSION_HMAC_KEY` or the password of the
-connection `unitfusion_hmac`; alerts go to the connections `unitfusion_smtp` and `unitfusion_webhook`.
+connection `unitfusion_hmac`; the contact vault's key (optional: without it no contact is sealed) is
+`UNITFUSION_VAULT_KEY` or the password of the connection `unitfusion_vault`; alerts go to the connections
+`unitfusion_smtp` and `unitfusion_webhook`.
 Failed tasks retry, then notify ops; a run still going after 3 hours raises a late-run alert, after 6 hours
 it is stopped.
 

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.config import DEFAULT_RUNNER, IngestSettings, default_topics
+from pipelines.contacts.vault import VAULT_KEY_ENV, load_vault_key
 from pipelines.contracts import contract, feed_names, load_contracts
 from pipelines.generate import DIFFICULTIES
 from pipelines.generate import generate as generate_feeds
@@ -301,6 +302,11 @@ def _print_ingest(result) -> None:  # type: ignore[no-untyped-def]
         console.print(f"  - {failure['message']}", markup=False)  # "[warn]" is not markup
     if result.quality_report:
         console.print(f"data-quality report: {result.quality_report}")
+    sealed = result.contacts
+    if sealed.get("key_id"):
+        console.print(f"contact vault: {sealed['sealed']} rows sealed under key {sealed['key_id']}")
+    elif sealed:
+        console.print(f"contact vault: {sealed['note']} (set {VAULT_KEY_ENV} to seal persons' contacts)")
     for feed, decision in sorted(result.decisions.items()):
         console.print(
             f"{feed}: the batch blocked in {decision['blocked_in']} was "
@@ -373,9 +379,9 @@ def _operate(store, landed, ingest_run: str | None) -> None:  # type: ignore[no-
         console.print(f"alerts to ops about {run} not all sent, the next run retries: {left['delivery']}")
 
 
-def _run_pass(bootstrap: str, out: Path, runner: str, key: bytes) -> None:
+def _run_pass(bootstrap: str, out: Path, runner: str, key: bytes, vault_key: bytes | None = None) -> None:
     """Ingest, resolve and land, then finish the outputs; ``key`` is the tokenisation key the command
-    resolved."""
+    resolved, ``vault_key`` the contact vault's (None: contacts are tokenised only)."""
     from pipelines.kafka.client import check_bootstrap
 
     check_bootstrap(bootstrap)  # before the heavy imports: an unreachable broker fails in seconds
@@ -384,7 +390,7 @@ def _run_pass(bootstrap: str, out: Path, runner: str, key: bytes) -> None:
     from pipelines.quality import stop_shared_worker
     from pipelines.store import RunStore
 
-    result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner), key)
+    result = run_ingest(IngestSettings(bootstrap=bootstrap, out=out, runner=runner), key, vault_key)
     stop_shared_worker()  # the validation process holds Great Expectations: not needed to resolve
     _print_ingest(result)
     if result.blocked:
@@ -408,8 +414,9 @@ def _run_pass(bootstrap: str, out: Path, runner: str, key: bytes) -> None:
 )
 @click.option("--runner", default=DEFAULT_RUNNER, show_default=True, help="Beam runner.")
 def run(bootstrap: str, out: Path, runner: str) -> None:
-    """Run one pass over what the topics hold since the last run recorded in OUT."""
-    _run_pass(bootstrap, out, runner, load_key(os.environ))
+    """Run one pass over what the topics hold since the last run recorded in OUT. With UNITFUSION_VAULT_KEY
+    set, persons' contacts are also sealed into the contact vault."""
+    _run_pass(bootstrap, out, runner, load_key(os.environ), load_vault_key(os.environ))
 
 
 @main.command()
@@ -592,6 +599,113 @@ def batches_set_aside(out: Path, feed: str, reason: str, by: str | None) -> None
 
 
 @main.group()
+def contacts() -> None:
+    """The contact vault: reveal sealed phones and ID numbers, or export a township's call list, for a named
+    person with a purpose within the scopes file (schemas/contacts/scopes.toml); every act is audited in
+    <out>/contacts/audit.jsonl. Needs UNITFUSION_VAULT_KEY."""
+
+
+_SCOPES = click.option(
+    "--scopes",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The scopes file (default: schemas/contacts/scopes.toml).",
+)
+_REQUESTER = [
+    click.option("--who", required=True, help="The person asking (a name in the scopes file)."),
+    click.option("--purpose", required=True, help="Why (kept in the audit log)."),
+]
+
+
+def _requester(command):  # type: ignore[no-untyped-def]
+    for option in reversed([_STORE, *_REQUESTER, _SCOPES]):
+        command = option(command)
+    return command
+
+
+def _vault_and_scopes(scopes: Path | None):  # type: ignore[no-untyped-def]
+    """The vault key (required to reveal) and the scopes file, resolved here and passed down."""
+    from pipelines import resources
+    from pipelines.contacts.reveal import load_scopes
+    from pipelines.contacts.vault import Vault
+
+    key = load_vault_key(os.environ)
+    if key is None:
+        raise click.ClickException(
+            f"{VAULT_KEY_ENV} is not set: nothing can be revealed without the vault key"
+        )
+    return Vault(key), load_scopes(scopes or resources.CONTACT_SCOPES)
+
+
+@contacts.command("reveal")
+@_requester
+@click.option("--token", "tokens", multiple=True, required=True, help="A token t1_… to reveal (repeatable).")
+def contacts_reveal(out: Path, who: str, purpose: str, scopes: Path | None, tokens: tuple[str, ...]) -> None:
+    """Print the clear values of tokens (token, kind, masked, value), tab-separated, to stdout only."""
+    from pipelines.contacts.reveal import ContactsError, Request, reveal
+    from pipelines.store import RunStore
+
+    vault, grants = _vault_and_scopes(scopes)
+    try:
+        found = reveal(RunStore(out), vault, grants, Request(who, purpose), list(tokens))
+    except ContactsError as error:
+        raise click.ClickException(str(error)) from None
+    for row in found:
+        click.echo(
+            "\t".join([row["token"], row["kind"], row["masked"], row["value"] or "(not in the vault)"])
+        )
+
+
+@contacts.command("export")
+@_requester
+@click.option("--township", required=True, help="Township name, division code (prefix) or DIVISION/TOWNSHIP.")
+@click.option(
+    "--to", "to", type=click.Path(path_type=Path, dir_okay=False), help="CSV file (default: stdout)."
+)
+def contacts_export(
+    out: Path, who: str, purpose: str, scopes: Path | None, township: str, to: Path | None
+) -> None:
+    """A township's call list from the latest register: unit id, name, masked and clear phone (CSV)."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from pipelines.contacts.reveal import ContactsError, Request, export
+    from pipelines.store import RunStore
+
+    vault, grants = _vault_and_scopes(scopes)
+    try:
+        table = export(RunStore(out), vault, grants, Request(who, purpose), township, str(to or "stdout"))
+    except ContactsError as error:
+        raise click.ClickException(str(error)) from None
+    if to is None:
+        buffer = io.BytesIO()
+        pacsv.write_csv(table, buffer)
+        click.echo(buffer.getvalue().decode("utf-8"), nl=False)
+        return
+    fd = os.open(to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a call list is for its requester only
+    with os.fdopen(fd, "wb") as handle:
+        pacsv.write_csv(table, handle)
+    with_phone = table["phone"].null_count
+    console.print(f"{table.num_rows} units, {table.num_rows - with_phone} with a phone, written to {to}")
+
+
+@contacts.command("verify-audit")
+@_STORE
+def contacts_verify_audit(out: Path) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first line that breaks it."""
+    from pipelines.contacts import audit
+    from pipelines.store import RunStore
+
+    path = RunStore(out).audit_log
+    broken = audit.verify_file(path)
+    if broken is not None:
+        number, what = broken
+        raise click.ClickException(f"{path}: line {number} breaks the chain: {what}")
+    lines = len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
+    console.print(f"{path}: {lines} lines, the chain holds")
+
+
+@main.group()
 def verdicts() -> None:
     """Township verdicts (schemas/verdict.json)."""
 
@@ -680,6 +794,18 @@ def _demo_key(out: Path) -> bytes:
     return load_key({HMAC_KEY_ENV: key_file.read_text().strip()})
 
 
+def _demo_vault_key(out: Path) -> bytes | None:
+    """The configured vault key, else the demo's own (beside its output, like its tokenisation key), so the
+    demo seals contacts: ``UNITFUSION_VAULT_KEY=$(cat OUT/.demo_vault_key) unitfusion contacts …``."""
+    if os.environ.get(VAULT_KEY_ENV):
+        return load_vault_key(os.environ)
+    key_file = out / ".demo_vault_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return load_vault_key({VAULT_KEY_ENV: key_file.read_text().strip()})
+
+
 def _fresh_demo_dir(out: Path) -> None:
     """The embedded broker forgets everything when it stops, so each demo starts from an empty store."""
     if out.exists() and any(out.iterdir()):
@@ -713,7 +839,7 @@ def demo(out: Path, units: int, seed: int) -> None:
         for feed in load_contracts():
             bad = [(key, value) for key, value, _ in malformed_messages(contract(feed), tag="demo")]
             _produce_file(running.bootstrap, topics[feed], sample_dir / f"{feed}.jsonl", bad)
-        _run_pass(running.bootstrap, out, DEFAULT_RUNNER, key)
+        _run_pass(running.bootstrap, out, DEFAULT_RUNNER, key, _demo_vault_key(out))
 
 
 if __name__ == "__main__":

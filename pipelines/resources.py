@@ -28,6 +28,7 @@ OUTPUT_SCHEMAS = SCHEMAS / "outputs"
 MART_SCHEMAS = SCHEMAS / "marts"
 VOCABULARIES = SCHEMAS / "vocabularies"
 VERDICT_SCHEMA = SCHEMAS / "verdict.json"
+CONTACT_SCOPES = SCHEMAS / "contacts" / "scopes.toml"  # who may reveal which contacts (reviewed)
 EXPECTATIONS = _data_dir("expectations")
 WARNING_RULES = PACKAGE / "rules" / "warning_rules.toml"
 UNIT_MODEL = PACKAGE / "resolve" / "unit_model.json"
@@ -47,6 +48,7 @@ def data_files() -> list[Path]:
         *sorted(VOCABULARIES.glob("*.toml")),
         *sorted(MART_TEMPLATES.glob("*.html.j2")),
         VERDICT_SCHEMA,
+        CONTACT_SCOPES,
         *sorted(EXPECTATIONS.glob("*.json")),
         WARNING_RULES,
         UNIT_MODEL,

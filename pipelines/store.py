@@ -94,6 +94,27 @@ class RunStore:
     def quarantine_prefix(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "quarantine" / "part"
 
+    def vault_prefix(self, run_id: str, feed: str) -> Path:
+        """Where a run writes the contact vault rows sealed from one feed (committed with its staging)."""
+        return self.run_dir(run_id) / "contacts" / feed / "part"
+
+    @property
+    def contacts_dir(self) -> Path:
+        return self.root / "contacts"
+
+    @property
+    def audit_log(self) -> Path:
+        """``contacts/audit.jsonl``: the hash-chained log of every reveal and export of contacts."""
+        return self.contacts_dir / "audit.jsonl"
+
+    def vault_files(self) -> list[Path]:
+        """The vault files of all committed runs, oldest run first (a reader keeps a token's first row)."""
+        return [
+            self.root / name
+            for manifest in self.manifests()
+            for name in manifest.get("contacts", {}).get("files", [])
+        ]
+
     def quality_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "dq"
 

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
         "verdicts",
         "staging",
     },  # values read from the core: tokens, settings, verdicts, records
-    {"kafka", "quality"},  # infrastructure over the core
+    {"kafka", "quality", "contacts"},  # infrastructure over the core; the contact vault and its reveal
     {"marts"},  # BI marts, tiers and the pages people read, built from a register run's tables
     {"ingest", "resolve", "rules", "townships", "generate"},  # the stages
     {"malformed"},  # bad input for the demo and tests, built from ingest's reason codes

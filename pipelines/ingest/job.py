@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.config import IngestSettings
+from pipelines.contacts.vault import VAULT_CONNECTION_ID, VAULT_KEY_ENV, key_id, load_vault_key
 from pipelines.contracts import QUARANTINE_SCHEMA, load_contracts
 from pipelines.ingest import batches
 from pipelines.kafka.client import OffsetRange, plan_ranges
@@ -76,6 +77,8 @@ class IngestResult:
     blocked: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     store_root: Path | None = None
+    # the contact vault's part of the run: files, rows sealed, the key's id (None: no vault key, none sealed)
+    contacts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def committed(self) -> bool:
@@ -124,7 +127,12 @@ def _imports_frozen() -> Iterator[None]:
 
 
 def _beam_pipeline(
-    settings: IngestSettings, ranges: list[OffsetRange], store: RunStore, run_id: str, key: bytes
+    settings: IngestSettings,
+    ranges: list[OffsetRange],
+    store: RunStore,
+    run_id: str,
+    key: bytes,
+    vault_key: bytes | None = None,
 ) -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -134,6 +142,8 @@ def _beam_pipeline(
         ReadKafkaRanges,
         WriteQuarantine,
         WriteStaging,
+        WriteVault,
+        vault_tag,
     )
 
     contracts = load_contracts()
@@ -145,12 +155,16 @@ def _beam_pipeline(
             pipeline
             | "PlannedRanges" >> beam.Create(chunks)
             | "ReadKafka" >> ReadKafkaRanges(settings.bootstrap)
-            | "Parse" >> ParseAndDesensitise({f: contracts[f] for f in feeds}, run_id, key)
+            | "Parse" >> ParseAndDesensitise({f: contracts[f] for f in feeds}, run_id, key, vault_key)
         )
         for feed in feeds:
             _ = parsed[feed] | f"Stage_{feed}" >> WriteStaging(
                 contracts[feed], str(store.staging_prefix(run_id, feed))
             )
+            if vault_key:
+                _ = parsed[vault_tag(feed)] | f"Vault_{feed}" >> WriteVault(
+                    str(store.vault_prefix(run_id, feed))
+                )
         _ = parsed["quarantine"] | "Quarantine" >> WriteQuarantine(str(store.quarantine_prefix(run_id)))
 
 
@@ -234,7 +248,7 @@ def _set_aside(store: RunStore, run_id: str, feed: str, decision: dict[str, Any]
             schema=QUARANTINE_SCHEMA,
         )
         pq.write_table(table, store.set_aside_file(run_id, feed))
-    for f in files:
+    for f in [*files, *_parquet_files(store.vault_prefix(run_id, feed))]:
         f.unlink()
 
 
@@ -242,7 +256,10 @@ def _hold_back(store: RunStore, run_id: str, feeds: set[str]) -> None:
     """Remove what the run wrote of blocked feeds (staging, their quarantined messages): none of it is
     committed, and the next run reads those messages again."""
     for feed in feeds:
-        for f in _parquet_files(store.staging_prefix(run_id, feed)):
+        for f in [
+            *_parquet_files(store.staging_prefix(run_id, feed)),
+            *_parquet_files(store.vault_prefix(run_id, feed)),
+        ]:
             f.unlink()
     for f in _parquet_files(store.quarantine_prefix(run_id)):
         table = pq.read_table(f)
@@ -287,9 +304,23 @@ def _timed(result: IngestResult, stage: str) -> Iterator[None]:
         result.timings[stage] = time.monotonic() - begun
 
 
-def run_ingest(settings: IngestSettings, key: bytes) -> IngestResult:
+def _sealed(store: RunStore, run_id: str, feeds: list[str], vault_key: bytes | None) -> dict[str, Any]:
+    """The run's vault files of the feeds that land, and what the manifest says of them."""
+    if vault_key is None:
+        log.info(
+            "%s: no vault key (%s or the Airflow connection '%s'): contacts are tokenised only, none sealed",
+            run_id, VAULT_KEY_ENV, VAULT_CONNECTION_ID,
+        )  # fmt: skip
+        return {"files": [], "sealed": 0, "key_id": None, "note": "no vault key: no contact sealed"}
+    files = [f for feed in sorted(feeds) for f in _parquet_files(store.vault_prefix(run_id, feed))]
+    return {"files": [store.relative(f) for f in files], "sealed": _rows(files), "key_id": key_id(vault_key)}
+
+
+def run_ingest(settings: IngestSettings, key: bytes, vault_key: bytes | None = None) -> IngestResult:
     """Read what the topics hold since the last committed run and commit it; with nothing new, do nothing.
     ``key`` tokenises personal data: the caller's entry point resolved it (``pii.load_key``).
+    ``vault_key`` (``contacts.vault.load_vault_key``) also seals the contacts of the staged rows into the
+    run's vault; without it nothing is sealed and the manifest says so.
 
     Feeds blocked by data quality are held back and listed in ``result.blocked`` (the caller ends the pass
     with ``result.raise_if_blocked()``); the others are committed. When nothing else lands, nothing is
@@ -317,7 +348,7 @@ def run_ingest(settings: IngestSettings, key: bytes) -> IngestResult:
         read = [r for r in ranges if r.size]
         quality = shared_worker()  # loads GE in a child process while Beam runs (first run of the process)
         with _timed(result, "beam"):
-            _beam_pipeline(settings, read, store, run_id, key)
+            _beam_pipeline(settings, read, store, run_id, key, vault_key)
         for feed, decision in decisions.items():
             if decision["action"] == batches.SET_ASIDE:
                 _set_aside(store, run_id, feed, decision)
@@ -338,6 +369,7 @@ def run_ingest(settings: IngestSettings, key: bytes) -> IngestResult:
             }
             for feed, d in decisions.items()
         }
+        result.contacts = _sealed(store, run_id, sorted(result.feeds), vault_key)
         if any(r.size for r in landing):
             result.manifest = store.commit(
                 _manifest(result, run_id, started_at, landing, quarantine_files, store)
@@ -402,6 +434,7 @@ def _manifest(
         "quality": {"report": result.quality_report, "failures": result.quality_failures},
         "blocked": result.blocked,
         "decisions": result.decisions,
+        "contacts": result.contacts,
         "timings_s": {name: round(seconds, 3) for name, seconds in result.timings.items()},
     }
 
@@ -418,6 +451,7 @@ def run(argv: list[str] | None = None) -> IngestResult:
             bootstrap=known.bootstrap, out=known.out, runner=known.runner, pipeline_args=tuple(pipeline_args)
         ),
         load_key(os.environ),
+        load_vault_key(os.environ),
     )
 
 

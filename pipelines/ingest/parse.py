@@ -25,10 +25,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.contacts.vault import SEALED_KINDS, VAULT_SCHEMA, Vault
 from pipelines.contracts import QUARANTINE_SCHEMA, FeedContract, FieldSpec
 from pipelines.kafka import RawMessage
 from pipelines.pii import Tokeniser, is_private_name
 from pipelines.standardise import codes
+from pipelines.standardise.phones import parse_phone
 
 # Reason codes of quarantined messages, in the order they are checked.
 EMPTY_PAYLOAD = "empty_payload"
@@ -236,11 +238,15 @@ def _decode(contract: FeedContract, message: RawMessage) -> dict[str, Any]:
 
 class FeedParser:
     """One feed's contract prepared once (field checks, codes to verify, personal fields), to parse many of
-    its messages."""
+    its messages. With a ``vault``, the clear contact values of staged rows are also sealed
+    (``parse_sealed``); what is staged does not change."""
 
-    def __init__(self, contract: FeedContract, tokeniser: Tokeniser, run_id: str) -> None:
+    def __init__(
+        self, contract: FeedContract, tokeniser: Tokeniser, run_id: str, vault: Vault | None = None
+    ) -> None:
         self.contract = contract
         self._tokeniser = tokeniser
+        self._vault = vault
         self._run_id = run_id
         self._schema = contract.staging_schema()
         self._known = frozenset(contract.field_names)
@@ -253,6 +259,12 @@ class FeedParser:
         ]
         self._personal = [
             (i, spec.kind or spec.name) for i, spec in enumerate(contract.fields) if spec.personal
+        ]
+        # What the vault seals: personal phones and ID numbers, and mobiles in any phone field (a shop's
+        # registered phone is usually its owner's mobile; a business landline stays out).
+        self._sealed = [(i, kind) for i, kind in self._personal if kind in SEALED_KINDS]
+        self._phones = [
+            i for i, spec in enumerate(contract.fields) if spec.kind == "phone" and not spec.personal
         ]
         self._scrubbed = [
             i
@@ -269,7 +281,7 @@ class FeedParser:
 
     def parse(self, message: RawMessage) -> tuple[bool, dict[str, Any]]:
         """``(True, staging_row)`` or ``(False, quarantine_row)``."""
-        values, quarantined = self._parse(message)
+        values, _, quarantined = self._parse(message)
         if values is None:
             return False, quarantined  # type: ignore[return-value]
         row = dict(zip((f.name for f in self._parsed_fields), values, strict=True))
@@ -284,21 +296,29 @@ class FeedParser:
 
     def parse_batch(self, messages: Sequence[RawMessage]) -> tuple[pa.Table, pa.Table]:
         """The staged table (staging schema) and the quarantine table of messages of this feed."""
+        staged, quarantined, _ = self.parse_sealed(messages)
+        return staged, quarantined
+
+    def parse_sealed(self, messages: Sequence[RawMessage]) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """The staged table, the quarantine table, and the vault rows of the staged rows' contacts (empty
+        without a vault)."""
         if any(message.feed != self.contract.feed for message in messages):
             raise ValueError(f"a batch for {self.contract.feed} holds messages of another feed")
-        rows, staged, quarantined = [], [], []
+        rows, staged, quarantined, contacts = [], [], [], []
         for message in messages:
-            values, quarantine = self._parse(message)
+            values, found, quarantine = self._parse(message)
             if values is None:
                 quarantined.append(quarantine)
             else:
                 rows.append(values)
                 staged.append(message)
+                contacts += found
         try:
             table = self._staged_table(rows, staged)
         except Exception:  # a bug let through a value Arrow cannot hold: find it rather than fail the batch
             table = self._staged_table_row_by_row(rows, staged, quarantined)
-        return table, pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA)
+        vault = self._vault.rows(contacts, self._run_id) if self._vault else VAULT_SCHEMA.empty_table()
+        return table, pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA), vault
 
     def _staged_table_row_by_row(
         self, rows: list[list[Any]], messages: list[RawMessage], quarantined: list[dict[str, Any]]
@@ -318,25 +338,46 @@ class FeedParser:
                 )
         return pa.concat_tables(tables) if tables else self._schema.empty_table()
 
-    def _parse(self, message: RawMessage) -> tuple[list[Any] | None, dict[str, Any] | None]:
-        """The parsed column values of a message, or its quarantine row."""
+    def _parse(
+        self, message: RawMessage
+    ) -> tuple[list[Any] | None, list[tuple[str, str, str]], dict[str, Any] | None]:
+        """The parsed column values of a message and its contacts to seal, or its quarantine row."""
         obj: dict[str, Any] | None = None
         try:
             obj = _decode(self.contract, message)
-            values = self._values(obj, message)
+            values, contacts = self._values(obj, message)
             _check_kafka_timestamp(message)
-            return values, None
+            return values, contacts, None
         except _Problem as problem:
             reason, detail = problem.reason, problem.detail
         except Exception as error:  # a bug in parsing must not lose the message either
             reason, detail, obj = INTERNAL_ERROR, _error_detail(error, self._tokeniser), None
             _log_bug("parsing", message, detail, error)
-        return None, quarantine_row(
-            self.contract, message, reason, detail, self._tokeniser, self._run_id, obj
+        return (
+            None,
+            [],
+            quarantine_row(self.contract, message, reason, detail, self._tokeniser, self._run_id, obj),
         )
 
-    def _values(self, obj: dict[str, Any], message: RawMessage) -> list[Any]:
-        """Contract fields (typed, personal ones tokenised), validity of checked codes, then ``_extra``."""
+    def _contacts(self, values: list[Any]) -> list[tuple[str, str, str]]:
+        """``(token, kind, clear value)`` of the contacts the vault seals, read before tokenisation; the
+        token is the one staging (personal fields) or the resolver (phones) gives the value."""
+        found = []
+        for i, kind in self._sealed:
+            token = self._tokeniser.token(kind, values[i]) if values[i] is not None else None
+            if token:
+                found.append((token, kind, values[i]))
+        for i in self._phones:
+            phone = parse_phone(values[i])
+            if phone is not None and phone.kind == "mobile":
+                found.append((self._tokeniser.token("phone", phone.number) or "", "phone", phone.number))
+        return found
+
+    def _values(
+        self, obj: dict[str, Any], message: RawMessage
+    ) -> tuple[list[Any], list[tuple[str, str, str]]]:
+        """Contract fields (typed, personal ones tokenised), validity of checked codes, then ``_extra``; and
+        the contacts to seal (none without a vault)."""
         contract = self.contract
         record_id = obj.get(contract.key_field)
         if isinstance(record_id, str):  # normalised before it is checked: "\u200b" is no record id
@@ -360,6 +401,7 @@ class FeedParser:
         self._check_storable(values)
 
         validity = [None if values[i] is None else check(values[i]) for i, check in self._checked]
+        contacts = self._contacts(values) if self._vault else []
         for i, kind in self._personal:
             if values[i] is not None:
                 values[i] = self._tokeniser.token(kind, values[i])
@@ -380,7 +422,7 @@ class FeedParser:
                 ) from None
             except RecursionError:
                 raise _Problem(TOO_DEEP, "an unknown field is nested too deeply to keep as JSON") from None
-        return [*values, *validity, extra]
+        return [*values, *validity, extra], contacts
 
     def _check_storable(self, values: list[Any]) -> None:
         """A required field that normalised to nothing would fail the write of the whole batch (and of every

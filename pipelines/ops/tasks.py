@@ -61,6 +61,23 @@ def hmac_key() -> bytes:
     return load_key({HMAC_KEY_ENV: password or ""})
 
 
+def vault_key() -> bytes | None:
+    """The contact vault's key of a task: ``UNITFUSION_VAULT_KEY``, else the password of the Airflow
+    connection ``unitfusion_vault``, else None (contacts are then tokenised only, and the run's manifest
+    says none was sealed). Passed down as a value like the tokenisation key."""
+    from pipelines.contacts.vault import VAULT_CONNECTION_ID, VAULT_KEY_ENV, load_vault_key
+
+    if os.environ.get(VAULT_KEY_ENV):
+        return load_vault_key(os.environ)
+    from airflow.sdk import Connection
+
+    try:
+        password = Connection.get(VAULT_CONNECTION_ID).password
+    except Exception:  # no such connection: no vault
+        password = None
+    return load_vault_key({VAULT_KEY_ENV: password or ""})
+
+
 # --- periods and due dates (pure) ------------------------------------------------------------------------
 
 
@@ -114,6 +131,7 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
     from pipelines.ingest.job import run_ingest
 
     key = hmac_key()
+    sealing = vault_key()
     topics = default_topics(params.get("topic_prefix") or None)
     feeds = selected_feeds(params, list(topics))
     settings = IngestSettings(
@@ -122,7 +140,7 @@ def ingest(params: dict[str, Any]) -> dict[str, Any]:
         topics={feed: topics[feed] for feed in feeds},
     )
     decided = record_decisions(params, settings.out)
-    result = run_ingest(settings, key)
+    result = run_ingest(settings, key, sealing)
     blocked = result.blocking_error()
     return {
         "run_id": result.run_id if result.committed else None,
