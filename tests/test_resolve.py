@@ -462,3 +462,29 @@ def test_two_senders_sharing_only_a_name_are_held_below_the_link_threshold():
     )
     assert scores[("w1", "w2")] < 0.99
     assert scores[("w1", "w3")] == scores[("w1", "w4")] == scores[("w1", "r1")] == 0.9999
+
+
+def test_a_test_record_naming_a_shared_name_joins_the_unit_the_persons_other_records_are_in(tmp_path):
+    """赵六 names 杭州明辉餐饮管理有限公司 on one test and only 明辉 on another, a name two units in the city
+    share: the second joins the unit the first is in. Someone else naming only 明辉 stays unlinked."""
+    staging = _staging()
+    staging["registration"].append(
+        {"record_id": "R5", "uscc": make_uscc("9", "1", "330106", "MA2H1005"), "name": "杭州明辉科技有限公司",
+         "address": "杭州市西湖区天目山路8号", "phone": "0571-86660000", "legal_rep_name": "钱八",
+         "division_code": "330106", "status": "存续", "updated_at": WHEN}
+    )  # fmt: skip
+    zhao = TOKENS.token("id_number", "330106199001011234")  # N2's, as _staging gives it
+    other = TOKENS.token("id_number", "330106199201011234")
+    staging["nucleic_contact"] += [
+        {"record_id": "N6", "person_name": TOKENS.token("person_name", "赵六"), "id_number": zhao,
+         "work_unit": "明辉", "sampled_at": WHEN},
+        {"record_id": "N7", "person_name": TOKENS.token("person_name", "周九"), "id_number": other,
+         "work_unit": "明辉", "sampled_at": WHEN},
+    ]  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("nucleic_contact", "N2")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("nucleic_contact", "N6")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("nucleic_contact", "N6")]["matched_by"] == "same_person"
+    assert ("nucleic_contact", "N7") not in links

@@ -2,7 +2,8 @@
 
 A test record joins a unit when the person is its legal representative (same ID-number token, one unit
 only), or when the work unit it names is exactly one unit, or, failing both, when the person has the name of
-exactly one unit's legal representative and shares that unit's phone or street. Both sides are reduced to
+exactly one unit's legal representative and shares that unit's phone or street; a record none of these
+settles joins the unit all of the same person's other attached records are in. Both sides are reduced to
 keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the persons a run can
 have changed are decided again: new test records, those attached to units the run touched, and those whose
 keys name one of those units.
@@ -27,6 +28,7 @@ from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
 
 PERSON_FEED = "nucleic_contact"
+SAME_PERSON = "same_person"  # matched_by of a record attached through the person's other records
 KEY_SCHEMA = pa.schema(
     [
         pa.field("owner", pa.string()),  # unit id, or the test record's id
@@ -305,6 +307,45 @@ def link_persons(
                 }
             )
     return pa.Table.from_pylist(links, schema=PERSON_LINK_SCHEMA)
+
+
+def same_person_links(
+    engine: Engine, people: pa.Table, links: pa.Table, keys_of_people: pa.Table, keys_of_units: pa.Table
+) -> pa.Table:
+    """Test records that name a work unit several units share, decided by the person's other records: when
+    the person (the ID-number token) has other records, all attached to one unit, and that unit is among the
+    ones the work unit names, the record is that unit's too. Recomputed over all test records each run (a few
+    joins), so these links follow the links they rest on."""
+    work_kinds = ", ".join(f"'{kind}'" for kind in WORK_KINDS)
+    found = engine.query(
+        f"""
+        WITH linked AS (
+            SELECT p.id_number, l.unit_id FROM links l JOIN people p USING (record_id)
+            WHERE p.id_number IS NOT NULL
+        ),
+        one_unit AS (
+            SELECT id_number, min(unit_id) AS unit_id FROM linked
+            GROUP BY id_number HAVING count(DISTINCT unit_id) = 1
+        ),
+        proposed AS (
+            SELECT p.record_id, o.unit_id, p.sampled_at FROM people p JOIN one_unit o USING (id_number)
+            WHERE p.record_id NOT IN (SELECT record_id FROM links)
+        ),
+        named AS (
+            SELECT DISTINCT pr.record_id FROM proposed pr
+            JOIN person_keys pk ON pk.owner = pr.record_id AND pk.kind IN ({work_kinds}) AND pk.key <> ''
+            JOIN unit_keys uk ON uk.owner = pr.unit_id AND uk.kind = pk.kind AND uk.key = pk.key
+        )
+        SELECT record_id, unit_id, '{SAME_PERSON}' AS matched_by, sampled_at AS moment
+        FROM proposed WHERE record_id IN (SELECT record_id FROM named)
+        ORDER BY record_id
+        """,
+        people=people.select(["record_id", "id_number", "sampled_at"]),
+        links=links.select(["record_id", "unit_id"]),
+        person_keys=keys_of_people,
+        unit_keys=keys_of_units,
+    )
+    return found.cast(PERSON_LINK_SCHEMA)
 
 
 def people_to_decide(

@@ -186,8 +186,18 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         gone,
     )
     decided_links = persons.link_persons(engine, deciding, person_keys, unit_keys, unit_info)
+    own_links = pa.concat_tables(
+        [
+            without(
+                without(previous_person_links, "record_id", deciding["record_id"]),
+                "matched_by",
+                pa.array([persons.SAME_PERSON]),
+            ),
+            decided_links,
+        ]
+    )
     person_links = pa.concat_tables(
-        [without(previous_person_links, "record_id", deciding["record_id"]), decided_links]
+        [own_links, persons.same_person_links(engine, people, own_links, person_keys, unit_keys)]
     )
     moved = _units_with_other_people(engine, previous_person_links, person_links)
     laps("persons")
