@@ -262,3 +262,18 @@ def test_each_workbook_links_an_offline_comparison_page_with_no_clear_personal_d
     assert (
         "<svg" in wenxin and "杭州汇丰科技有限公司" in wenxin
     )  # X5 beside its candidate, with its waterfall
+
+
+def test_a_comparison_page_about_units_with_no_name_still_writes(tmp_path):
+    """A unit the register holds without a name (all its records came nameless) is shown by its id alone:
+    at 1M records such units exist, and one of them stopped a whole run's work queues."""
+    from pipelines.townships.comparisons import write_comparison_page
+
+    row = {"review_id": "utility/E9", "verdict_id": "V0000000000E9", "feed": "utility", "record_id": "E9", "reason": "uncertain_link",
+           "priority": 2, "name": None, "why": None, "importance": None, "current_unit_id": "U1",
+           "candidate_unit_ids": ["U2"], "candidate_scores": [0.6], "match_weights": json.dumps(WEIGHTS),
+           "match_weight": 4.0, "compared": None}  # fmt: skip
+    path = tmp_path / "page.html"
+    write_comparison_page(path, "某街道", [row], {"U1": None, "U2": None})
+    html = path.read_text(encoding="utf-8")
+    assert "当前归属单位：U1" in html and "None" not in html

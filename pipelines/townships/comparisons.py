@@ -154,14 +154,14 @@ def _item(row: dict[str, Any], unit_names: dict[str, str]) -> str:
     compared = json.loads(row["compared"]) if row.get("compared") else {"record": {}}
     candidates = row.get("candidate_unit_ids") or []
     best = candidates[0] if candidates else None
-    label = f"候选单位 {best} {unit_names.get(best, '')}".strip() if best else "候选单位"
+    label = f"候选单位 {best} {unit_names.get(best) or ''}".strip() if best else "候选单位"
     parts = [
         f'<section class="item" id="{escape(anchor(row))}">',
         f"<h2>{escape(str(row.get('priority', '')))} · {escape(REASONS.get(row['reason'], row['reason']))}"
         f" · {escape(row.get('name') or '')}</h2>",
         f'<p class="why">{escape(row.get("why") or "")}</p>',
         f'<p class="muted">当前归属单位：{escape(row.get("current_unit_id") or "—")} '
-        f"{escape(unit_names.get(row.get('current_unit_id') or '', ''))}；"
+        f"{escape(unit_names.get(row.get('current_unit_id') or '') or '')}；"  # a unit may have no name
         f"核查编号 {escape(anchor(row))}；重要度 {row.get('importance') or 0:.1f}</p>",
         side_by_side(compared, label),
     ]
