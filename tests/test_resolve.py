@@ -381,8 +381,7 @@ def test_a_work_units_full_name_joins_its_unit_whatever_city_the_person_lives_in
     from pipelines.resolve.persons import Person, _decide
 
     person = Person("N9", "3401", (), None, None)
-    found = {"work": {1: {"U1"}}, "kind": {1: {kind}}}
-    decided = _decide(person, found, {"U1": "3301"}, {}, {"U1": set()})
+    decided = _decide(person, {"work": {1: {"U1"}}}, {1: kind}, {"U1": "3301"}, {}, {"U1": set()})
     assert decided == (("U1", "work_unit") if joins else None)
 
 

@@ -2,11 +2,11 @@
 
 A test record joins a unit when the person is its legal representative (same ID-number token, one unit
 only), or when the work unit it names is exactly one unit, or, failing both, when the person has the name of
-exactly one unit's legal representative and shares that unit's phone or street; a record none of these
-settles joins the unit all of the same person's other attached records are in. Both sides are reduced to
-keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the persons a run can
-have changed are decided again: new test records, those attached to units the run touched, and those whose
-keys name one of those units.
+exactly one unit's legal representative and shares that unit's phone or street; a record whose work unit
+names several units joins the one of them all of the same person's other attached records are in. Both
+sides are reduced to keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the
+persons a run can have changed are decided again: new test records, those attached to units the run
+touched, and those whose keys name one of those units.
 """
 
 from __future__ import annotations
@@ -208,16 +208,18 @@ def _narrow(candidates: set[str], person: Person, traits: dict[str, set[tuple[st
 def _decide(
     person: Person,
     found: dict[str, dict[int, set[str]]],
+    work_kinds: dict[int, str],
     city_of: dict[str, str | None],
     founded: dict[str, date],
     traits: dict[str, set[tuple[str, str]]],
 ) -> tuple[str, str] | None:
-    """(unit, matched_by) for one person from the units its keys found, or None."""
+    """(unit, matched_by) for one person from the units its keys found, or None. ``work_kinds``: which
+    work-unit key each rank is."""
     via_rep = set(found.get("rep", {}).get(0, set()))
     via_work: set[str] = set()
     for rank in sorted(found.get("work", {})):
-        units, kind = found["work"][rank], next(iter(found["kind"][rank]))
-        if kind != "full" and person.city:
+        units = found["work"][rank]
+        if work_kinds[rank] != "full" and person.city:
             # namesakes elsewhere: only the person's own city (or a unit whose city is unknown); a full name
             # says where itself (杭州某某有限公司北京分公司), whatever the person's home
             units = {u for u in units if (city_of.get(u) or person.city) == person.city}
@@ -266,16 +268,14 @@ def link_persons(
     found: dict[str, dict[str, dict[int, set[str]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(set))
     )
+    work_kinds: dict[str, dict[int, str]] = defaultdict(dict)
     for row in matches.to_pylist():
         group = row["kind"] if row["kind"] in ("rep", "rep_name") else "work"
         found[row["record_id"]][group][row["rank"]].add(row["unit_id"])
         if group == "work":  # which key a rank is: a full name needs no city check
-            found[row["record_id"]]["kind"][row["rank"]].add(row["kind"])
+            work_kinds[row["record_id"]][row["rank"]] = row["kind"]
     candidates = pa.array(
-        sorted(
-            {u for r in found.values() for n, g in r.items() if n != "kind" for s in g.values() for u in s}
-        ),
-        pa.string(),
+        sorted({u for r in found.values() for g in r.values() for s in g.values() for u in s}), pa.string()
     )
     about = engine.query(
         """
@@ -296,7 +296,8 @@ def link_persons(
         if row["record_id"] not in found:
             continue
         person = _person(row)
-        decided = _decide(person, found[row["record_id"]], city_of, founded, traits)
+        record_id = row["record_id"]
+        decided = _decide(person, found[record_id], work_kinds[record_id], city_of, founded, traits)
         if decided:
             links.append(
                 {
