@@ -288,7 +288,8 @@ def with_best_contacts(
     sources = sources or load_sources()
     found = candidates(query, members, entities, person_links, records[person_feed], person_feed, sources)
     best = best_contacts(query, found, sources)
-    unmasked = pc.filter(best["contact_token"], pc.invert(pc.is_in(best["contact_token"], masks["token"])))
+    sealed = masks["token"].combine_chunks()
+    unmasked = pc.filter(best["contact_token"], pc.invert(pc.is_in(best["contact_token"], sealed)))
     known = pa.concat_tables(
         [masks.select(["token", "masked"]).cast(MASK_SCHEMA),
          business_masks(query, unmasked, members, entities, records, tokens)]
