@@ -98,6 +98,9 @@ class FeedContract:
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    def field_spec(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
+
     @property
     def department(self) -> str:
         """The Chinese name in the title's brackets (``Tax filings (税务)`` → ``税务``), for staff-facing
