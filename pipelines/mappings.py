@@ -69,6 +69,8 @@ class EntityRule:
     person_named: str | None = None  # a business name that is a person's compares as that person
     household_class: str | None = None  # this field's household class (and no USCC): a person's record
     person_without_name: bool = False  # no business name: a private person
+    joins_at_premises: bool = False  # in a person's name at exactly one registered unit's site: that unit's
+    namesakes_apart: bool = False  # two of its entities sharing only a name are not linked (online shops)
 
     @property
     def key_fields(self) -> tuple[str, ...]:
@@ -84,6 +86,7 @@ class FeedMapping:
     figures: dict[str, str] = field(default_factory=dict)  # figure -> field: period figures the register sums
     profile: tuple[tuple[str, str], ...] = ()  # (field, label) shown on a unit's page
     anchor: bool = False  # its entity speaks for its unit (a registration)
+    ask_when_unregistered: bool = False  # its records in a unit with no registration go to the townships
     entity: EntityRule | None = None  # unit feeds only
 
     def field(self, role: str) -> str | None:
@@ -114,6 +117,9 @@ def _entity_rule(path: Path, raw: dict) -> EntityRule:
 def parse_mapping(feed: str, text: str, fields: frozenset[str], path: Path = Path("<mapping>")) -> FeedMapping:
     """A feed's mapping, checked against its contract's ``fields``."""
     raw = tomllib.loads(text)
+    known = {"title", "kind", "anchor", "ask_when_unregistered", "entity", "roles", "figures", "profile"}
+    if unknown := sorted(set(raw) - known):
+        raise _refuse(path, f"unknown key(s) {unknown}; known: {sorted(known)}")
     kind = raw.get("kind")
     if kind not in (UNIT, PERSON):
         raise _refuse(path, f"kind must be {UNIT!r} or {PERSON!r}, not {kind!r}")
@@ -133,6 +139,7 @@ def parse_mapping(feed: str, text: str, fields: frozenset[str], path: Path = Pat
         figures=dict(raw.get("figures", {})),
         profile=tuple(raw.get("profile", {}).items()),
         anchor=bool(raw.get("anchor", False)),
+        ask_when_unregistered=bool(raw.get("ask_when_unregistered", False)),
         entity=entity,
     )
     named = [*roles.values(), *mapping.figures.values(), *(f for f, _ in mapping.profile)]
@@ -174,6 +181,20 @@ def anchor_feeds() -> tuple[str, ...]:
     return tuple(f for f, m in load_mappings().items() if m.anchor)
 
 
+def feeds_where(option: str) -> tuple[str, ...]:
+    """Unit feeds whose mapping sets this option (of the feed, or of its [entity] table)."""
+    return tuple(
+        f
+        for f, m in load_mappings().items()
+        if getattr(m, option, False) or (m.entity is not None and getattr(m.entity, option, False))
+    )
+
+
 def feeds_with(role: str) -> tuple[str, ...]:
     """Feeds that have a field in this role or figure."""
     return tuple(f for f, m in load_mappings().items() if role in m.roles or role in m.figures)
+
+
+def sql_list(feeds: tuple[str, ...] | list[str]) -> str:
+    """Feed names as a SQL list (``('tax', 'utility')``), for ``feed IN …``; an empty list matches nothing."""
+    return "(" + ", ".join(f"'{feed}'" for feed in feeds or ("",)) + ")"
