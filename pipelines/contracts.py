@@ -181,7 +181,9 @@ def _table_schema(path: Path, resolved_only: bool = False) -> pa.Schema:
     spec = json.loads(path.read_text(encoding="utf-8"))
     fields = [f for f in spec["fields"] if not (resolved_only and f.get("added_by"))]
     names = [
-        (f["name"].format(feed=feed), f["type"]) for f in fields for feed in (feed_names() if f.get("per_feed") else [""])
+        (f["name"].format(feed=feed), f["type"])
+        for f in fields
+        for feed in (feed_names() if f.get("per_feed") else [""])
     ]
     return pa.schema([pa.field(name, _TABLE_TYPES[kind]) for name, kind in names])
 

@@ -78,12 +78,22 @@ class EntityRule:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """How a period figure is named and whether it makes its unit active in a month (``unit_month``)."""
+
+    label: str  # how pages and lock-on reasons name it
+    active: str | None = None  # the activity flag it sets (``power_active``) …
+    above: float = 0.0  # … in a month its sum is above this
+
+
+@dataclass(frozen=True)
 class FeedMapping:
     feed: str
     title: str  # the department, as reports and pages name it
     kind: str  # UNIT or PERSON
     roles: dict[str, str]  # role -> field
     figures: dict[str, str] = field(default_factory=dict)  # figure -> field: period figures the register sums
+    figure_info: dict[str, Figure] = field(default_factory=dict)  # figure -> its label and activity flag
     profile: tuple[tuple[str, str], ...] = ()  # (field, label) shown on a unit's page
     anchor: bool = False  # its entity speaks for its unit (a registration)
     ask_when_unregistered: bool = False  # its records in a unit with no registration go to the townships
@@ -114,7 +124,18 @@ def _entity_rule(path: Path, raw: dict) -> EntityRule:
     return EntityRule(**{**raw, "key": key})
 
 
-def parse_mapping(feed: str, text: str, fields: frozenset[str], path: Path = Path("<mapping>")) -> FeedMapping:
+def _figure(path: Path, name: str, spec: str | dict) -> tuple[str, Figure]:
+    """A ``[figures]`` entry: ``name = "field"`` or ``name = { field, label, active, above }``."""
+    if isinstance(spec, str):
+        return spec, Figure(label=name)
+    if unknown := sorted(set(spec) - {"field", "label", "active", "above"}):
+        raise _refuse(path, f"figure {name!r} has unknown key(s) {unknown}")
+    return spec["field"], Figure(spec.get("label", name), spec.get("active"), float(spec.get("above", 0.0)))
+
+
+def parse_mapping(
+    feed: str, text: str, fields: frozenset[str], path: Path = Path("<mapping>")
+) -> FeedMapping:
     """A feed's mapping, checked against its contract's ``fields``."""
     raw = tomllib.loads(text)
     known = {"title", "kind", "anchor", "ask_when_unregistered", "entity", "roles", "figures", "profile"}
@@ -131,12 +152,14 @@ def parse_mapping(feed: str, text: str, fields: frozenset[str], path: Path = Pat
         if "entity" not in raw:
             raise _refuse(path, "a unit feed needs an [entity] table (its key and time)")
         entity = _entity_rule(path, raw["entity"])
+    figures = {name: _figure(path, name, spec) for name, spec in raw.get("figures", {}).items()}
     mapping = FeedMapping(
         feed=feed,
         title=raw.get("title", feed),
         kind=kind,
         roles=roles,
-        figures=dict(raw.get("figures", {})),
+        figures={name: found for name, (found, _) in figures.items()},
+        figure_info={name: info for name, (_, info) in figures.items()},
         profile=tuple(raw.get("profile", {}).items()),
         anchor=bool(raw.get("anchor", False)),
         ask_when_unregistered=bool(raw.get("ask_when_unregistered", False)),
@@ -159,7 +182,9 @@ def load_mappings(directory: Path = resources.FEED_MAPPINGS) -> dict[str, FeedMa
         path = directory / f"{feed}.toml"
         if not path.is_file():
             raise MappingError(f"feed {feed!r} has a contract but no mapping: add {path}")
-        found[feed] = parse_mapping(feed, path.read_text(encoding="utf-8"), frozenset(contract.field_names), path)
+        found[feed] = parse_mapping(
+            feed, path.read_text(encoding="utf-8"), frozenset(contract.field_names), path
+        )
     return found
 
 

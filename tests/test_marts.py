@@ -218,12 +218,13 @@ def test_unit_month_sums_the_records_linked_to_each_unit(store):
     unit_of = {(r["feed"], r["record_id"]): r["unit_id"] for r in links}
     expected: dict[tuple[str, str, str], float] = defaultdict(float)
     for measure in CONFIG.measures:
-        records = ds.dataset(latest / "state" / "records" / f"{measure.feed}.parquet").to_table().to_pylist()
-        for record in records:
-            unit = unit_of.get((measure.feed, record["record_id"]))
-            month = record.get("period") or _china_month(record.get("shipped_at"))
-            if unit and month and record[measure.field] is not None:
-                expected[(unit, month, measure.name)] += record[measure.field]
+        for feed, field in measure.fields:
+            records = ds.dataset(latest / "state" / "records" / f"{feed}.parquet").to_table().to_pylist()
+            for record in records:
+                unit = unit_of.get((feed, record["record_id"]))
+                month = record.get("period") or _china_month(record.get("shipped_at"))
+                if unit and month and record[field] is not None:
+                    expected[(unit, month, measure.name)] += record[field]
     rows = ds.dataset(store.marts_link / "unit_month", partitioning="hive").to_table().to_pylist()
     got = {(r["unit_id"], r["period"], m): r[m] for r in rows for m in MEASURES if r[m] is not None}
     assert got == pytest.approx(dict(expected))

@@ -239,7 +239,15 @@ def build_entity(mapping: FeedMapping, entity_id: str, row: dict[str, Any], toke
     if rule.person_without_name:
         hint = ""  # a sender's address says where it is; nothing else in the record does
     name = name or _value(row, mapping, "person_name")
-    return _fill(entity, name, _value(row, mapping, "address"), _value(row, mapping, "phone"), hint, tokens, person_named)
+    return _fill(
+        entity,
+        name,
+        _value(row, mapping, "address"),
+        _value(row, mapping, "phone"),
+        hint,
+        tokens,
+        person_named,
+    )
 
 
 def _digest_key(*values: str | None) -> str:

@@ -23,6 +23,7 @@ from pipelines.resolve.engine import Engine
 from pipelines.resolve.model import EDGE_SCHEMA
 from pipelines.resolve.types import Edge
 
+
 def deterministic_sql() -> str:
     """The deterministic edges' query; the registration and the premises feeds come from the mappings."""
     anchors, premises = sql_list(anchor_feeds()), sql_list(feeds_where("joins_at_premises"))
@@ -96,8 +97,9 @@ def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
 def namesake_senders_held_back(
     engine: Engine, entities: pa.Table, edges: pa.Table, threshold: float
 ) -> pa.Table:
-    """Model edges between two senders of a ``namesakes_apart`` feed (waybills) that share a name but neither phone nor street (the streets
-    given on both sides) stay below ``threshold``: online shops with one name are many (青柠文具工作室
+    """Model edges between two senders of a ``namesakes_apart`` feed (waybills) that share a name but
+    neither phone nor street (the streets given on both sides) stay below ``threshold``: online shops with
+    one name are many (青柠文具工作室
     twice in one district), and a name alone must not chain their parcels together. They stay in the review
     band."""
     held = engine.query(

@@ -31,7 +31,10 @@ from pipelines.standardise.text import fold
 # The person feed's roles the matching reads, under these names (``as_people``).
 PEOPLE_SCHEMA = pa.schema(
     [pa.field("record_id", pa.string())]
-    + [pa.field(role, pa.string()) for role in ("person_id", "person_name", "phone", "work_unit", "address", "site")]
+    + [
+        pa.field(role, pa.string())
+        for role in ("person_id", "person_name", "phone", "work_unit", "address", "site")
+    ]
     + [pa.field("moment", pa.timestamp("us", tz="UTC"))]
 )
 SAME_PERSON = "same_person"  # matched_by of a record attached through the person's other records

@@ -534,7 +534,9 @@ def _links(
     def redone(links: pa.RecordBatch) -> pa.Array:
         dropped_unit = pc.or_(pc.is_in(links["unit_id"], scope), pc.is_in(links["unit_id"], gone))
         return pc.if_else(
-            pc.equal(links["feed"], persons.person_feed()), pc.is_in(links["record_id"], decided), dropped_unit
+            pc.equal(links["feed"], persons.person_feed()),
+            pc.is_in(links["record_id"], decided),
+            dropped_unit,
         )
 
     kept = drop_where(previous, redone)

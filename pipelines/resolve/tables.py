@@ -49,7 +49,8 @@ def link_rows(
         FROM ({records_sql()}) r JOIN members m USING (entity_id)
         WHERE m.unit_id IS NOT NULL
         UNION ALL
-        SELECT '{person_feed()}', record_id, unit_id, 1.0, matched_by, NULL, NULL, '{run_id}' FROM person_links
+        SELECT '{person_feed()}', record_id, unit_id, 1.0, matched_by, NULL, NULL, '{run_id}'
+        FROM person_links
         ORDER BY unit_id, feed, record_id
         """,
         members=members,
@@ -90,7 +91,9 @@ def _volumes(records: dict[str, pa.Table]) -> pa.Table:
         row = {"entity_id": table["entity_id"].cast(pa.string())}
         for name, figure in _VOLUMES.items():
             given = figures.get(figure) in table.column_names
-            row[name] = table[figures[figure]].cast(pa.float64()) if given else pa.nulls(table.num_rows, pa.float64())
+            row[name] = (
+                table[figures[figure]].cast(pa.float64()) if given else pa.nulls(table.num_rows, pa.float64())
+            )
         parts.append(pa.table(row))
     return pa.concat_tables(parts)
 
@@ -179,8 +182,8 @@ def review_rows(
                            THEN 'no_registration_match'
                        WHEN b.top >= {settings.review_threshold} AND b.top < {settings.link_threshold}
                            THEN 'uncertain_link'
-                       WHEN b.top IS NOT NULL AND e.feed NOT IN {sql_list(anchor_feeds())} AND m.matched_by = 'model'
-                            AND b.top >= m.probability
+                       WHEN b.top IS NOT NULL AND e.feed NOT IN {sql_list(anchor_feeds())}
+                            AND m.matched_by = 'model' AND b.top >= m.probability
                            THEN 'rival_unit'
                    END AS reason
             FROM mine m JOIN entities e USING (entity_id) LEFT JOIN best b ON b.this = m.entity_id

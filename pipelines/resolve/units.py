@@ -82,6 +82,7 @@ def draft_units(
 ) -> list[UnitDraft]:
     """The clusters that are business units (members a verdict says are no business left out)."""
     wanted = pa.array(sorted({e for members in clusters for e in members}), pa.string())
+    parcel_feeds = sql_list(feeds_with("parcels"))
     facts = engine.query(
         f"""
         WITH wanted AS (SELECT entity_id FROM wanted_ids),
@@ -90,7 +91,7 @@ def draft_units(
                min(r.feed || '/' || r.record_id) AS first_record,
                coalesce(sum(r.parcels), 0) AS parcels,
                list(DISTINCT strftime(r.moment, '%Y-%m'))
-                   FILTER (WHERE r.feed IN {sql_list(feeds_with("parcels"))} AND r.moment IS NOT NULL) AS months
+                   FILTER (WHERE r.feed IN {parcel_feeds} AND r.moment IS NOT NULL) AS months
         FROM entities e JOIN wanted USING (entity_id) JOIN recs r USING (entity_id)
         GROUP BY ALL
         """,
