@@ -176,14 +176,14 @@ _TABLE_TYPES: dict[str, pa.DataType] = {
 
 
 def _table_schema(path: Path, resolved_only: bool = False) -> pa.Schema:
-    """A table's columns; a field marked ``per_feed`` is one column per feed contract (``{feed}_records``), so
-    a new department's feed adds its column with no change here."""
+    """A table's columns; a field marked ``"per": "feed"`` is one column per feed contract
+    (``{feed}_records``), so a new department's feed adds its column with no change here."""
     spec = json.loads(path.read_text(encoding="utf-8"))
     fields = [f for f in spec["fields"] if not (resolved_only and f.get("added_by"))]
     names = [
         (f["name"].format(feed=feed), f["type"])
         for f in fields
-        for feed in (feed_names() if f.get("per_feed") else [""])
+        for feed in (feed_names() if f.get("per") == "feed" else [""])
     ]
     return pa.schema([pa.field(name, _TABLE_TYPES[kind]) for name, kind in names])
 

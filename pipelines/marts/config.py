@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import resources
+from pipelines.contracts import load_contracts
 from pipelines.mappings import mapping, unit_feeds
 
 
@@ -91,3 +92,20 @@ def load_config(path: Path | None = None) -> MartConfig:
             f"activity flags or lock-on lists name unknown measures {unknown}; measures: {sorted(measures)}"
         )
     return config
+
+
+def documented_columns(fields: list[dict[str, Any]], config: MartConfig) -> list[str]:
+    """A mart's column names from its documented fields (``schemas/marts/<mart>.json``). A field with ``per``
+    (``feed``, ``figure``, ``flag``) stands for every feed, figure or activity flag not documented by name,
+    so a new department's feed is documented by its mapping."""
+    members = {
+        "feed": [f"{feed}_records" for feed in load_contracts()],
+        "figure": [m.name for m in config.measures],
+        "flag": [f.name for f in config.activity_flags],
+    }
+    named = {f["name"] for f in fields if "per" not in f}
+    return [
+        name
+        for f in fields
+        for name in ([f["name"]] if "per" not in f else [n for n in members[f["per"]] if n not in named])
+    ]
