@@ -24,6 +24,7 @@ def _data_dir(name: str) -> Path:
 
 SCHEMAS = _data_dir("schemas")
 FEED_CONTRACTS = SCHEMAS / "feeds"
+FEED_MAPPINGS = SCHEMAS / "mappings"  # which field plays which role, per feed (reviewed)
 OUTPUT_SCHEMAS = SCHEMAS / "outputs"
 MART_SCHEMAS = SCHEMAS / "marts"
 VOCABULARIES = SCHEMAS / "vocabularies"
@@ -42,6 +43,7 @@ def data_files() -> list[Path]:
     """Every data file the package reads at run time (tests check each exists and the wheel carries it)."""
     return [
         *sorted(FEED_CONTRACTS.glob("*.json")),
+        *sorted(FEED_MAPPINGS.glob("*.toml")),
         *sorted(OUTPUT_SCHEMAS.glob("*.json")),
         *sorted(MART_SCHEMAS.glob("*.json")),
         *sorted(VOCABULARIES.glob("*.csv")),
