@@ -23,10 +23,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.contracts import CHINA, output_schema
+from pipelines.contacts.best import vault_masks
+from pipelines.contracts import CHINA, output_schema, resolver_schema
 from pipelines.mappings import mapping
 from pipelines.marts.analysis import write_analysis_database
-from pipelines.marts.build import PARTITIONED, TIER_COLUMNS, MartInputs, build_marts
+from pipelines.marts.build import PARTITIONED, MartInputs, build_marts
 from pipelines.pii import Tokeniser
 from pipelines.resolve import (
     MODEL_PATH,
@@ -281,6 +282,7 @@ def _inputs(
         engine=DuckDBEngine(),
         settings=settings,
         model_path=model_path,
+        contact_masks=vault_masks(store.vault_masked()),
     )
     return inputs, reason
 
@@ -290,8 +292,8 @@ def _history(kept: dict[str, pa.Table] | None, published: dict[str, pa.Table] | 
     if not published:
         return History.empty()
     kept = kept or {}
-    register = published["register"]
-    register = register.drop_columns([c for c in TIER_COLUMNS if c in register.column_names])
+    # without the marts' tier columns; a register from before the best contacts gets them null (computed then)
+    register = in_todays_shape(published["register"], resolver_schema("register"))
     return History(
         issued=kept.get("issued", _issued_from(register)),
         register=register,

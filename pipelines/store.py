@@ -115,6 +115,17 @@ class RunStore:
             for name in manifest.get("contacts", {}).get("files", [])
         ]
 
+    def vault_masked(self) -> pa.Table:
+        """token, kind, masked of the vault rows of all committed runs, oldest run first: what the register
+        pass may read without the vault key (never the nonce or the ciphertext)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = ["token", "kind", "masked"]
+        tables = [pq.read_table(path, columns=columns) for path in self.vault_files()]
+        schema = pa.schema([(name, pa.string()) for name in columns])
+        return pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+
     def quality_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "dq"
 

@@ -44,6 +44,7 @@ FIGURES = [
     "review_age_max_days",
     "registration_lag_median_days",
     "id_churn",
+    "contacts",
 ]
 
 

@@ -478,7 +478,7 @@ def test_the_register_quality_of_each_run_shows_across_runs_and_older_runs_show_
 
     rows = {row[0]: row for row in _table(page, "register-quality")}
     assert list(rows) == ["reg-000003", "reg-000002", "reg-000001"]
-    assert rows["reg-000001"][1:] == ["–"] * 12
+    assert rows["reg-000001"][1:] == ["–"] * 14
     for run, quality in figures.items():
         row = rows[run]
         churn = quality["id_churn"]
@@ -487,6 +487,11 @@ def test_the_register_quality_of_each_run_shows_across_runs_and_older_runs_show_
         assert ('class="alert"' in row[3]) == (quality["units_without_uscc_share"] >= USCC_SHARE_TARGET)
         assert row[4:6] == [fmt_num(quality["duplicate_candidates"]), fmt_num(quality["review_open"])]
         assert row[9:12] == [fmt_num(churn["merged"]), fmt_num(churn["split"]), fmt_num(churn["retired"])]
+        contacts = quality["contacts"]
+        assert row[13:15] == [
+            f"{100 * contacts['with_candidate_share']:.1f} %",
+            f"{100 * contacts['confirmed_share']:.1f} %",
+        ]
 
     coverage = {row[0]: row for row in _table(page, "register-coverage")}
     assert coverage["reg-000001"][1:] == ["–"] * len(load_contracts())
@@ -511,7 +516,7 @@ def test_register_runs_without_quality_figures_still_render(store, tmp_path):
     page = write_report(copy, "reg-000003").read_text(encoding="utf-8")
     section = _section(page, "register-quality")
     assert "no register run recorded quality figures yet" in section and "<svg" not in section
-    assert [row[1:] for row in _table(page, "register-quality")] == [["–"] * 12] * 3
+    assert [row[1:] for row in _table(page, "register-quality")] == [["–"] * 14] * 3
     assert all(f'<section id="{section}">' in page for section in SECTIONS)
 
 

@@ -2,8 +2,8 @@
 configuration grants, and each act (granted or refused) on the audit log before any value is handed over.
 
 Two acts: ``reveal`` opens given tokens; ``export`` makes a township's call list from the latest register
-(its units with their phone's clear value and masked form). The clear values go back to the caller only;
-the audit line holds who, why, what and how many.
+(its units with their best contact's clear value and masked form, its source and grade: ``best``). The
+clear values go back to the caller only; the audit line holds who, why, what and how many.
 """
 
 from __future__ import annotations
@@ -22,7 +22,19 @@ from pipelines.contacts import audit
 from pipelines.contacts.vault import VAULT_SCHEMA, Vault, VaultOpenError, first_per_token
 from pipelines.store import RunStore, utc_now
 
-CALL_LIST_COLUMNS = ("unit_id", "name", "division_code", "township", "phone_masked", "phone", "phone_token")
+CALL_LIST_COLUMNS = (
+    "unit_id",
+    "name",
+    "division_code",
+    "township",
+    "phone_masked",
+    "phone",
+    "phone_token",
+    "phone_source",
+    "phone_grade",
+)
+_CALL_UNIT = ("unit_id", "name", "division_code", "township")
+_BEST_CONTACT = ("contact_token", "contact_masked", "contact_source", "contact_grade")  # register columns
 
 
 class ContactsError(RuntimeError):
@@ -74,12 +86,19 @@ def read_vault(store: RunStore) -> pa.Table:
 
 
 def read_call_register(store: RunStore) -> tuple[str, pa.Table]:
-    """The latest register run's id and its units' township and phone token."""
+    """The latest register run's id and its units' township and best contact (``phone``: its token,
+    ``masked``, ``source``, ``grade``). A register from before best contacts gives its registered phone."""
     latest = store.register_latest()
     if latest is None:
         raise ContactsError(f"{store.root} has no register yet: run a pass first")
-    columns = ["unit_id", "name", "division_code", "township", "phone"]
-    return latest.name, pq.read_table(latest / "register.parquet", columns=columns)
+    path = latest / "register.parquet"
+    if "contact_token" in pq.read_schema(path).names:
+        table = pq.read_table(path, columns=[*_CALL_UNIT, *_BEST_CONTACT])
+    else:  # an older register: the registered phone, nothing said of its source
+        table = pq.read_table(path, columns=[*_CALL_UNIT, "phone"])
+        for name in _BEST_CONTACT[1:]:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return latest.name, table.rename_columns([*_CALL_UNIT, "phone", "masked", "source", "grade"])
 
 
 @dataclass(frozen=True)
@@ -189,6 +208,7 @@ def export(
         _refuse(store, request, record, f"township {township!r} is outside {request.who}'s export scope", now)
     sealed = read_vault(store)
     sealed = sealed.filter(pc.equal(sealed["kind"], "phone"))
+    sealed = sealed.rename_columns(["sealed_masked" if n == "masked" else n for n in sealed.column_names])
     listed = units.join(sealed, "phone", "token", join_type="left outer").sort_by("unit_id")
     listed = listed.append_column("token", listed["phone"])  # the join keeps the key once, as ``phone``
     with_phone = listed.filter(pc.is_valid(listed["ciphertext"]))
@@ -206,9 +226,11 @@ def export(
             "name": listed["name"],
             "division_code": listed["division_code"],
             "township": listed["township"],
-            "phone_masked": listed["masked"],
+            "phone_masked": pc.coalesce(listed["sealed_masked"], listed["masked"]),
             "phone": pa.array([values.get(u) for u in listed["unit_id"].to_pylist()], pa.string()),
             "phone_token": listed["phone"],
+            "phone_source": listed["source"],
+            "phone_grade": listed["grade"],
         }
     )
 

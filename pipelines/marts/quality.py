@@ -24,6 +24,9 @@ Pure: tables in, figures out. The rules behind each figure, where a choice had t
   ``first_seen`` (its earliest record in any feed) to its earliest ``established_on``; the median over the
   units first seen before they registered (seen by tax, power or couriers while unregistered). Units that
   registered first have no lag and are not counted, so the figure says how late the late ones were.
+- ``contacts``: units whose sources give at least one phone (``contact_candidates`` > 0), and units whose
+  best contact is confirmed (``contact_grade`` the confirmed grade of ``schemas/contacts/sources.toml``: two
+  independent sources give the number), each with its share of all units.
 - ``id_churn``: this run's lineage events (``merged`` / ``split`` / ``retired``) and ``share``: the units
   whose id changed this way (distinct ``from_unit_id``) per unit of the register.
 """
@@ -41,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import resources
+from pipelines.contacts.best import load_sources
 from pipelines.contracts import CHINA_TIME_ZONE
 from pipelines.mappings import anchor_feeds, mapping
 from pipelines.marts.sql import query
@@ -142,6 +146,7 @@ def register_quality(
         **_review_ages(review, records, {**(run_times or {}), run_id: created_at}, today),
         "registration_lag_median_days": _registration_lag(register, tables["links"], records),
         "id_churn": _id_churn(tables["lineage"], run_id, units),
+        "contacts": _contacts(register),
     }
 
 
@@ -339,6 +344,20 @@ def _registration_lag(register: pa.Table, links: pa.Table, records: dict[str, pa
             {"unit_id": register["unit_id"], "first_seen_on": _china_dates(register["first_seen"])}
         ),
     )[0]
+
+
+def _contacts(register: pa.Table) -> dict[str, Any]:
+    """Units with a contact candidate and with a confirmed best contact, and their shares."""
+    units = register.num_rows
+    offered = pc.sum(pc.greater(pc.fill_null(register["contact_candidates"], 0), 0)).as_py() or 0
+    confirmed_grade = load_sources().confirmed
+    confirmed = pc.sum(pc.fill_null(pc.equal(register["contact_grade"], confirmed_grade), False)).as_py() or 0
+    return {
+        "with_candidate": offered,
+        "with_candidate_share": _share(offered, units),
+        "confirmed": confirmed,
+        "confirmed_share": _share(confirmed, units),
+    }
 
 
 def _id_churn(lineage: pa.Table, run_id: str, units: int) -> dict[str, Any]:

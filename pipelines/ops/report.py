@@ -927,6 +927,8 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
         "split",
         "retired",
         "id churn",
+        "with a contact",
+        "contact confirmed",
     ]
     grid = Grid(headers, numeric=_numeric_from(1, headers), css="register-quality")
     feeds = list(load_contracts())
@@ -937,6 +939,7 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
             coverage.rows.append([run, *["–"] * len(feeds)])
             continue
         churn = quality.get("id_churn") or {}
+        contacts = quality.get("contacts") or {}
         grid.rows.append(
             [
                 run,
@@ -952,6 +955,8 @@ def _register_quality_section(metas: list[tuple[str, dict[str, Any]]]) -> dict[s
                 fmt_num(churn.get("split")),
                 fmt_num(churn.get("retired")),
                 _share_pct(churn.get("share"), 2),
+                _share_pct(contacts.get("with_candidate_share")),
+                _share_pct(contacts.get("confirmed_share")),
             ]
         )
         shares = quality.get("coverage") or {}

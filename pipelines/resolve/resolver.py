@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.contacts import best
 from pipelines.mappings import anchor_feeds, feeds_with, mapping, unit_feeds
 from pipelines.pii import Tokeniser
 from pipelines.resolve import clustering, evidence, persons, tables, units
@@ -50,6 +51,7 @@ class ResolveInputs:
     engine: Engine
     settings: ResolveSettings = field(default_factory=ResolveSettings)
     model_path: Path = MODEL_PATH
+    contact_masks: pa.Table = field(default_factory=best.empty_masks)  # token, masked: the vault's phones
 
 
 @dataclass
@@ -212,7 +214,8 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     if reference_changed:
         row_scope = pc.unique(pc.drop_null(members["unit_id"]))
     else:
-        row_scope = _strings(set(member_scope.to_pylist()) | licence_changed)
+        contacts_stale = best.stale_units(history.register, person_links, changed_people["record_id"])
+        row_scope = _strings(set(member_scope.to_pylist()) | licence_changed | contacts_stale)
     rows = units.register_rows(
         engine,
         only(members, "unit_id", row_scope),
@@ -223,6 +226,17 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         reference,
         settings,
         run_id,
+    )
+    rows = best.with_best_contacts(
+        engine.query,
+        rows,
+        only(members, "unit_id", row_scope),
+        entities.table,
+        changes.records,
+        only(person_links, "unit_id", row_scope),
+        persons.person_feed(),
+        inputs.contact_masks,
+        inputs.tokens,
     )
     rows = _unchanged_keep_their_run(engine, rows, history.register, ["unit_id"])
     register = pa.concat_tables(
