@@ -48,7 +48,7 @@ export = ["330106/西溪街道"]
 # (unit, name, division, township, registered phone)
 UNITS = [
     ("U000000000001", "城西五金厂", "330106", "西溪街道", "13700001111"),
-    ("U000000000002", "城东茶馆", "330106", "西溪街道", "0571-88889999"),  # a landline: never sealed
+    ("U000000000002", "城东茶馆", "330106", "西溪街道", "0571-88889999"),  # a landline: sealed to be dialled
     ("U000000000003", "北山画室", "330106", "北山街道", "13912340000"),
     ("U000000000004", "滨江网店", "330108", "长河街道", "15800002222"),
 ]
@@ -173,17 +173,17 @@ def test_a_township_export_is_the_call_list_of_its_units(store):
     rows = table.to_pylist()
     assert [r["unit_id"] for r in rows] == ["U000000000001", "U000000000002"]
     assert rows[0]["phone"] == "13700001111" and rows[0]["phone_masked"] == "137****1111"
-    assert rows[1]["phone"] is None and rows[1]["phone_masked"] is None  # a landline is not in the vault
+    assert rows[1]["phone"] == "057188889999" and rows[1]["phone_masked"] == "057*****9999"  # a landline
     assert rows[0]["phone_token"] == _registered_phone_token("13700001111")
     (line,) = _lines(store)
     assert (line["action"], line["township"], line["units"], line["count"], line["result"]) == (
-        "export", "西溪街道", 2, 1, "granted",
+        "export", "西溪街道", 2, 2, "granted",
     )  # fmt: skip
     assert line["register_run"] == "reg-000001" and line["to"] == "calls.csv"
     whole = export(
         store, Vault(VAULT_KEY), grants, Request("zhang.supervisor", "全区核实"), "330106", "stdout"
     )
-    assert whole.num_rows == 3 and whole["phone"].null_count == 1
+    assert whole.num_rows == 3 and whole["phone"].null_count == 0
     _assert_no_clear_value_in_the_log(store)
 
 
@@ -222,7 +222,7 @@ def test_the_commands_reveal_export_and_verify(store, tmp_path):
     done = _cli(store, "export", "--township", "西溪街道", "--to", str(calls), *who, scopes=scopes)
     assert done.exit_code == 0, done.output
     with calls.open(encoding="utf-8") as handle:
-        assert [row["phone"] for row in csv.DictReader(handle)] == ["13700001111", ""]
+        assert [row["phone"] for row in csv.DictReader(handle)] == ["13700001111", "057188889999"]
     assert calls.stat().st_mode & 0o077 == 0
     refused = _cli(store, "reveal", "--token", token, "--who", "li.caller", "--purpose", "x", scopes=scopes)
     assert refused.exit_code == 1 and "refused" in refused.output and "13700001111" not in refused.output
@@ -231,7 +231,7 @@ def test_the_commands_reveal_export_and_verify(store, tmp_path):
     verified = _cli(store, "verify-audit")
     assert verified.exit_code == 0 and "3 lines" in verified.output
     lines = store.audit_log.read_text(encoding="utf-8").splitlines()
-    edited = lines[1].replace('"count":1', '"count":0')  # hide how many numbers the export revealed
+    edited = lines[1].replace('"count":2', '"count":0')  # hide how many numbers the export revealed
     assert edited != lines[1]
     lines[1] = edited
     store.audit_log.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -54,7 +54,7 @@ NUCLEIC = [
 ]
 REGISTRATION = [
     {"record_id": "R1", "name": "城西五金厂", "legal_rep_id": "440106199001011235", "phone": "137 0000 1111"},
-    {"record_id": "R2", "name": "城东茶馆", "phone": "0571-88889999"},  # a business landline: not sealed
+    {"record_id": "R2", "name": "城东茶馆", "phone": "0571-88889999"},  # a business landline: sealed to be dialled
 ]
 
 
@@ -190,7 +190,9 @@ def test_import_seals_a_registered_mobile_under_the_token_the_resolver_gives_it(
     resolver_token = TOKENS.token("phone", parse_phone("137 0000 1111").number)
     assert opened[resolver_token] == ("phone", "13700001111")
     assert opened[staged.to_pylist()[0]["legal_rep_id"]] == ("id_number", "440106199001011235")
-    assert len(opened) == 2  # the landline stays out
+    landline = TOKENS.token("phone", parse_phone("0571-88889999").number)
+    assert opened[landline] == ("phone", parse_phone("0571-88889999").number)  # a call list can dial it
+    assert len(opened) == 3
     assert staged["phone"].to_pylist() == ["137 0000 1111", "0571-88889999"]  # as before: not personal
 
 
