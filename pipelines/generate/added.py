@@ -302,7 +302,11 @@ class AddedFeedMaker:
 
     def bookkeeping(self, unit: Unit) -> None:
         rng = self.rng
-        for firm_number in range(2 if rng.random() < SECOND_FIRM else 1):
+        firms = [self._firm(unit)]
+        if rng.random() < SECOND_FIRM:  # it changed firms: the old one's list still carries it
+            others = [firm for firm, _ in self.firms[unit.city.code] if firm != firms[0]]
+            firms += [rng.choice(others)] if others else []
+        for firm in firms:
             owner_keeps = unit.kind in ("individual_business", "sole_proprietorship") or rng.random() < 0.45
             contact: Person = unit.legal_rep if owner_keeps else unit.contact(rng, 0)
             uscc = None
@@ -315,15 +319,11 @@ class AddedFeedMaker:
                 "uscc": uscc,
                 "contact_person": person_name_variant(contact.name, rng, 0.01),
                 "phone": written_phone(rng, contact.mobile if rng.random() < 0.8 else unit.phone, 0.15),
-                "bookkeeping_firm": self._firm(unit) if firm_number == 0 else self._other_firm(unit),
+                "bookkeeping_firm": firm,
                 "address": render_address(unit.site, rng, self.difficulty.bookkeeping_address),
                 "updated_at": _stamp(updated, rng),
             }
             self.emit(BOOKKEEPING, _blank(record, rng, BOOKKEEPING, self.difficulty.blanks), unit.unit_id)
-
-    def _other_firm(self, unit: Unit) -> str:
-        pool = self.firms[unit.city.code]
-        return self.rng.choice(pool)[0]
 
     # -- units only the added feeds show -----------------------------------------------------------------
 
