@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from pipelines.generate.difficulty import Difficulty, chance
 from pipelines.generate.feeds import Emit, _blank, _month_end, _months, _stamp, written_uscc
-from pipelines.generate.geography import render_address
+from pipelines.generate.geography import City, render_address
 from pipelines.generate.names import (
     SHOP_ENDINGS,
     SHOP_GOODS,
@@ -354,7 +354,7 @@ class AddedFeedMaker:
             write_jsonl_line(unit_file, row(unit, feed))
         return count
 
-    def _registered_elsewhere(self, population: Population, city, rep: Person) -> Unit:
+    def _registered_elsewhere(self, population: Population, city: City, rep: Person) -> Unit:
         """A small company run in the city but registered in a county nearby: its USCC and its name carry that
         county; none of the city's departments holds it."""
         rng = self.rng
