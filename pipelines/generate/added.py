@@ -189,7 +189,10 @@ class AddedFeedMaker:
         trade = unit.parts.trade if rng.random() < 0.6 else rng.choice(SHOP_TRADE_NAMES)
         flagship = platform in FLAGSHIP_PLATFORMS
         ending = rng.choice(("旗舰店", "专营店")) if flagship else rng.choice(SHOP_ENDINGS)
-        return trade + rng.choice(SHOP_GOODS) + ending
+        line = ""  # a shop front sells online what it sells over the counter (水果店 → 恒达水果小店)
+        if unit.kind == "individual_business" and unit.industry.sector != "online":
+            line = unit.parts.industry.removesuffix("商行").removesuffix("店")
+        return trade + (line or rng.choice(SHOP_GOODS)) + ending
 
     def _shop_name(self, unit: Unit, platform: str) -> str:
         rng = self.rng
