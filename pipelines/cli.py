@@ -484,8 +484,7 @@ def train(out: Path, model: Path | None, max_pairs: float, verdicts: bool) -> No
 def _training_labels(store, engine):  # type: ignore[no-untyped-def]
     """The verdicts in force as labelled entity pairs, placed by the latest register's state; None (said
     why) when there are no verdicts or no register state to place them with."""
-    from pipelines.resolve import ResolutionState
-    from pipelines.resolve.labels import verdict_labels
+    from pipelines.resolve.labels import labels_from_kept_state
     from pipelines.townships.verdict_files import load_verdicts
 
     in_force = load_verdicts(store.verdicts_dir).in_force
@@ -494,9 +493,7 @@ def _training_labels(store, engine):  # type: ignore[no-untyped-def]
     if not in_force or kept is None:
         console.print("verdicts: " + ("none in force" if not in_force else "no register state to place them"))
         return None
-    state = ResolutionState.from_tables(kept, None)
-    constraints = kept.get("constraints")
-    return verdict_labels(engine, in_force, state.records, state.members, state.edges, constraints)
+    return labels_from_kept_state(engine, in_force, kept)
 
 
 @main.group()

@@ -98,6 +98,9 @@ class FeedContract:
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    def field_spec(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
+
     @property
     def department(self) -> str:
         """The Chinese name in the title's brackets (``Tax filings (税务)`` → ``税务``), for staff-facing
@@ -173,9 +176,16 @@ _TABLE_TYPES: dict[str, pa.DataType] = {
 
 
 def _table_schema(path: Path, resolved_only: bool = False) -> pa.Schema:
+    """A table's columns; a field marked ``"per": "feed"`` is one column per feed contract
+    (``{feed}_records``), so a new department's feed adds its column with no change here."""
     spec = json.loads(path.read_text(encoding="utf-8"))
     fields = [f for f in spec["fields"] if not (resolved_only and f.get("added_by"))]
-    return pa.schema([pa.field(f["name"], _TABLE_TYPES[f["type"]]) for f in fields])
+    names = [
+        (f["name"].format(feed=feed), f["type"])
+        for f in fields
+        for feed in (feed_names() if f.get("per") == "feed" else [""])
+    ]
+    return pa.schema([pa.field(name, _TABLE_TYPES[kind]) for name, kind in names])
 
 
 @cache

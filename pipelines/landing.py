@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.contracts import CHINA, output_schema
+from pipelines.mappings import mapping
 from pipelines.marts.analysis import write_analysis_database
 from pipelines.marts.build import PARTITIONED, TIER_COLUMNS, MartInputs, build_marts
 from pipelines.pii import Tokeniser
@@ -41,7 +42,7 @@ from pipelines.resolve import (
 from pipelines.resolve.labels import verdict_labels
 from pipelines.resolve.model import label_accuracy
 from pipelines.resolve.state import ISSUED_SCHEMA, STATE_VERSION
-from pipelines.rules.warnings import Facts, Figures, compute_warnings
+from pipelines.rules.warnings import Facts, Figures, compute_warnings, family_feeds
 from pipelines.staging import all_latest_records
 from pipelines.store import MARTS_DIR, RunStore, utc_now
 from pipelines.townships.verdict_files import load_verdicts
@@ -113,12 +114,13 @@ def _why_rebuild(previous: dict[str, Any] | None, fingerprint: dict[str, Any], h
 def _linked_periods(records: pa.Table, links: pa.Table, feed: str) -> list[str]:
     """The periods of the records of ``feed`` that are in a unit (the figures warnings are about)."""
     linked = links.filter(pc.equal(links["feed"], feed))["record_id"]
-    return _periods(pa.table({"period": records["period"].filter(pc.is_in(records["record_id"], linked))}))
+    periods = records[mapping(feed).roles["period"]]
+    return _periods(pa.table({"period": periods.filter(pc.is_in(records["record_id"], linked))}))
 
 
-def _periods(table: pa.Table) -> list[str]:
+def _periods(table: pa.Table, column: str = "period") -> list[str]:
     """The periods a feed has figures for."""
-    return sorted(p for p in pc.unique(table["period"]).to_pylist() if p)
+    return sorted(p for p in pc.unique(table[column]).to_pylist() if p)
 
 
 def prepare_register(
@@ -156,7 +158,14 @@ def prepare_register(
         resolution = resolve(inputs)
         del inputs  # what this run did not keep of the last register's tables is freed before it writes
         begun = time.monotonic()
-        tax_periods = _periods(resolution.state.records["tax"])  # more of them: every unit's warnings change
+        records = resolution.state.records
+        tax_periods = sorted(  # more of them: every unit's warnings change
+            {
+                p
+                for feed in family_feeds("tax")
+                for p in _periods(records[feed], mapping(feed).roles["period"])
+            }
+        )
         everything = resolution.reference_changed or tax_periods != (previous or {}).get("state", {}).get(
             "tax_periods"
         )
@@ -322,8 +331,13 @@ def _warnings(
         figures = Figures.from_links(tables["register"], tables["links"], records)
         return compute_warnings(figures, run_id, previous=previous)
     # only the touched units' records are read; what the rules must know about all figures comes apart
-    periods = {feed: _linked_periods(records[feed], tables["links"], feed) for feed in ("tax", "utility")}
-    facts = Facts.of(tables["register"], periods["tax"], periods["utility"])
+    periods = {
+        family: [
+            p for feed in family_feeds(family) for p in _linked_periods(records[feed], tables["links"], feed)
+        ]
+        for family in ("tax", "power")
+    }
+    facts = Facts.of(tables["register"], periods["tax"], periods["power"])
     scoped = [tables[name].filter(pc.is_in(tables[name]["unit_id"], units)) for name in ("register", "links")]
     figures = Figures.from_links(*scoped, records, facts=facts)
     fresh = compute_warnings(figures, run_id, previous=previous)

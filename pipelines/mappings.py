@@ -69,10 +69,21 @@ class EntityRule:
     person_named: str | None = None  # a business name that is a person's compares as that person
     household_class: str | None = None  # this field's household class (and no USCC): a person's record
     person_without_name: bool = False  # no business name: a private person
+    joins_at_premises: bool = False  # in a person's name at exactly one registered unit's site: that unit's
+    namesakes_apart: bool = False  # two of its entities sharing only a name are not linked (online shops)
 
     @property
     def key_fields(self) -> tuple[str, ...]:
         return tuple(f for part in self.key for f in ((part,) if isinstance(part, str) else part))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """How a period figure is named and whether it makes its unit active in a month (``unit_month``)."""
+
+    label: str  # how pages and lock-on reasons name it
+    active: str | None = None  # the activity flag it sets (``power_active``) …
+    above: float = 0.0  # … in a month its sum is above this
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,10 @@ class FeedMapping:
     kind: str  # UNIT or PERSON
     roles: dict[str, str]  # role -> field
     figures: dict[str, str] = field(default_factory=dict)  # figure -> field: period figures the register sums
+    figure_info: dict[str, Figure] = field(default_factory=dict)  # figure -> its label and activity flag
     profile: tuple[tuple[str, str], ...] = ()  # (field, label) shown on a unit's page
     anchor: bool = False  # its entity speaks for its unit (a registration)
+    ask_when_unregistered: bool = False  # its records in a unit with no registration go to the townships
     entity: EntityRule | None = None  # unit feeds only
 
     def field(self, role: str) -> str | None:
@@ -111,9 +124,23 @@ def _entity_rule(path: Path, raw: dict) -> EntityRule:
     return EntityRule(**{**raw, "key": key})
 
 
-def parse_mapping(feed: str, text: str, fields: frozenset[str], path: Path = Path("<mapping>")) -> FeedMapping:
+def _figure(path: Path, name: str, spec: str | dict) -> tuple[str, Figure]:
+    """A ``[figures]`` entry: ``name = "field"`` or ``name = { field, label, active, above }``."""
+    if isinstance(spec, str):
+        return spec, Figure(label=name)
+    if unknown := sorted(set(spec) - {"field", "label", "active", "above"}):
+        raise _refuse(path, f"figure {name!r} has unknown key(s) {unknown}")
+    return spec["field"], Figure(spec.get("label", name), spec.get("active"), float(spec.get("above", 0.0)))
+
+
+def parse_mapping(
+    feed: str, text: str, fields: frozenset[str], path: Path = Path("<mapping>")
+) -> FeedMapping:
     """A feed's mapping, checked against its contract's ``fields``."""
     raw = tomllib.loads(text)
+    known = {"title", "kind", "anchor", "ask_when_unregistered", "entity", "roles", "figures", "profile"}
+    if unknown := sorted(set(raw) - known):
+        raise _refuse(path, f"unknown key(s) {unknown}; known: {sorted(known)}")
     kind = raw.get("kind")
     if kind not in (UNIT, PERSON):
         raise _refuse(path, f"kind must be {UNIT!r} or {PERSON!r}, not {kind!r}")
@@ -125,14 +152,17 @@ def parse_mapping(feed: str, text: str, fields: frozenset[str], path: Path = Pat
         if "entity" not in raw:
             raise _refuse(path, "a unit feed needs an [entity] table (its key and time)")
         entity = _entity_rule(path, raw["entity"])
+    figures = {name: _figure(path, name, spec) for name, spec in raw.get("figures", {}).items()}
     mapping = FeedMapping(
         feed=feed,
         title=raw.get("title", feed),
         kind=kind,
         roles=roles,
-        figures=dict(raw.get("figures", {})),
+        figures={name: found for name, (found, _) in figures.items()},
+        figure_info={name: info for name, (_, info) in figures.items()},
         profile=tuple(raw.get("profile", {}).items()),
         anchor=bool(raw.get("anchor", False)),
+        ask_when_unregistered=bool(raw.get("ask_when_unregistered", False)),
         entity=entity,
     )
     named = [*roles.values(), *mapping.figures.values(), *(f for f, _ in mapping.profile)]
@@ -152,7 +182,9 @@ def load_mappings(directory: Path = resources.FEED_MAPPINGS) -> dict[str, FeedMa
         path = directory / f"{feed}.toml"
         if not path.is_file():
             raise MappingError(f"feed {feed!r} has a contract but no mapping: add {path}")
-        found[feed] = parse_mapping(feed, path.read_text(encoding="utf-8"), frozenset(contract.field_names), path)
+        found[feed] = parse_mapping(
+            feed, path.read_text(encoding="utf-8"), frozenset(contract.field_names), path
+        )
     return found
 
 
@@ -174,6 +206,20 @@ def anchor_feeds() -> tuple[str, ...]:
     return tuple(f for f, m in load_mappings().items() if m.anchor)
 
 
+def feeds_where(option: str) -> tuple[str, ...]:
+    """Unit feeds whose mapping sets this option (of the feed, or of its [entity] table)."""
+    return tuple(
+        f
+        for f, m in load_mappings().items()
+        if getattr(m, option, False) or (m.entity is not None and getattr(m.entity, option, False))
+    )
+
+
 def feeds_with(role: str) -> tuple[str, ...]:
     """Feeds that have a field in this role or figure."""
     return tuple(f for f, m in load_mappings().items() if role in m.roles or role in m.figures)
+
+
+def sql_list(feeds: tuple[str, ...] | list[str]) -> str:
+    """Feed names as a SQL list (``('tax', 'utility')``), for ``feed IN …``; an empty list matches nothing."""
+    return "(" + ", ".join(f"'{feed}'" for feed in feeds or ("",)) + ")"

@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
         "config",
         "verdicts",
         "staging",
-    },  # values read from the core: tokens, settings, verdicts, records
+        "mappings",
+    },  # values read from the core: tokens, settings, verdicts, records, what each feed's fields mean
     {"kafka", "quality", "contacts"},  # infrastructure over the core; the contact vault and its reveal
     {"marts"},  # BI marts, tiers and the pages people read, built from a register run's tables
     {"ingest", "resolve", "rules", "townships", "generate"},  # the stages

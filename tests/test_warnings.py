@@ -226,12 +226,8 @@ def test_figures_from_records_that_carry_their_unit_give_the_same_warnings():
         rows = RECORDS[feed]
         return _staged(feed, rows).append_column("unit_id", pa.array([row["unit_id"] for row in rows]))
 
-    figures = Figures.from_feeds(
-        register,
-        tax=carrying_units("tax"),
-        power=carrying_units("utility"),
-        waybill=carrying_units("waybill"),
-        registration=carrying_units("registration"),
+    figures = Figures.from_records(
+        register, {feed: carrying_units(feed) for feed in ("tax", "utility", "waybill", "registration")}
     )
     assert compute_warnings(figures, "reg-000001").equals(_hand_made())
 

@@ -14,36 +14,46 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipelines.contracts import contract
+from pipelines.mappings import anchor_feeds, mapping
 from pipelines.marts.config import MartConfig
 from pipelines.marts.sql import month_index, month_text, query
 
 CLOSED_STATUSES = ("cancelled", "revoked")  # a registration that ended: the month it changed is a closure
 
 
-def registration_facts(links: pa.Table, records: dict[str, pa.Table], config: MartConfig) -> pa.Table:
-    """Per registered unit: the month it was established, the month its registration last changed, and
-    whether it is listed as abnormal (the registration feed's fields, named in ``marts.toml``)."""
-    names = config.registration
-    feed = names["feed"]
-    table = records[feed]
-    changed = table[names["changed"]]
-    changed_month = contract(feed).record_periods(pa.table({names["changed"]: changed}))
-    registrations = pa.table(
+def _registrations(feed: str, table: pa.Table) -> pa.Table:
+    """An anchor feed's records: when established, the month of their last change, the abnormal listing
+    (the fields in the mapping's ``established_on``, ``moment`` and ``abnormal_since`` roles)."""
+    roles = mapping(feed).roles
+
+    def role(name: str, kind: pa.DataType) -> pa.Array:
+        return table[roles[name]].cast(kind) if name in roles else pa.nulls(table.num_rows, kind)
+
+    changed = table[roles["moment"]]
+    changed_month = contract(feed).record_periods(pa.table({roles["moment"]: changed}))
+    return pa.table(
         {
+            "feed": pa.array([feed] * table.num_rows, pa.string()),
             "record_id": table["record_id"],
-            "established": table[names["established"]],
+            "established": role("established_on", pa.date32()),
             "changed_month": changed_month.cast(pa.string()),
-            "abnormal_since": table[names["abnormal_since"]],
+            "abnormal_since": role("abnormal_since", pa.date32()),
         }
     )
+
+
+def registration_facts(links: pa.Table, records: dict[str, pa.Table]) -> pa.Table:
+    """Per registered unit: the month it was established, the month its registration last changed, and
+    whether it is listed as abnormal."""
+    tables = [_registrations(feed, records[feed]) for feed in anchor_feeds()]
     return query(
-        f"""
+        """
         SELECT l.unit_id, strftime(min(r.established), '%Y-%m') AS established_month,
                max(r.changed_month) AS changed_month, bool_or(r.abnormal_since IS NOT NULL) AS abnormal
-        FROM registrations r JOIN links l ON l.feed = '{feed}' AND l.record_id = r.record_id
+        FROM registrations r JOIN links l USING (feed, record_id)
         GROUP BY l.unit_id
         """,
-        registrations=registrations,
+        registrations=pa.concat_tables(tables),
         links=links.select(["feed", "record_id", "unit_id"]),
     )
 

@@ -63,7 +63,7 @@ def build_marts(inputs: MartInputs) -> Marts:
     unit_month = facts.unit_month(
         plain_units, links, records, config, inputs.touched, inputs.previous.get("unit_month")
     )
-    registration = activity.registration_facts(links, records, config)
+    registration = activity.registration_facts(links, records)
     reference = inputs.reference
     tiers = activity.tiers(
         unit_month, plain_units, registration, inputs.tables["warnings"], config, reference

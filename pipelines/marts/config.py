@@ -1,4 +1,5 @@
-"""The marts' reviewed configuration (``marts.toml``): measures, activity, tier score, lock-on thresholds."""
+"""The marts' reviewed configuration (``marts.toml``): activity, tier score, lock-on thresholds; the measures
+and activity flags come from the feed mappings' figures (``schemas/mappings``)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import resources
+from pipelines.contracts import load_contracts
+from pipelines.mappings import mapping, unit_feeds
 
 
 @dataclass(frozen=True)
 class Measure:
-    """A monthly figure of ``unit_month``: the sum of one feed's field."""
+    """A monthly figure of ``unit_month``: the sum of the field each feed that gives it maps to it."""
 
     name: str
-    feed: str
-    field: str
+    fields: tuple[tuple[str, str], ...]  # (feed, field)
     label: str
+
+    def field_of(self, feed: str) -> str | None:
+        return dict(self.fields).get(feed)
 
 
 @dataclass(frozen=True)
@@ -35,14 +40,25 @@ class MartConfig:
 
     @property
     def measures(self) -> tuple[Measure, ...]:
-        return tuple(
-            Measure(name, m["feed"], m["field"], m["label"]) for name, m in self.raw["measures"].items()
-        )
+        """The figures the feed mappings name (``[figures]``), in feed order."""
+        fields: dict[str, list[tuple[str, str]]] = {}
+        labels: dict[str, str] = {}
+        for feed in unit_feeds():
+            found = mapping(feed)
+            for name, field in found.figures.items():
+                fields.setdefault(name, []).append((feed, field))
+                labels.setdefault(name, found.figure_info[name].label)
+        return tuple(Measure(name, tuple(given), labels[name]) for name, given in fields.items())
 
     @property
     def activity_flags(self) -> tuple[ActivityFlag, ...]:
-        flags = self.raw["activity_flags"].items()
-        return tuple(ActivityFlag(name, f["measure"], float(f["above"])) for name, f in flags)
+        """The flags the feed mappings' figures set (``active``), one per flag name."""
+        flags = {}
+        for feed in unit_feeds():
+            for name, info in mapping(feed).figure_info.items():
+                if info.active:
+                    flags.setdefault(info.active, ActivityFlag(info.active, name, info.above))
+        return tuple(flags.values())
 
     def measure(self, name: str) -> Measure:
         return next(m for m in self.measures if m.name == name)
@@ -54,10 +70,6 @@ class MartConfig:
     @property
     def look_back_months(self) -> int:
         return int(self.raw["activity"]["look_back_months"])
-
-    @property
-    def registration(self) -> dict[str, str]:
-        return dict(self.raw["registration"])
 
     @property
     def tier(self) -> dict[str, Any]:
@@ -80,3 +92,20 @@ def load_config(path: Path | None = None) -> MartConfig:
             f"activity flags or lock-on lists name unknown measures {unknown}; measures: {sorted(measures)}"
         )
     return config
+
+
+def documented_columns(fields: list[dict[str, Any]], config: MartConfig) -> list[str]:
+    """A mart's column names from its documented fields (``schemas/marts/<mart>.json``). A field with ``per``
+    (``feed``, ``figure``, ``flag``) stands for every feed, figure or activity flag not documented by name,
+    so a new department's feed is documented by its mapping."""
+    members = {
+        "feed": [f"{feed}_records" for feed in load_contracts()],
+        "figure": [m.name for m in config.measures],
+        "flag": [f.name for f in config.activity_flags],
+    }
+    named = {f["name"] for f in fields if "per" not in f}
+    return [
+        name
+        for f in fields
+        for name in ([f["name"]] if "per" not in f else [n for n in members[f["per"]] if n not in named])
+    ]

@@ -2,7 +2,7 @@
 
 Every current record linked to a unit counts in the month its contract says it is about
 (``FeedContract.record_periods``: the period field, else the first timestamp in China time). A record with
-no month is left out. Which field each figure sums is configuration (``marts.toml``, ``[measures]``).
+no month is left out. Which field each figure sums is configuration (the feed mappings' ``[figures]``).
 
 A register run that touched only some units recomputes only their rows: every other unit kept its records
 and its links, so its rows of the last run stand.
@@ -33,10 +33,10 @@ def _feed_facts(records: dict[str, pa.Table], config: MartConfig) -> pa.Table:
             "period": feed_contract.record_periods(table).cast(pa.string()),
         }
         for measure in config.measures:
-            if measure.feed == feed:
-                columns[measure.name] = table[measure.field].cast(pa.float64())
-            else:
-                columns[measure.name] = pa.nulls(table.num_rows, pa.float64())
+            field = measure.field_of(feed)
+            columns[measure.name] = (
+                table[field].cast(pa.float64()) if field else pa.nulls(table.num_rows, pa.float64())
+            )
         parts.append(pa.table(columns))
     if not parts:
         names = ["feed", "record_id", "period", *(m.name for m in config.measures)]
@@ -47,8 +47,8 @@ def _feed_facts(records: dict[str, pa.Table], config: MartConfig) -> pa.Table:
 
 def _sql_type(measure: Measure) -> str:
     """A count stays a whole number (parcels); money and energy are doubles."""
-    spec = next(f for f in contract(measure.feed).fields if f.name == measure.field)
-    return "BIGINT" if spec.type == "integer" else "DOUBLE"
+    counts = all(contract(feed).field_spec(field).type == "integer" for feed, field in measure.fields)
+    return "BIGINT" if counts else "DOUBLE"
 
 
 def unit_month(

@@ -6,7 +6,7 @@ so they open from a file share, a USB stick or an e-mail attachment. Monthly fig
 from the ``units`` mart, births and closures from ``demography``, lock-on lists from ``lockon`` and quality
 from ``register_quality``; identity, links, review items, warnings and lineage from the register run itself.
 Personal fields of records are HMAC tokens already; a profile shows only the key fields listed in
-``RECORD_FIELDS`` and shows a personal field only as its token.
+in its feed mapping's ``[profile]`` and shows a personal field only as its token.
 
 Verdicts are passed in as values (``pipelines.verdicts.Verdict``): reading the verdict files is the
 townships' business, and the callers (CLI, township pack) read them.
@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pipelines.contracts import CHINA, load_contracts, output_schema
+from pipelines.mappings import load_mappings
 from pipelines.marts.charts import LINE, bar_chart, fmt_value, month_range, monthly_chart
 from pipelines.marts.config import MartConfig, load_config
 from pipelines.pii import TOKEN_PREFIX
@@ -55,47 +56,14 @@ __all__ = [
 UNITS_DIR = "units"  # profiles inside a pack folder
 HIDDEN = "（已隐藏）"
 
-# Key fields of a linked record, per feed, with their Chinese headers. Phones are left out (a mobile is a
-# person's even where the contract does not call it personal); a personal field shows only as its token.
-RECORD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "registration": (
-        ("uscc", "统一社会信用代码"),
-        ("name", "名称"),
-        ("entity_type", "企业类型"),
-        ("status", "登记状态"),
-        ("established_on", "成立日期"),
-        ("abnormal_since", "列入经营异常日期"),
-        ("address", "住所"),
-    ),
-    "tax": (
-        ("taxpayer_id", "纳税人识别号"),
-        ("taxpayer_name", "纳税人名称"),
-        ("period", "所属期"),
-        ("tax_paid", "实缴税额（元）"),
-        ("sales", "销售额（元）"),
-        ("taxpayer_status", "纳税人状态"),
-    ),
-    "utility": (
-        ("account_no", "户号"),
-        ("account_name", "户名"),
-        ("customer_class", "用电类别"),
-        ("period", "账期"),
-        ("kwh", "用电量（千瓦时）"),
-        ("address", "用电地址"),
-    ),
-    "waybill": (
-        ("carrier", "快递公司"),
-        ("sender_company", "寄件单位"),
-        ("shipped_at", "寄件时间"),
-        ("parcel_count", "件数"),
-    ),
-    "nucleic_contact": (
-        ("person_name", "人员（令牌）"),
-        ("work_unit", "工作单位"),
-        ("site", "采样点"),
-        ("sampled_at", "采样时间"),
-    ),
-}
+
+def record_fields(feed: str) -> tuple[tuple[str, str], ...]:
+    """Key fields of a linked record with their Chinese headers: the feed mapping's ``[profile]``. Phones
+    are left out there (a mobile is a person's even where the contract does not call it personal); a
+    personal field shows only as its token."""
+    return load_mappings()[feed].profile if feed in load_mappings() else ()
+
+
 MATCHED_BY = labels("matched_by")
 FLAGS = labels("flags")
 RULES = labels("rules")
@@ -230,7 +198,7 @@ def load_profile_data(
     records: dict[tuple[str, str], dict[str, Any]] = {}
     for feed, of_feed in _group(links, "feed").items():
         wanted = {link["record_id"] for link in of_feed}
-        columns = ["record_id", *(name for name, _ in RECORD_FIELDS.get(feed, ()))]
+        columns = ["record_id", *(name for name, _ in record_fields(feed))]
         state = run_dir / STATE_DIR / "records" / f"{feed}.parquet"
         if state.is_file():
             rows = _rows_of(state, "record_id", wanted, columns)
@@ -326,7 +294,7 @@ def profile_context(data: ProfileData, unit_id: str) -> dict[str, Any]:
     links = sorted(data.links.get(unit_id, []), key=lambda r: (r["feed"], r["record_id"]))
     records = []
     for feed, of_feed in _group(links, "feed").items():
-        fields = RECORD_FIELDS.get(feed, ())
+        fields = record_fields(feed)
         grid = Grid(["记录编号", *(label for _, label in fields), "匹配方式", "匹配概率"])
         period_field = contracts[feed].period_field if feed in contracts else "record_id"
         for link in sorted(

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from pipelines import resources
 from pipelines.contracts import CHINA_TIME_ZONE
+from pipelines.mappings import anchor_feeds, mapping
 from pipelines.marts.sql import query
 from pipelines.standardise import parse_company_name
 
@@ -306,13 +307,24 @@ def _review_ages(
 
 def _registration_lag(register: pa.Table, links: pa.Table, records: dict[str, pa.Table]) -> float | None:
     """Median days from first seen to registered, over the units seen before they registered."""
-    if "registration" not in records:
+    feeds = [f for f in anchor_feeds() if f in records and mapping(f).field("established_on")]
+    if not feeds:
         return None
+    established = pa.concat_tables(
+        pa.table(
+            {
+                "feed": pa.array([feed] * records[feed].num_rows, pa.string()),
+                "record_id": records[feed]["record_id"],
+                "established_on": records[feed][mapping(feed).roles["established_on"]].cast(pa.date32()),
+            }
+        )
+        for feed in feeds
+    )
     return _query(
         """
         WITH registered AS (
             SELECT l.unit_id, min(e.established_on) AS established_on
-            FROM linked l JOIN established e USING (record_id)
+            FROM linked l JOIN established e USING (feed, record_id)
             WHERE l.unit_id IS NOT NULL AND e.established_on IS NOT NULL GROUP BY l.unit_id
         ),
         lags AS (
@@ -321,8 +333,8 @@ def _registration_lag(register: pa.Table, links: pa.Table, records: dict[str, pa
         )
         SELECT median(lag)::DOUBLE FROM lags WHERE lag > 0
         """,
-        established=records["registration"].select(["record_id", "established_on"]),
-        linked=links.filter(pc.equal(links["feed"], "registration")).select(["record_id", "unit_id"]),
+        established=established,
+        linked=links.select(["feed", "record_id", "unit_id"]),
         seen=pa.table(
             {"unit_id": register["unit_id"], "first_seen_on": _china_dates(register["first_seen"])}
         ),

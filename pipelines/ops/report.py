@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from pipelines.contracts import CHINA, load_contracts, output_schema
+from pipelines.mappings import feeds_with, mapping
 from pipelines.marts.quality import USCC_SHARE_TARGET
 from pipelines.resources import REPORT_TEMPLATE
 from pipelines.staging import latest_records
@@ -57,14 +58,26 @@ OVER_REVIEW_TARGET = f"> {100 * REVIEW_SHARE_TARGET:g} %"
 REVIEW_REASONS = labels("review_reasons")  # uncertain_link → 疑似同一单位，待确认
 # Register runs since a review item's run (the run that raised or last changed it): label, lowest, highest.
 REVIEW_AGE_BINS = (("0 (this run)", 0, 0), ("1", 1, 1), ("2–3", 2, 3), ("4–7", 4, 7), ("≥ 8", 8, None))
-# Source columns read through a reviewed vocabulary (schemas/vocabularies/): vocabulary, label, feed, column.
-VOCABULARY_COLUMNS = (
-    ("industry", "industry 行业代码", "registration", "industry_code"),
-    ("registration", "registration status 登记状态", "registration", "status"),
-    ("taxpayer", "taxpayer status 纳税人状态", "tax", "taxpayer_status"),
-    ("entity_type", "entity type 企业类型", "registration", "entity_type"),
-    ("customer_class", "customer class 用电类别", "utility", "customer_class"),
+# Roles read through a reviewed vocabulary (schemas/vocabularies/): vocabulary, label, role; the columns are
+# the fields every feed's mapping gives that role.
+VOCABULARY_ROLES = (
+    ("industry", "industry 行业代码", "industry_code"),
+    ("registration", "registration status 登记状态", "status"),
+    ("taxpayer", "taxpayer status 纳税人状态", "taxpayer_status"),
+    ("entity_type", "entity type 企业类型", "entity_type"),
+    ("customer_class", "customer class 用电类别", "customer_class"),
 )
+
+
+def vocabulary_columns() -> list[tuple[str, str, str, str]]:
+    """(vocabulary, label, feed, column) of every feed field read through a vocabulary."""
+    return [
+        (vocabulary, label, feed, mapping(feed).roles[role])
+        for vocabulary, label, role in VOCABULARY_ROLES
+        for feed in feeds_with(role)
+    ]
+
+
 TOP_UNKNOWN = 5  # unknown values named per vocabulary, most records first
 SHOWN_VALUE_CHARS = 30  # a longer source value is cut: the page lists codes, not free text
 
@@ -722,14 +735,14 @@ def _vocabularies_section(store: RunStore, run_dir: Path) -> dict[str, Any]:
     """Per vocabulary, the source values it cannot read in the run's records, and how many records carry
     them: what to add to the reviewed files next. Such values come out as unknown, never as a guess."""
     columns: dict[str, list[str]] = {}
-    for _, _, feed, column in VOCABULARY_COLUMNS:
+    for _, _, feed, column in vocabulary_columns():
         columns.setdefault(feed, []).append(column)
     records, source = _run_records(store, run_dir, columns)
     headers = ["vocabulary", "column", "records with a value", "unknown values", "their records", "share"]
     headers.append("most frequent unknown values")
     grid = Grid(headers, numeric=frozenset({2, 3, 4, 5}), css="vocabularies")
     unknown_records = 0
-    for vocabulary, label, feed, column in VOCABULARY_COLUMNS:
+    for vocabulary, label, feed, column in vocabulary_columns():
         values = records[feed][column]
         unknown = unknown_values(vocabulary, values)
         stated = len(values) - values.null_count

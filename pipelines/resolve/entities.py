@@ -10,7 +10,7 @@ Entity ids come from the department's key, so the same entity has the same id in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -18,6 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.contracts import contract
+from pipelines.mappings import EntityRule, FeedMapping, mapping, unit_feeds
 from pipelines.pii import TOKEN_PREFIX, Tokeniser, is_token
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.frames import without
@@ -191,142 +193,131 @@ def _valid_uscc(code: str | None) -> str | None:
     return clean_code(code) if is_valid_uscc(code) else None
 
 
-# -- what each department's records say ---------------------------------------------------------------
+# -- what a department's records say, read through its mapping ------------------------------------------
 
 
-def _registration(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
-    uscc = _valid_uscc(row["uscc"])
+def _value(row: dict[str, Any], mapping: FeedMapping, role: str) -> Any:
+    name = mapping.field(role)
+    return row[name] if name else None
+
+
+def build_entity(mapping: FeedMapping, entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+    """The entity a record speaks for, from the fields in the roles its feed's mapping gives.
+
+    A USCC counts only when its check character is right; a taxpayer number also gives a legacy organisation
+    code and its division. A household class without a USCC, or (where the mapping says so) a record with no
+    business name, is a private person's; a business name that is a person's compares as that person."""
+    rule = mapping.entity
+    assert rule is not None, f"{mapping.feed} is not a unit feed"
+    taxpayer_id = clean_code(_value(row, mapping, "taxpayer_id")) or None
+    uscc = _valid_uscc(_value(row, mapping, "uscc") or taxpayer_id)
+    office = _value(row, mapping, "office")
+    hint = _district_hint(
+        _value(row, mapping, "division_code"),
+        uscc[2:8] if uscc else None,
+        taxpayer_id[:6] if taxpayer_id and not uscc else None,
+        match_region(fold(office).removeprefix("国家税务总局")).division_code if office else None,
+    )
+    household = rule.household_class and customer_kind(row[rule.household_class]) == HOUSEHOLD
+    name = _value(row, mapping, "name")
     entity = Entity(
         entity_id=entity_id,
-        feed="registration",
+        feed=mapping.feed,
         uscc=uscc,
-        org_code=org_code_of(uscc),
-        reg_no=clean_code(row["reg_no"]) or None,
-        legal_rep_name=fold(row["legal_rep_name"]) or None,
-        legal_rep_token=row["legal_rep_id"],
-        entity_type=row["entity_type"],
+        org_code=org_code_of(taxpayer_id or uscc),
+        reg_no=clean_code(_value(row, mapping, "reg_no")) or None,
+        legal_rep_name=fold(_value(row, mapping, "legal_rep_name")) or None,
+        legal_rep_token=_value(row, mapping, "legal_rep_id"),
+        entity_type=_value(row, mapping, "entity_type"),
+        is_person=bool(household and not uscc) or (rule.person_without_name and not name),
     )
-    hint = _district_hint(row["division_code"], uscc[2:8] if uscc else None)
-    return _fill(entity, row["name"], row["address"], row["phone"], hint, tokens)
-
-
-def _tax(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
-    taxpayer_id = clean_code(row["taxpayer_id"])
-    uscc = _valid_uscc(taxpayer_id)
-    office = match_region(fold(row["tax_office"]).removeprefix("国家税务总局")).division_code
-    hint = _district_hint(uscc[2:8] if uscc else None, taxpayer_id[:6] if not uscc else None, office)
-    entity = Entity(
-        entity_id=entity_id,
-        feed="tax",
-        uscc=uscc,
-        org_code=org_code_of(taxpayer_id),
-        legal_rep_name=fold(row["legal_rep_name"]) or None,
+    person_named = (
+        rule.person_named is not None
+        and not entity.is_person
+        and is_personal_name(name, two_characters=rule.person_named == "two_characters")
     )
-    return _fill(entity, row["taxpayer_name"], row["address"], row["phone"], hint, tokens)
-
-
-def _utility(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
-    """A household account (its tariff class, as the power company spells it, read through the reviewed
-    vocabulary) without a USCC is a person's; an unknown class is not taken for one."""
-    uscc = _valid_uscc(row["uscc"])
-    entity = Entity(
-        entity_id=entity_id,
-        feed="utility",
-        uscc=uscc,
-        org_code=org_code_of(uscc),
-        is_person=customer_kind(row["customer_class"]) == HOUSEHOLD and not uscc,
+    if rule.person_without_name:
+        hint = ""  # a sender's address says where it is; nothing else in the record does
+    name = name or _value(row, mapping, "person_name")
+    return _fill(
+        entity,
+        name,
+        _value(row, mapping, "address"),
+        _value(row, mapping, "phone"),
+        hint,
+        tokens,
+        person_named,
     )
-    hint = _district_hint(uscc[2:8] if uscc else None)
-    person_named = not entity.is_person and is_personal_name(row["account_name"], two_characters=True)
-    return _fill(entity, row["account_name"], row["address"], row["phone"], hint, tokens, person_named)
 
 
-def _waybill(entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
-    """A company field holding a person's name (the owner's own, as online sellers often write) is read as a
-    person, like a licence's legal representative; the sender stays a business that may be a unit."""
-    company = row["sender_company"]
-    person_named = is_personal_name(company)
-    entity = Entity(entity_id=entity_id, feed="waybill", is_person=not company)
-    name = company or row["sender_name"]
-    return _fill(entity, name, row["sender_address"], row["sender_phone"], "", tokens, person_named)
+def _digest_key(*values: str | None) -> str:
+    return hashlib.blake2b("|".join(v or "" for v in values).encode(), digest_size=10).hexdigest()
 
 
-def _tax_key(taxpayer_id: str | None, taxpayer_name: str | None, address: str | None) -> str:
-    return clean_code(taxpayer_id) or f"~{fold(taxpayer_name)}|{fold(address)}"
+def entity_key(rule: EntityRule, kinds: dict[str, str | None], values: dict[str, Any]) -> str:
+    """The department's own key of a record (``schemas/mappings/README.md``: key rules). ``kinds``: the
+    contract's kind of each key field (phones are hashed as imported, other text folded)."""
 
+    def text(part: str | tuple[str, ...]) -> str:
+        names = (part,) if isinstance(part, str) else part
+        for name in names:
+            value = values[name] if kinds[name] == "phone" else fold(values[name])
+            if value:
+                return value
+        return ""
 
-def _waybill_key(company: str | None, name: str | None, address: str | None, phone: str | None) -> str:
-    key = f"{fold(company) or fold(name)}|{fold(address)}|{phone or ''}"
-    return hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+    first = rule.key[0]
+    if rule.key_rule == "as_is":
+        return values[first]
+    if rule.key_rule == "first_else_record":
+        return values[first] or f"~{values[rule.key[1]]}"
+    if rule.key_rule == "code_else_text":
+        return clean_code(values[first]) or "~" + "|".join(text(part) for part in rule.key[1:])
+    return _digest_key(*(text(part) for part in rule.key))
 
 
 @dataclass(frozen=True)
 class EntitySource:
-    """How one department's records become entities."""
+    """How one department's records become entities: its mapping, read once."""
 
-    feed: str
-    key_fields: tuple[str, ...]
-    key: Callable[..., str]  # the department's own key, from ``key_fields``: one key, one entity
-    time_field: str  # the newest (by this time, then record id) of the most complete records speaks
-    inputs: tuple[str, ...]  # the fields standardisation reads
-    build: Callable[[str, dict[str, Any], Tokeniser], Entity]
-    code_from_any_record: bool = False  # a valid USCC on any record (not only the newest) belongs to it
+    mapping: FeedMapping
+
+    @property
+    def feed(self) -> str:
+        return self.mapping.feed
+
+    @property
+    def rule(self) -> EntityRule:
+        assert self.mapping.entity is not None
+        return self.mapping.entity
+
+    @property
+    def time_field(self) -> str:
+        return self.rule.time
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The fields standardisation reads."""
+        return self.mapping.identity_fields
+
+    @property
+    def uscc_field(self) -> str | None:
+        return self.mapping.field("uscc") if self.rule.code_from_any_record else None
 
     def entity_ids(self, table: pa.Table) -> pa.Array:
-        columns = [table[name].to_pylist() for name in self.key_fields]
-        return pa.array(
-            [f"{self.feed}:{self.key(*values)}" for values in zip(*columns, strict=True)], pa.string()
-        )
+        fields_ = self.rule.key_fields
+        kinds = {name: contract(self.feed).field_spec(name).kind for name in fields_}
+        rows = table.select(list(fields_)).to_pylist()
+        return pa.array([f"{self.feed}:{entity_key(self.rule, kinds, row)}" for row in rows], pa.string())
 
     def source_hash(self, row: dict[str, Any]) -> str:
         return digest(row[name] for name in self.inputs)
 
+    def build(self, entity_id: str, row: dict[str, Any], tokens: Tokeniser) -> Entity:
+        return build_entity(self.mapping, entity_id, row, tokens)
 
-SOURCES: dict[str, EntitySource] = {
-    "registration": EntitySource(
-        "registration",
-        ("record_id",),
-        lambda record_id: record_id,
-        "updated_at",
-        (
-            "uscc",
-            "name",
-            "address",
-            "phone",
-            "legal_rep_name",
-            "legal_rep_id",
-            "entity_type",
-            "division_code",
-            "reg_no",
-        ),
-        _registration,
-    ),
-    "tax": EntitySource(
-        "tax",
-        ("taxpayer_id", "taxpayer_name", "address"),
-        _tax_key,
-        "updated_at",
-        ("taxpayer_id", "taxpayer_name", "address", "phone", "legal_rep_name", "tax_office"),
-        _tax,
-    ),
-    "utility": EntitySource(
-        "utility",
-        ("account_no", "record_id"),
-        lambda account_no, record_id: account_no or f"~{record_id}",
-        "updated_at",
-        ("uscc", "account_name", "address", "phone", "customer_class"),
-        _utility,
-        code_from_any_record=True,
-    ),
-    "waybill": EntitySource(
-        "waybill",
-        ("sender_company", "sender_name", "sender_address", "sender_phone"),
-        _waybill_key,
-        "shipped_at",
-        ("sender_company", "sender_name", "sender_address", "sender_phone"),
-        _waybill,
-    ),
-}
+
+SOURCES: dict[str, EntitySource] = {feed: EntitySource(mapping(feed)) for feed in unit_feeds()}
 ENTITY_FEEDS = tuple(SOURCES)
 
 
@@ -410,7 +401,7 @@ def update_entities(
         reps = _representatives(engine, source, previous, records[feed], changed[feed], left[feed])
         removed |= touched - set(reps["entity_id"].to_pylist())
         rep_rows = _rows_by_record(records[feed], reps["rep_record_id"])
-        first_codes = _first_valid_codes(changed[feed]) if source.code_from_any_record else {}
+        first_codes = _first_valid_codes(changed[feed], source.uscc_field) if source.uscc_field else {}
         for rep in reps.to_pylist():
             row = rep_rows[rep["rep_record_id"]]
             before = previous_by_id.get(rep["entity_id"])
@@ -419,7 +410,7 @@ def update_entities(
                 entity_row = {**before, **rep}  # reads the same: keep the standardised attributes
             else:
                 entity = source.build(rep["entity_id"], row, tokens)
-                if source.code_from_any_record and entity.uscc is None:
+                if source.uscc_field and entity.uscc is None:
                     code = (before or {}).get("uscc") or first_codes.get(rep["entity_id"])
                     entity.uscc, entity.org_code = code, org_code_of(code)
                 entity_row = {
@@ -448,12 +439,12 @@ def _rows_by_record(table: pa.Table, record_ids: pa.Array) -> dict[str, dict[str
     return {row["record_id"]: row for row in _rows_in(table, "record_id", record_ids)}
 
 
-def _first_valid_codes(changed: pa.Table) -> dict[str, str]:
+def _first_valid_codes(changed: pa.Table, uscc_field: str) -> dict[str, str]:
     """Per entity, the first valid USCC among its changed records, in record order."""
     found: dict[str, str] = {}
-    ordered = changed.select(["entity_id", "record_id", "uscc"]).sort_by("record_id").to_pylist()
+    ordered = changed.select(["entity_id", "record_id", uscc_field]).sort_by("record_id").to_pylist()
     for row in ordered:
-        if row["entity_id"] not in found and (code := _valid_uscc(row["uscc"])):
+        if row["entity_id"] not in found and (code := _valid_uscc(row[uscc_field])):
             found[row["entity_id"]] = code
     return found
 

@@ -17,16 +17,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import verdicts as vd
+from pipelines.mappings import anchor_feeds, feeds_where, sql_list
 from pipelines.resolve.clustering import Constraints
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.model import EDGE_SCHEMA
 from pipelines.resolve.types import Edge
 
-DETERMINISTIC_SQL = """
+
+def deterministic_sql() -> str:
+    """The deterministic edges' query; the registration and the premises feeds come from the mappings."""
+    anchors, premises = sql_list(anchor_feeds()), sql_list(feeds_where("joins_at_premises"))
+    return f"""
 WITH coded AS (
     -- per USCC, the registration first, then by entity id: the anchor the others join
     SELECT entity_id, uscc, org_code,
-           row_number() OVER (PARTITION BY uscc ORDER BY feed <> 'registration', entity_id) AS rank
+           row_number() OVER (PARTITION BY uscc ORDER BY feed NOT IN {anchors}, entity_id) AS rank
     FROM entities WHERE uscc IS NOT NULL
 ),
 org_holder AS (
@@ -38,13 +43,13 @@ org_holder AS (
 registered AS (
     -- a full registered name (with its region) held by exactly one registered unit
     SELECT name_key, min(entity_id) AS entity_id, min(district_code) AS district_code FROM entities
-    WHERE feed = 'registration' AND uscc IS NOT NULL AND name_key IS NOT NULL AND NOT is_person
+    WHERE feed IN {anchors} AND uscc IS NOT NULL AND name_key IS NOT NULL AND NOT is_person
     GROUP BY name_key HAVING count(*) = 1
 ),
 held AS (
     -- business power accounts in a person's name (a landlord's, the owner's), with no code
     SELECT entity_id, district_code, street_key, address_rest FROM entities
-    WHERE feed = 'utility' AND NOT is_person AND trade_name IS NULL AND legal_rep_name IS NOT NULL
+    WHERE feed IN {premises} AND NOT is_person AND trade_name IS NULL AND legal_rep_name IS NOT NULL
       AND uscc IS NULL AND org_code IS NULL AND district_code IS NOT NULL AND street_key IS NOT NULL
 ),
 at_site AS (
@@ -52,7 +57,7 @@ at_site AS (
     SELECT h.entity_id AS account, r.entity_id AS holder,
            coalesce(h.address_rest = r.address_rest, false) AS same_room
     FROM held h JOIN entities r
-      ON r.feed = 'registration' AND r.district_code = h.district_code AND r.street_key = h.street_key
+      ON r.feed IN {anchors} AND r.district_code = h.district_code AND r.street_key = h.street_key
     WHERE h.address_rest IS NULL OR r.address_rest IS NULL OR h.address_rest = r.address_rest
 ),
 premises AS (
@@ -72,7 +77,7 @@ UNION ALL
 -- a record with no code carrying that name, unless its own district says it is somewhere else
 SELECT holder.entity_id, e.entity_id, 1.0, 'registered_name'
 FROM entities e JOIN registered holder ON e.name_key = holder.name_key
-WHERE e.feed <> 'registration' AND e.uscc IS NULL AND e.org_code IS NULL AND NOT e.is_person
+WHERE e.feed NOT IN {anchors} AND e.uscc IS NULL AND e.org_code IS NULL AND NOT e.is_person
   AND (e.district_code IS NULL OR e.district_code = holder.district_code)
 UNION ALL
 -- a power account in a person's name at the site of exactly one registered unit: the unit's (a shop's meter
@@ -85,21 +90,22 @@ def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
     """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name;
     a power account in a person's name at one registered unit's premises."""
     columns = "a, b, probability, matched_by, NULL::VARCHAR AS weights"
-    found = engine.query(f"SELECT {columns} FROM ({DETERMINISTIC_SQL}) ORDER BY a, b", entities=entities)
+    found = engine.query(f"SELECT {columns} FROM ({deterministic_sql()}) ORDER BY a, b", entities=entities)
     return found.cast(EDGE_SCHEMA)
 
 
 def namesake_senders_held_back(
     engine: Engine, entities: pa.Table, edges: pa.Table, threshold: float
 ) -> pa.Table:
-    """Model edges between two waybill senders that share a name but neither phone nor street (the streets
-    given on both sides) stay below ``threshold``: online shops with one name are many (青柠文具工作室
+    """Model edges between two senders of a ``namesakes_apart`` feed (waybills) that share a name but
+    neither phone nor street (the streets given on both sides) stay below ``threshold``: online shops with
+    one name are many (青柠文具工作室
     twice in one district), and a name alone must not chain their parcels together. They stay in the review
     band."""
     held = engine.query(
         f"""
         SELECT e.a, e.b,
-               CASE WHEN a.feed = 'waybill' AND b.feed = 'waybill'
+               CASE WHEN a.feed = b.feed AND a.feed IN {sql_list(feeds_where("namesakes_apart"))}
                          AND a.street_key <> b.street_key AND a.phone IS DISTINCT FROM b.phone
                     THEN least(e.probability, {threshold} - 1e-6) ELSE e.probability END AS probability,
                e.matched_by, e.weights

@@ -32,6 +32,7 @@ from pipelines.resolve.engine import Engine
 from pipelines.resolve.entities import ENTITY_FEEDS
 from pipelines.resolve.evidence import CONSTRAINT_SCHEMA
 from pipelines.resolve.settings import UNIQUE_ID
+from pipelines.resolve.state import ResolutionState
 
 LEFT, RIGHT = f"{UNIQUE_ID}_l", f"{UNIQUE_ID}_r"
 LABEL_SCHEMA = pa.schema(
@@ -196,3 +197,10 @@ def label_counts(labels: pa.Table) -> dict[str, int]:
     """How many labelled pairs, and how many of them matches."""
     scores = labels["clerical_match_score"].to_pylist()
     return {"pairs": len(scores), "matches": sum(1 for s in scores if s >= 0.5)}
+
+
+def labels_from_kept_state(engine: Engine, verdicts: list[vd.Verdict], kept: dict[str, pa.Table]) -> pa.Table:
+    """Labelled pairs of the verdicts in force, placed by a register run's kept state (``RunStore.
+    register_state``): what ``unitfusion train`` learns from."""
+    state, constraints = ResolutionState.from_tables(kept, None), kept.get("constraints")
+    return verdict_labels(engine, verdicts, state.records, state.members, state.edges, constraints)

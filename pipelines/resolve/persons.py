@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.mappings import mapping, person_feeds
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.entities import full_name_key
 from pipelines.standardise.addresses import parse_address
@@ -27,7 +28,15 @@ from pipelines.standardise.names import parse_company_name
 from pipelines.standardise.regions import match_region
 from pipelines.standardise.text import fold
 
-PERSON_FEED = "nucleic_contact"
+# The person feed's roles the matching reads, under these names (``as_people``).
+PEOPLE_SCHEMA = pa.schema(
+    [pa.field("record_id", pa.string())]
+    + [
+        pa.field(role, pa.string())
+        for role in ("person_id", "person_name", "phone", "work_unit", "address", "site")
+    ]
+    + [pa.field("moment", pa.timestamp("us", tz="UTC"))]
+)
 SAME_PERSON = "same_person"  # matched_by of a record attached through the person's other records
 KEY_SCHEMA = pa.schema(
     [
@@ -50,6 +59,23 @@ PERSON_LINK_SCHEMA = pa.schema(
 )
 WORK_KINDS = ("full", "core", "trade+industry+branch", "trade+branch", "sound+industry", "operator")
 _SEP = "\x1f"
+
+
+def person_feed() -> str:
+    """The feed of persons naming where they work (the nucleic-test contacts); the mapping allows one."""
+    (feed,) = person_feeds()
+    return feed
+
+
+def as_people(records: pa.Table) -> pa.Table:
+    """The person feed's records with the fields in its mapping's roles under the role names."""
+    roles = mapping(person_feed()).roles
+    columns = [
+        records[roles[f.name]].cast(f.type) if f.name in roles else pa.nulls(records.num_rows, f.type)
+        for f in PEOPLE_SCHEMA
+        if f.name != "record_id"
+    ]
+    return pa.Table.from_arrays([records["record_id"], *columns], schema=PEOPLE_SCHEMA)
 
 
 def _key(*parts: str | None) -> str:
@@ -97,11 +123,12 @@ SELECT DISTINCT unit_id AS owner, kind, key, 0 AS rank FROM found ORDER BY owner
 def unit_keys(
     engine: Engine, members: pa.Table, entities: pa.Table, registrations: pa.Table
 ) -> tuple[pa.Table, pa.Table]:
-    """Keys (owner = unit id) and city and founding date of the units in ``members`` (entity_id, unit_id)."""
+    """Keys (owner = unit id) and city and founding date of the units in ``members`` (entity_id, unit_id).
+    ``registrations``: feed, record_id, established_on of the anchor feeds' records."""
     tables = {
         "members": members.select(["entity_id", "unit_id"]),
         "entities": entities,
-        "registrations": registrations.select(["record_id", "established_on"]),
+        "registrations": registrations.select(["feed", "record_id", "established_on"]),
     }
     info = engine.query(
         """
@@ -111,7 +138,7 @@ def unit_keys(
                    AS city,
                min(r.established_on) AS founded
         FROM members m JOIN entities e USING (entity_id)
-        LEFT JOIN registrations r ON e.feed = 'registration' AND r.record_id = e.rep_record_id
+        LEFT JOIN registrations r ON r.feed = e.feed AND r.record_id = e.rep_record_id
         GROUP BY m.unit_id ORDER BY m.unit_id
         """,
         **tables,
@@ -150,10 +177,10 @@ def _work_keys(work_unit: str) -> tuple[tuple[str, str], ...]:
 def person_keys(people: pa.Table) -> pa.Table:
     """Keys (owner = record id) of test records: ID-number and name tokens, and their work-unit keys."""
     rows = []
-    for person in people.select(["record_id", "id_number", "person_name", "work_unit"]).to_pylist():
+    for person in people.select(["record_id", "person_id", "person_name", "work_unit"]).to_pylist():
         owner = person["record_id"]
-        if person["id_number"]:
-            rows.append({"owner": owner, "kind": "rep", "key": person["id_number"], "rank": 0})
+        if person["person_id"]:
+            rows.append({"owner": owner, "kind": "rep", "key": person["person_id"], "rank": 0})
         if person["person_name"]:
             rows.append({"owner": owner, "kind": "rep_name", "key": person["person_name"], "rank": 0})
         if person["work_unit"]:
@@ -181,7 +208,7 @@ def _person(row: dict[str, Any]) -> Person:
     site = _site_district(row["site"])
     district = home_district or site
     traits = (("phone", row["phone"] or ""), ("street", f"{home_district}|{home_street}"))
-    sampled = row["sampled_at"]
+    sampled = row["moment"]
     return Person(
         row["record_id"],
         district[:4] if district else None,
@@ -292,7 +319,7 @@ def link_persons(
     city_of = {row["unit_id"]: row["city"] for row in info}
     founded = {row["unit_id"]: row["founded"] for row in info if row["founded"]}
     links = []
-    for row in people.select(["record_id", "address", "site", "phone", "sampled_at"]).to_pylist():
+    for row in people.select(["record_id", "address", "site", "phone", "moment"]).to_pylist():
         if row["record_id"] not in found:
             continue
         person = _person(row)
@@ -321,15 +348,15 @@ def same_person_links(
     found = engine.query(
         f"""
         WITH linked AS (
-            SELECT p.id_number, l.unit_id FROM links l JOIN people p USING (record_id)
-            WHERE p.id_number IS NOT NULL
+            SELECT p.person_id, l.unit_id FROM links l JOIN people p USING (record_id)
+            WHERE p.person_id IS NOT NULL
         ),
         one_unit AS (
-            SELECT id_number, min(unit_id) AS unit_id FROM linked
-            GROUP BY id_number HAVING count(DISTINCT unit_id) = 1
+            SELECT person_id, min(unit_id) AS unit_id FROM linked
+            GROUP BY person_id HAVING count(DISTINCT unit_id) = 1
         ),
         proposed AS (
-            SELECT p.record_id, o.unit_id, p.sampled_at FROM people p JOIN one_unit o USING (id_number)
+            SELECT p.record_id, o.unit_id, p.moment FROM people p JOIN one_unit o USING (person_id)
             WHERE p.record_id NOT IN (SELECT record_id FROM links)
         ),
         named AS (
@@ -337,11 +364,11 @@ def same_person_links(
             JOIN person_keys pk ON pk.owner = pr.record_id AND pk.kind IN ({work_kinds}) AND pk.key <> ''
             JOIN unit_keys uk ON uk.owner = pr.unit_id AND uk.kind = pk.kind AND uk.key = pk.key
         )
-        SELECT record_id, unit_id, '{SAME_PERSON}' AS matched_by, sampled_at AS moment
+        SELECT record_id, unit_id, '{SAME_PERSON}' AS matched_by, moment
         FROM proposed WHERE record_id IN (SELECT record_id FROM named)
         ORDER BY record_id
         """,
-        people=people.select(["record_id", "id_number", "sampled_at"]),
+        people=people.select(["record_id", "person_id", "moment"]),
         links=links.select(["record_id", "unit_id"]),
         person_keys=keys_of_people,
         unit_keys=keys_of_units,

@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.mappings import anchor_feeds, feeds_with, mapping, unit_feeds
 from pipelines.pii import Tokeniser
 from pipelines.resolve import clustering, evidence, persons, tables, units
 from pipelines.resolve.engine import Engine
@@ -159,14 +160,13 @@ def resolve(inputs: ResolveInputs) -> Resolution:
 
     scope_units = _strings(decided_units)
     scope_members = only(members, "unit_id", scope_units)
-    keys_new, info_new = persons.unit_keys(
-        engine, scope_members, entities.table, changes.records["registration"]
-    )
+    founding = units.anchor_records(changes.records, "established_on", pa.date32())
+    keys_new, info_new = persons.unit_keys(engine, scope_members, entities.table, founding)
     dropped = _strings(decided_units | set(gone.to_pylist()))
     unit_keys = pa.concat_tables([without(state.unit_keys, "owner", dropped), keys_new])
     unit_info = pa.concat_tables([without(state.unit_info, "unit_id", dropped), info_new])
-    people = changes.records[persons.PERSON_FEED]
-    changed_people = changes.changed[persons.PERSON_FEED]
+    people = persons.as_people(changes.records[persons.person_feed()])
+    changed_people = persons.as_people(changes.changed[persons.person_feed()])
     person_keys = pa.concat_tables(
         [
             without(state.person_keys, "owner", changed_people["record_id"]),
@@ -406,7 +406,7 @@ def _previous_units(
             rows, schema=pa.schema([("entity_id", pa.string()), ("draft", pa.int64())])
         ),
         links=links.select(["feed", "record_id", "unit_id"]),
-        **{feed: records[feed].select(["record_id", "entity_id"]) for feed in units.FIGURES},
+        **{feed: records[feed].select(["record_id", "entity_id"]) for feed in unit_feeds()},
     )
     held: dict[int, dict[str, int]] = defaultdict(dict)
     previous: set[str] = set()
@@ -460,11 +460,11 @@ def _person_links(engine: Engine, links: pa.Table, people: pa.Table) -> pa.Table
     """The test records the last register attached, with their time."""
     found = engine.query(
         f"""
-        SELECT l.record_id, l.unit_id, l.matched_by, p.{units.PERSON_MOMENT} AS moment
-        FROM links l JOIN people p USING (record_id) WHERE l.feed = '{persons.PERSON_FEED}'
+        SELECT l.record_id, l.unit_id, l.matched_by, p.moment
+        FROM links l JOIN people p USING (record_id) WHERE l.feed = '{persons.person_feed()}'
         """,
         links=links.select(["feed", "record_id", "unit_id", "matched_by"]),
-        people=people.select(["record_id", units.PERSON_MOMENT]),
+        people=people.select(["record_id", "moment"]),
     )
     return found.cast(persons.PERSON_LINK_SCHEMA)
 
@@ -484,8 +484,8 @@ def _units_with_other_people(engine: Engine, before: pa.Table, after: pa.Table) 
 
 
 def _reference(records: dict[str, pa.Table]) -> str | None:
-    """The latest period of the tax and electricity figures: where the look-back window ends."""
-    periods = [pc.max(records[feed][units.FIGURES[feed]["period"]]).as_py() for feed in ("tax", "utility")]
+    """The latest period of the period figures (tax, electricity …): where the look-back window ends."""
+    periods = [pc.max(records[feed][mapping(feed).roles["period"]]).as_py() for feed in feeds_with("period")]
     return max((p for p in periods if p), default=None)
 
 
@@ -534,7 +534,9 @@ def _links(
     def redone(links: pa.RecordBatch) -> pa.Array:
         dropped_unit = pc.or_(pc.is_in(links["unit_id"], scope), pc.is_in(links["unit_id"], gone))
         return pc.if_else(
-            pc.equal(links["feed"], persons.PERSON_FEED), pc.is_in(links["record_id"], decided), dropped_unit
+            pc.equal(links["feed"], persons.person_feed()),
+            pc.is_in(links["record_id"], decided),
+            dropped_unit,
         )
 
     kept = drop_where(previous, redone)
@@ -565,7 +567,7 @@ def _review_scope(engine: Engine, members: pa.Table, edges: pa.Table, scope: pa.
 
 
 def _registration_entities(entities: pa.Table) -> pa.Array:
-    return entities.filter(pc.equal(entities["feed"], "registration"))["entity_id"].combine_chunks()
+    return entities.filter(pc.is_in(entities["feed"], pa.array(anchor_feeds())))["entity_id"].combine_chunks()
 
 
 def _issued(issued: pa.Table, current: set[str], gone: pa.Array, run_id: str) -> pa.Table:

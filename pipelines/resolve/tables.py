@@ -8,11 +8,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.contracts import output_schema
+from pipelines.mappings import anchor_feeds, feeds_where, mapping, sql_list
 from pipelines.resolve import triage
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.entities import ENTITY_FEEDS
 from pipelines.resolve.identity import LineageEvent
-from pipelines.resolve.persons import PERSON_FEED
+from pipelines.resolve.persons import person_feed
 from pipelines.resolve.types import ResolveSettings
 
 MEMBER_SCHEMA = pa.schema(
@@ -48,7 +49,8 @@ def link_rows(
         FROM ({records_sql()}) r JOIN members m USING (entity_id)
         WHERE m.unit_id IS NOT NULL
         UNION ALL
-        SELECT '{PERSON_FEED}', record_id, unit_id, 1.0, matched_by, NULL, NULL, '{run_id}' FROM person_links
+        SELECT '{person_feed()}', record_id, unit_id, 1.0, matched_by, NULL, NULL, '{run_id}'
+        FROM person_links
         ORDER BY unit_id, feed, record_id
         """,
         members=members,
@@ -67,7 +69,7 @@ _ENTITY_COLUMNS = {
 }  # fmt: skip
 _EDGE_COLUMNS = {"a": pa.string(), "b": pa.string(), "probability": pa.float64(), "matched_by": pa.string(),
                  "weights": pa.string()}  # fmt: skip
-_VOLUMES = {"tax": ("tax_paid", "tax"), "utility": ("kwh", "kwh"), "waybill": ("parcel_count", "parcels")}
+_VOLUMES = {"tax": "tax_paid", "kwh": "kwh", "parcels": "parcels"}  # volume column -> the figure it sums
 _SIDE = ("feed", "record_id", "name", "address", "district_code", "township", "phone", "legal_rep")
 
 
@@ -85,11 +87,13 @@ def _volumes(records: dict[str, pa.Table]) -> pa.Table:
     """entity_id, tax (yuan), kwh and parcels of every record that gives one, for the triage and the rank."""
     parts = []
     for feed in ENTITY_FEEDS:
-        table = records[feed]
+        table, figures = records[feed], mapping(feed).figures
         row = {"entity_id": table["entity_id"].cast(pa.string())}
-        for column, name in _VOLUMES.values():
-            given = _VOLUMES.get(feed) == (column, name) and column in table.column_names
-            row[name] = table[column].cast(pa.float64()) if given else pa.nulls(table.num_rows, pa.float64())
+        for name, figure in _VOLUMES.items():
+            given = figures.get(figure) in table.column_names
+            row[name] = (
+                table[figures[figure]].cast(pa.float64()) if given else pa.nulls(table.num_rows, pa.float64())
+            )
         parts.append(pa.table(row))
     return pa.concat_tables(parts)
 
@@ -173,12 +177,13 @@ def review_rows(
                    {triage.match_weight_sql("b.top")} AS top_weight,
                    {triage.match_weight_sql("own.p")} AS own_weight,
                    CASE
-                       WHEN m.unit_id NOT IN (SELECT unit_id FROM registered) AND e.feed IN ('tax', 'utility')
+                       WHEN m.unit_id NOT IN (SELECT unit_id FROM registered)
+                            AND e.feed IN {sql_list(feeds_where("ask_when_unregistered"))}
                            THEN 'no_registration_match'
                        WHEN b.top >= {settings.review_threshold} AND b.top < {settings.link_threshold}
                            THEN 'uncertain_link'
-                       WHEN b.top IS NOT NULL AND e.feed <> 'registration' AND m.matched_by = 'model'
-                            AND b.top >= m.probability
+                       WHEN b.top IS NOT NULL AND e.feed NOT IN {sql_list(anchor_feeds())}
+                            AND m.matched_by = 'model' AND b.top >= m.probability
                            THEN 'rival_unit'
                    END AS reason
             FROM mine m JOIN entities e USING (entity_id) LEFT JOIN best b ON b.this = m.entity_id

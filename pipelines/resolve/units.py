@@ -15,40 +15,48 @@ from datetime import date
 import pyarrow as pa
 
 from pipelines.contracts import resolver_schema
+from pipelines.mappings import anchor_feeds, feeds_with, mapping, person_feeds, sql_list, unit_feeds
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.types import ResolveSettings
 
-# Which column of each department's records is its time, and which carry the figures the register sums:
-# the one mapping from feed fields to the register's figures.
-FIGURES: dict[str, dict[str, str]] = {
-    "registration": {"moment": "updated_at"},
-    "tax": {"moment": "updated_at", "period": "period", "tax_paid": "tax_paid"},
-    "utility": {"moment": "updated_at", "period": "period", "kwh": "kwh", "meter_no": "meter_no"},
-    "waybill": {"moment": "shipped_at", "parcels": "parcel_count"},
-}
-_FIGURE_TYPES = {
-    "moment": "TIMESTAMPTZ",
-    "period": "VARCHAR",
-    "tax_paid": "DOUBLE",
-    "kwh": "DOUBLE",
-    "meter_no": "VARCHAR",
-    "parcels": "BIGINT",
-}
-PERSON_FEED = "nucleic_contact"
-PERSON_MOMENT = "sampled_at"
+# The register's figures: when a record was true, its period, its meter, and every figure a feed's mapping
+# names (tax paid, kWh, parcels, a new department's orders …), in one shape across feeds.
+_FACT_TYPES = {"moment": "TIMESTAMPTZ", "period": "VARCHAR", "meter": "VARCHAR"}
+
+
+def figure_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(f for feed in unit_feeds() for f in mapping(feed).figures))
+
+
+def figure_columns(feed: str) -> dict[str, str]:
+    """Register name -> the feed's field, for the facts and figures the feed has."""
+    found = mapping(feed)
+    return {
+        **{role: found.roles[role] for role in _FACT_TYPES if role in found.roles},
+        **found.figures,
+    }
 
 
 def figures_sql(feeds: Collection[str]) -> str:
     """One row per record of the given feeds: feed, record_id, entity_id and the figures, in one shape."""
+    types = {**_FACT_TYPES, **dict.fromkeys(figure_names(), "DOUBLE")}
     selects = []
     for feed in feeds:
-        columns = FIGURES[feed]
+        columns = figure_columns(feed)
         figures = ", ".join(
             f"CAST({columns[name]} AS {kind}) AS {name}" if name in columns else f"NULL::{kind} AS {name}"
-            for name, kind in _FIGURE_TYPES.items()
+            for name, kind in types.items()
         )
         selects.append(f"SELECT '{feed}' AS feed, record_id, entity_id, {figures} FROM {feed}")
     return "\nUNION ALL\n".join(selects)
+
+
+def figure_tables(records: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """The unit feeds' records, only the columns ``figures_sql`` reads."""
+    return {
+        feed: records[feed].select(["record_id", "entity_id", *figure_columns(feed).values()])
+        for feed in unit_feeds()
+    }
 
 
 # -- which clusters are units -----------------------------------------------------------------------------
@@ -74,24 +82,22 @@ def draft_units(
 ) -> list[UnitDraft]:
     """The clusters that are business units (members a verdict says are no business left out)."""
     wanted = pa.array(sorted({e for members in clusters for e in members}), pa.string())
+    parcel_feeds = sql_list(feeds_with("parcels"))
     facts = engine.query(
         f"""
         WITH wanted AS (SELECT entity_id FROM wanted_ids),
-        recs AS ({figures_sql(FIGURES)})
+        recs AS ({figures_sql(unit_feeds())})
         SELECT e.entity_id, e.feed, e.is_person, e.uscc,
                min(r.feed || '/' || r.record_id) AS first_record,
                coalesce(sum(r.parcels), 0) AS parcels,
                list(DISTINCT strftime(r.moment, '%Y-%m'))
-                   FILTER (WHERE r.feed = 'waybill' AND r.moment IS NOT NULL) AS months
+                   FILTER (WHERE r.feed IN {parcel_feeds} AND r.moment IS NOT NULL) AS months
         FROM entities e JOIN wanted USING (entity_id) JOIN recs r USING (entity_id)
         GROUP BY ALL
         """,
         wanted_ids=pa.table({"entity_id": wanted}),
         entities=entities.select(["entity_id", "feed", "is_person", "uscc"]),
-        **{
-            feed: records[feed].select(["record_id", "entity_id", *FIGURES[feed].values()])
-            for feed in FIGURES
-        },
+        **figure_tables(records),
     )
     about = {row["entity_id"]: row for row in facts.to_pylist()}
     drafts = []
@@ -101,7 +107,7 @@ def draft_units(
             continue
         feeds = {about[m]["feed"] for m in members}
         business = [m for m in members if not about[m]["is_person"]]
-        if feeds == {"waybill"}:
+        if feeds <= set(feeds_with("parcels")):
             volume = sum(about[m]["parcels"] for m in members)
             months = {month for m in members for month in about[m]["months"] or []}
             if (
@@ -114,7 +120,7 @@ def draft_units(
             continue
         uscc = next((about[m]["uscc"] for m in members if about[m]["uscc"]), None)
         anchor = f"uscc:{uscc}" if uscc else min(about[m]["first_record"] for m in members)
-        registered = "registration" in feeds
+        registered = bool(feeds & set(anchor_feeds()))
         drafts.append(UnitDraft(index, tuple(members), anchor, registered))
     return drafts
 
@@ -128,30 +134,70 @@ def months_before(period: str, months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-LICENCE_SQL = """
--- 一户多证: an operator's licences at one address (district and street, else road)
-SELECT unit_id,
-       legal_rep_name || '|' || district_code || '|' || coalesce(street_key, road) AS licence_key
-FROM main_entities
-WHERE feed = 'registration' AND legal_rep_name IS NOT NULL AND district_code IS NOT NULL
-  AND coalesce(street_key, road) IS NOT NULL
-"""
+def licence_sql() -> str:
+    return f"""
+    -- 一户多证: an operator's licences at one address (district and street, else road)
+    SELECT unit_id,
+           legal_rep_name || '|' || district_code || '|' || coalesce(street_key, road) AS licence_key
+    FROM main_entities
+    WHERE feed IN {sql_list(anchor_feeds())} AND legal_rep_name IS NOT NULL AND district_code IS NOT NULL
+      AND coalesce(street_key, road) IS NOT NULL
+    """
 
-MAIN_SQL = """
--- the entity that speaks for a unit: its registration (the first by id), else the one with most records
-WITH member_entities AS (
-    SELECT m.unit_id, e.* FROM members m JOIN entities e USING (entity_id)
-),
-record_counts AS (SELECT entity_id, count(*) AS record_count FROM recs GROUP BY entity_id)
-SELECT * EXCLUDE (rank) FROM (
-    SELECT me.*, row_number() OVER (
-        PARTITION BY me.unit_id
-        ORDER BY me.feed <> 'registration',
-                 CASE WHEN me.feed = 'registration' THEN 0 ELSE coalesce(rc.record_count, 0) END DESC,
-                 me.entity_id) AS rank
-    FROM member_entities me LEFT JOIN record_counts rc USING (entity_id)
-) WHERE rank = 1
-"""
+
+def main_sql() -> str:
+    anchors = sql_list(anchor_feeds())
+    return f"""
+    -- the entity that speaks for a unit: its registration (the first by id), else the one with most records
+    WITH member_entities AS (
+        SELECT m.unit_id, e.* FROM members m JOIN entities e USING (entity_id)
+    ),
+    record_counts AS (SELECT entity_id, count(*) AS record_count FROM recs GROUP BY entity_id)
+    SELECT * EXCLUDE (rank) FROM (
+        SELECT me.*, row_number() OVER (
+            PARTITION BY me.unit_id
+            ORDER BY me.feed NOT IN {anchors},
+                     CASE WHEN me.feed IN {anchors} THEN 0 ELSE coalesce(rc.record_count, 0) END DESC,
+                     me.entity_id) AS rank
+        FROM member_entities me LEFT JOIN record_counts rc USING (entity_id)
+    ) WHERE rank = 1
+    """
+
+
+# What a registration says about its unit, as the register shows it: register column -> (role, SQL type).
+_ANCHOR_FACTS = {
+    "entity_type": ("entity_type", "VARCHAR"),
+    "legal_rep_name": ("legal_rep_name", "VARCHAR"),
+    "industry_code": ("industry_code", "VARCHAR"),
+    "status": ("status", "VARCHAR"),
+    "abnormal_since": ("abnormal_since", "DATE"),
+}
+
+
+def anchor_records(records: dict[str, pa.Table], role: str, kind: pa.DataType) -> pa.Table:
+    """feed, record_id and the field in ``role`` (as ``role``) of the anchor feeds' records."""
+    schema = pa.schema([("feed", pa.string()), ("record_id", pa.string()), (role, kind)])
+    tables = [schema.empty_table()]
+    for feed in anchor_feeds():
+        table, field = records[feed], mapping(feed).field(role)
+        values = table[field].cast(kind) if field else pa.nulls(table.num_rows, kind)
+        feeds = pa.array([feed] * table.num_rows, pa.string())
+        tables.append(pa.Table.from_arrays([feeds, table["record_id"], values], schema=schema))
+    return pa.concat_tables(tables)
+
+
+def anchor_sql() -> str:
+    """The anchor feeds' records (registrations) in one shape: feed, record_id and ``_ANCHOR_FACTS``."""
+    selects = []
+    for feed in anchor_feeds():
+        roles = mapping(feed).roles
+        facts = ", ".join(
+            f"CAST({roles[role]} AS {kind}) AS {column}" if role in roles else f"NULL::{kind} AS {column}"
+            for column, (role, kind) in _ANCHOR_FACTS.items()
+        )
+        selects.append(f"SELECT '{feed}' AS feed, record_id, {facts} FROM {feed}")
+    empty = ", ".join(f"NULL::{kind} AS {column}" for column, (_, kind) in _ANCHOR_FACTS.items())
+    return "\nUNION ALL\n".join(selects) or f"SELECT NULL AS feed, NULL AS record_id, {empty} WHERE false"
 
 
 def licence_keys(
@@ -159,13 +205,10 @@ def licence_keys(
 ) -> pa.Table:
     """unit_id, licence_key of the units in ``members`` whose registration names an operator and a site."""
     return engine.query(
-        f"WITH recs AS ({figures_sql(FIGURES)}), main_entities AS ({MAIN_SQL}) {LICENCE_SQL}",
+        f"WITH recs AS ({figures_sql(unit_feeds())}), main_entities AS ({main_sql()}) {licence_sql()}",
         members=members.select(["entity_id", "unit_id"]),
         entities=entities,
-        **{
-            feed: records[feed].select(["record_id", "entity_id", *FIGURES[feed].values()])
-            for feed in FIGURES
-        },
+        **figure_tables(records),
     )
 
 
@@ -191,13 +234,17 @@ def register_rows(
     listed_long = (
         f"DATE '{reference_day}' - reg.abnormal_since >= {zombie_days}" if reference_day else "false"
     )
-    feeds = ("registration", "tax", "utility", "waybill")
+    feeds = unit_feeds()
     counts = ",\n".join(f"count(*) FILTER (WHERE r.feed = '{feed}') AS {feed}_records" for feed in feeds)
+    parcel_records = " + ".join(f"f.{feed}_records" for feed in feeds_with("parcels")) or "0"
+    all_records = " + ".join(f"f.{feed}_records" for feed in feeds)
+    registered_records = " + ".join(f"f.{feed}_records" for feed in anchor_feeds()) or "0"
     rows = engine.query(
         f"""
-        WITH recs AS ({figures_sql(FIGURES)}),
+        WITH recs AS ({figures_sql(feeds)}),
         unit_recs AS (SELECT r.*, m.unit_id FROM recs r JOIN members m USING (entity_id)),
-        main_entities AS ({MAIN_SQL}),
+        main_entities AS ({main_sql()}),
+        anchors AS ({anchor_sql()}),
         member_entities AS (
             SELECT m.unit_id, m.probability, e.* FROM members m JOIN entities e USING (entity_id)
         ),
@@ -234,7 +281,7 @@ def register_rows(
         figures AS (
             SELECT unit_id, {counts},
                    min(moment) AS first_seen, max(moment) AS last_seen,
-                   count(DISTINCT meter_no) AS meters,
+                   count(DISTINCT meter) AS meters,
                    coalesce(sum(parcels), 0) AS parcels,
                    coalesce(sum(tax_paid) FILTER (WHERE period >= '{window_start}'), 0) AS tax_paid,
                    coalesce(sum(kwh) FILTER (WHERE period >= '{window_start}'), 0) AS kwh
@@ -259,14 +306,13 @@ def register_rows(
                least(f.first_seen, p.first_seen) AS first_seen,
                greatest(f.last_seen, p.last_seen) AS last_seen,
                {", ".join(f"f.{feed}_records" for feed in feeds)},
-               coalesce(p.persons, 0) AS {PERSON_FEED}_records,
-               f.registration_records = 0 AS unregistered,
+               {", ".join(f"coalesce(p.persons, 0) AS {feed}_records" for feed in person_feeds())},
+               {registered_records} = 0 AS unregistered,
                main.unit_id IN (SELECT unit_id FROM multi_licence) AS multi_licence,
                f.meters > 1 AS multi_meter,
                f.parcels >= {settings.ecommerce_min_parcels}
-                   AND f.waybill_records >= {settings.ecommerce_waybill_share}
-                       * (f.registration_records + f.tax_records + f.utility_records + f.waybill_records
-                          + coalesce(p.persons, 0)) AS ecommerce_candidate,
+                   AND {parcel_records} >= {settings.ecommerce_waybill_share}
+                       * ({all_records} + coalesce(p.persons, 0)) AS ecommerce_candidate,
                coalesce(reg.abnormal_since IS NOT NULL
                    AND {listed_long}
                    AND f.tax_paid <= 0, false) AS zombie_candidate,
@@ -280,13 +326,14 @@ def register_rows(
         LEFT JOIN aliases a USING (unit_id)
         JOIN figures f USING (unit_id)
         LEFT JOIN persons p USING (unit_id)
-        LEFT JOIN registration reg ON main.feed = 'registration' AND reg.record_id = main.rep_record_id
+        LEFT JOIN anchors reg ON reg.feed = main.feed AND reg.record_id = main.rep_record_id
         ORDER BY main.unit_id
         """,
         members=members.select(["entity_id", "unit_id", "probability"]),
         entities=entities,
         person_links=person_links.select(["unit_id", "moment"]),
         multi_licence=pa.table({"unit_id": pa.array(multi_licence, pa.string())}),
-        **{feed: records[feed] for feed in FIGURES},
+        **{feed: records[feed] for feed in feeds},
     )
-    return rows.cast(resolver_schema("register"))
+    schema = resolver_schema("register")
+    return rows.select(schema.names).cast(schema)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -32,21 +32,50 @@ import pyarrow.compute as pc
 
 from pipelines import resources
 from pipelines.contracts import contract, output_schema
+from pipelines.mappings import anchor_feeds, feeds_with, mapping
 
 RULES_PATH = resources.WARNING_RULES
 RULES_ENV = "UNITFUSION_WARNING_RULES"
-FIGURE_FEEDS = ("registration", "tax", "utility", "waybill")
 _LOCAL_TIME = pd.Timedelta(
     hours=8
 )  # China Standard Time, no daylight saving: months as the departments see them
 
-# The columns ``Figures.from_feeds`` reads from each feed's table, besides ``unit_id``.
-FEED_COLUMNS = {
-    "tax": ("period", "tax_paid", "sales", "taxpayer_status", "updated_at"),
-    "power": ("period", "kwh", "meter_no"),
-    "waybill": ("shipped_at", "parcel_count"),
-    "registration": ("status", "abnormal_since", "updated_at"),
+# What the rules look at, and which feeds give it: the feeds whose mapping has the marking figure (the
+# registration: the anchor feeds), read as these roles and figures, besides ``unit_id``.
+ANCHOR = "anchor"
+FAMILIES = {
+    "tax": ("tax_paid", ("period", "tax_paid", "sales", "taxpayer_status", "moment")),
+    "power": ("kwh", ("period", "kwh", "meter")),
+    "parcels": ("parcels", ("moment", "parcels")),
+    "registration": (ANCHOR, ("status", "abnormal_since", "moment")),
 }
+
+
+def family_feeds(family: str) -> tuple[str, ...]:
+    """The feeds that give a family of figures (tax: the feeds with a ``tax_paid`` figure …)."""
+    marker = FAMILIES[family][0]
+    return anchor_feeds() if marker == ANCHOR else feeds_with(marker)
+
+
+def _family_frame(records: Mapping[str, pa.Table], family: str) -> pd.DataFrame:
+    """One family's figures from per-feed tables that carry ``unit_id``: each feed's fields under the role or
+    figure names, the feeds one after the other; records with no unit are left out."""
+    columns = FAMILIES[family][1]
+    frames = []
+    for feed in family_feeds(family):
+        table, found = records[feed], mapping(feed)
+        named = {c: found.roles.get(c) or found.figures.get(c) for c in columns}
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unit_id": table["unit_id"].to_pandas(),
+                    **{c: table[f].to_pandas() if f else None for c, f in named.items()},
+                }
+            )
+        )
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["unit_id", *columns])
+    return frame.dropna(subset=["unit_id"])
+
 
 Rules = dict[str, Any]
 
@@ -131,9 +160,9 @@ class Figures:
     not depend on which other units are asked about at the same time.
     """
 
-    tax: pd.DataFrame  # unit_id, period, tax_paid, sales, taxpayer_status, updated_at
-    power: pd.DataFrame  # unit_id, period, kwh, meter_no
-    parcels: pd.DataFrame  # unit_id, period, parcel_count
+    tax: pd.DataFrame  # unit_id, period, tax_paid, sales, taxpayer_status, moment
+    power: pd.DataFrame  # unit_id, period, kwh, meter
+    parcels: pd.DataFrame  # unit_id, period, parcels
     registration: pd.DataFrame  # unit_id, status, abnormal_since, changed (YYYY-MM of the last change)
     register: pd.DataFrame  # the register, indexed by unit_id
     reference: str | None  # the latest period in the tax and electricity figures
@@ -142,36 +171,23 @@ class Figures:
     licence_holders: pd.DataFrame  # unit_id, legal_rep_name, division_code of the units flagged multi_licence
 
     @classmethod
-    def from_feeds(
-        cls,
-        register: pa.Table,
-        *,
-        tax: pa.Table,
-        power: pa.Table,
-        waybill: pa.Table,
-        registration: pa.Table,
-        facts: Facts | None = None,
+    def from_records(
+        cls, register: pa.Table, records: Mapping[str, pa.Table], facts: Facts | None = None
     ) -> Figures:
-        """Figures from per-feed tables whose records already carry their ``unit_id`` (the columns in
-        ``FEED_COLUMNS``), so the caller decides how records join units. Records with no unit are left out.
-        ``facts``: the facts about all the figures, when these tables hold only some units' records."""
-
-        def frame(table: pa.Table, feed: str) -> pd.DataFrame:
-            return table.select(["unit_id", *FEED_COLUMNS[feed]]).to_pandas().dropna(subset=["unit_id"])
-
-        tax_frame = frame(tax, "tax").dropna(subset=["period"])
-        power_frame = frame(power, "power").dropna(subset=["period"])
-        shipped = frame(waybill, "waybill").dropna(subset=["shipped_at"])
-        registered = frame(registration, "registration")
-        registered["changed"] = _local_month(registered["updated_at"])
+        """Figures from per-feed tables whose records already carry their ``unit_id``, so the caller decides
+        how records join units. Records with no unit are left out. ``facts``: the facts about all the
+        figures, when these tables hold only some units' records."""
+        tax_frame = _family_frame(records, "tax").dropna(subset=["period"])
+        power_frame = _family_frame(records, "power").dropna(subset=["period"])
+        shipped = _family_frame(records, "parcels").dropna(subset=["moment"])
+        registered = _family_frame(records, "registration")
+        registered["changed"] = _local_month(registered["moment"])
         register_frame = register.to_pandas().set_index("unit_id", drop=False)
         facts = facts or Facts.of(register, tax_frame["period"].tolist(), power_frame["period"].tolist())
         return cls(
             tax=tax_frame,
             power=power_frame,
-            parcels=shipped.assign(period=_local_month(shipped["shipped_at"]))[
-                ["unit_id", "period", "parcel_count"]
-            ],
+            parcels=shipped.assign(period=_local_month(shipped["moment"]))[["unit_id", "period", "parcels"]],
             registration=registered,
             register=register_frame,
             reference=facts.reference,
@@ -199,14 +215,8 @@ class Figures:
                 "unit_id", pc.take(feed_links["unit_id"], found.filter(pc.is_valid(found)))
             )
 
-        return cls.from_feeds(
-            register,
-            tax=with_units("tax"),
-            power=with_units("utility"),
-            waybill=with_units("waybill"),
-            registration=with_units("registration"),
-            facts=facts,
-        )
+        feeds = {feed for family in FAMILIES for feed in family_feeds(family)}
+        return cls.from_records(register, {feed: with_units(feed) for feed in feeds}, facts=facts)
 
     def about(self, units: Collection[str]) -> Figures:
         """The figures and register rows of these units only; the facts about all the figures are kept."""
@@ -332,7 +342,7 @@ def _changes(series: pd.Series, window: Window, rule: Rules, unit: str) -> pd.Da
 
 def _kwh_change(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     power = figures.power.dropna(subset=["kwh"])
-    by_period = power.groupby(["unit_id", "period"]).agg(kwh=("kwh", "sum"), meters=("meter_no", "nunique"))
+    by_period = power.groupby(["unit_id", "period"]).agg(kwh=("kwh", "sum"), meters=("meter", "nunique"))
     usual = by_period.groupby(level="unit_id")["meters"].transform("max")
     return _changes(by_period.loc[by_period["meters"] >= usual, "kwh"], window, rule, "kWh")
 
@@ -374,11 +384,11 @@ def _inactive_but_active(figures: Figures, window: Window, rule: Rules) -> pd.Da
     closed = tuple(rule["closed_statuses"])
     kwh = window.within(figures.power).groupby(["unit_id", "period"])["kwh"].sum()
     kwh = kwh[kwh >= rule["min_kwh"]]
-    parcels = window.within(figures.parcels).groupby(["unit_id", "period"])["parcel_count"].sum()
+    parcels = window.within(figures.parcels).groupby(["unit_id", "period"])["parcels"].sum()
     tax = window.within(figures.tax)
     paying = tax[(tax["tax_paid"] > 0) & ~tax["taxpayer_status"].fillna("").str.startswith(closed)]
     paid = paying.groupby(["unit_id", "period"])["tax_paid"].sum()
-    latest_tax_status = tax.sort_values(["period", "updated_at"]).groupby("unit_id")["taxpayer_status"].last()
+    latest_tax_status = tax.sort_values(["period", "moment"]).groupby("unit_id")["taxpayer_status"].last()
     changed = figures.registration.groupby("unit_id")["changed"].max()
     recent = shift_period(window.reference, -int(rule["activity_months"]))
 
@@ -478,7 +488,7 @@ def _multi_licence(figures: Figures, window: Window, rule: Rules) -> pd.DataFram
 
 def _multi_meter(figures: Figures, window: Window, rule: Rules) -> pd.DataFrame:
     power = window.within(figures.power)
-    by_unit = power.groupby("unit_id").agg(meters=("meter_no", "nunique"), kwh=("kwh", "sum"))
+    by_unit = power.groupby("unit_id").agg(meters=("meter", "nunique"), kwh=("kwh", "sum"))
     found = by_unit[by_unit["meters"] >= rule["min_meters"]]
     evidence = [
         {"meters": meters, "kwh": round(kwh), "lookback_months": window.months}
@@ -491,7 +501,7 @@ def _unregistered_ecommerce(figures: Figures, window: Window, rule: Rules) -> pd
     unregistered = figures.register.index[_is_set(figures.register["unregistered"])]
     parcels = window.within(figures.parcels)
     parcels = parcels[parcels["unit_id"].isin(unregistered)]
-    by_unit = parcels.groupby("unit_id").agg(parcels=("parcel_count", "sum"), months=("period", "nunique"))
+    by_unit = parcels.groupby("unit_id").agg(parcels=("parcels", "sum"), months=("period", "nunique"))
     found = by_unit[(by_unit["parcels"] >= rule["min_parcels"]) & (by_unit["months"] >= rule["min_months"])]
     evidence = [
         {"parcels": int(count), "months": months, "lookback_months": window.months}
