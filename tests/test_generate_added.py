@@ -233,12 +233,14 @@ def test_the_operator_is_the_legal_representative(sample):
     rows = [
         (row, unit)
         for row in sample.rows[PLATFORM]
-        if row.get("operator") and (unit := sample.unit(PLATFORM, row))
+        if row.get("operator_name") and (unit := sample.unit(PLATFORM, row))
     ]
-    same = [row["operator"].replace(" ", "") == unit["legal_rep"] for row, unit in rows]
+    same = [row["operator_name"].replace(" ", "") == unit["legal_rep"] for row, unit in rows]
     assert sum(same) > 0.97 * len(rows)
     individual = [(row, unit) for row, unit in rows if unit["kind"] == "individual_business"]
-    assert individual and all(row["operator"].replace(" ", "") == u["legal_rep"] for row, u in individual)
+    assert individual and all(
+        row["operator_name"].replace(" ", "") == u["legal_rep"] for row, u in individual
+    )
 
 
 def test_registered_shops_show_their_licence_often_and_unregistered_ones_never(sample):
@@ -282,7 +284,7 @@ def test_persons_arrive_as_tokens_and_the_operator_as_the_legal_reps_token(sampl
     token is the token of the legal representative's name, which the resolver compares."""
     tokeniser = Tokeniser(KEY)
     personal = {feed: [f.name for f in contract(feed).personal_fields] for feed in ADDED_FEEDS}
-    assert personal == {PLATFORM: ["operator"], BOOKKEEPING: ["contact_person", "phone"]}
+    assert personal == {PLATFORM: ["operator_name"], BOOKKEEPING: ["contact_person", "phone"]}
     same_rep = operators = 0
     for feed, rows in sample.rows.items():
         spec = contract(feed)
@@ -301,7 +303,7 @@ def test_persons_arrive_as_tokens_and_the_operator_as_the_legal_reps_token(sampl
                 assert result[name] is None or TOKEN.match(result[name]), (feed, name)
                 assert not row.get(name) or row[name] not in rest, (feed, name)
             unit = sample.unit(feed, row)
-            if feed == PLATFORM and result["operator"] and unit:
+            if feed == PLATFORM and result["operator_name"] and unit:
                 operators += 1
-                same_rep += result["operator"] == tokeniser.token("person_name", unit["legal_rep"])
+                same_rep += result["operator_name"] == tokeniser.token("person_name", unit["legal_rep"])
     assert same_rep > 0.97 * operators

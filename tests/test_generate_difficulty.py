@@ -41,7 +41,7 @@ ORIGINAL_FILES = frozenset(
         "anomalies",
     )
 )
-PINNED_ADDED_300_9 = "98b1c84c9e507e0984d7358b42e5c5306a007042ae3cca617f1258a812d44338"
+PINNED_ADDED_300_9 = "8acd17d5e2f1938226274ff5896a72d1d8844c02fa35f572ec17086adeae55c0"
 ADDED_FILES = frozenset({"platform_merchant.jsonl", "bookkeeping_client.jsonl", TRUTH_ADDED, UNITS_ADDED})
 HOUSEHOLD_CLASSES = {"居民", "居民生活用电", "城乡居民生活用电", "居民合表用户"}
 

@@ -43,12 +43,15 @@ def test_both_feeds_are_unit_feeds_whose_mappings_load_against_their_contracts()
         "name": "shop_name",
         "address": "address",
         "phone": "phone",
-        "legal_rep_name": "operator",
+        "legal_rep_name": "operator_name",
         "period": "period",
         "moment": "updated_at",
     }
     assert platform.figures == {"orders": "orders", "turnover": "sales"}
+    assert platform.figure_info["orders"].active == "platform_active"  # a month with orders is an active one
     assert platform.entity.key_fields == ("platform", "shop_id") and platform.entity.key_rule == "digest"
+    assert platform.entity.code_from_any_record and platform.entity.namesakes_apart  # shops share names
+    assert platform.ask_when_unregistered and bookkeeping.ask_when_unregistered  # units nobody else saw
     assert bookkeeping.roles == {
         "uscc": "uscc",
         "name": "client_name",
@@ -71,7 +74,7 @@ def test_the_person_fields_are_personal_and_the_mapped_person_is_the_operator():
         assert persons and all(f.personal for f in spec.fields if f.kind == "person_name"), feed
         shown = dict(load_mappings()[feed].profile)
         assert all("令牌" in shown[name] for name in persons if name in shown)  # shown only as a token
-    assert load_mappings()[PLATFORM].field("legal_rep_name") == "operator"
+    assert load_mappings()[PLATFORM].field("legal_rep_name") == "operator_name"
     assert load_mappings()[BOOKKEEPING].field("legal_rep_name") is None  # a clerk is not the legal rep
 
 
@@ -127,7 +130,9 @@ def test_generated_records_pass_their_suite(samples, feed):
 def test_a_clear_operator_in_staging_blocks(samples):
     table = _staged(samples["default"], PLATFORM)
     leaked = table.set_column(
-        table.schema.get_field_index("operator"), "operator", pa.array(["王小明"] * len(table), pa.string())
+        table.schema.get_field_index("operator_name"),
+        "operator_name",
+        pa.array(["王小明"] * len(table), pa.string()),
     )
     assert not validate_feed(PLATFORM, leaked, None, now=NOW).ok
 
@@ -160,7 +165,7 @@ def test_the_import_stages_the_new_feeds_from_kafka_with_persons_as_tokens(broke
         ]
         by_id = {row["record_id"]: row for row in clear}
         kinds = {f.name: f.kind for f in contract(feed).personal_fields}
-        assert {"operator", "contact_person"} & set(kinds), feed
+        assert {"operator_name", "contact_person"} & set(kinds), feed
         for name in kinds:
             for row in rows:
                 written = by_id[row["record_id"]].get(name)

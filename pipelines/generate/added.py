@@ -229,7 +229,7 @@ class AddedFeedMaker:
             "platform": platform,
             "shop_id": self._shop_id(platform),
             "shop_name": self._shop_name(unit, platform),
-            "operator": person_name_variant(unit.legal_rep.name, rng, 0.01),
+            "operator_name": person_name_variant(unit.legal_rep.name, rng, 0.01),
             "uscc": licence,
             "address": render_address(unit.ops_site, rng, self.difficulty.platform_address)
             if given_address
@@ -267,7 +267,7 @@ class AddedFeedMaker:
             "platform": platform,
             "shop_id": self._shop_id(platform),
             "shop_name": name,
-            "operator": person_name_variant(person.name, rng, 0.01),
+            "operator_name": person_name_variant(person.name, rng, 0.01),
             "uscc": None,
             "address": render_address(person.home(rng), rng, self.difficulty.platform_address)
             if rng.random() < 0.5

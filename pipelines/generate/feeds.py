@@ -84,7 +84,7 @@ BLANKS = {
     ),
     # The feeds added later (added.py).
     "platform_merchant": (
-        ("address", 0.03), ("phone", 0.05), ("operator", 0.02), ("shop_name", 0.005), ("orders", 0.01),
+        ("address", 0.03), ("phone", 0.05), ("operator_name", 0.02), ("shop_name", 0.005), ("orders", 0.01),
         ("sales", 0.01), ("updated_at", 0.01), ("platform", 0.003), ("shop_id", 0.003), ("period", 0.003),
     ),
     "bookkeeping_client": (
