@@ -11,7 +11,14 @@ goes_dormant, tax_falling, pillar_power_halves; see ``anomalies.py``). ``difficu
 """
 
 from pipelines.generate.difficulty import DIFFICULTIES, Difficulty
-from pipelines.generate.generator import RECORD_PREFIXES, TRUTH_ADDED, UNITS_ADDED, GenerateSummary, generate
+from pipelines.generate.generator import (
+    RECORD_PREFIXES,
+    TRUTH_ADDED,
+    TRUTH_FILES,
+    UNITS_ADDED,
+    GenerateSummary,
+    generate,
+)
 from pipelines.generate.units import AS_OF
 
 __all__ = [
@@ -19,6 +26,7 @@ __all__ = [
     "DIFFICULTIES",
     "RECORD_PREFIXES",
     "TRUTH_ADDED",
+    "TRUTH_FILES",
     "UNITS_ADDED",
     "Difficulty",
     "GenerateSummary",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines.contracts import load_contracts
-from pipelines.generate.generator import TRUTH_ADDED
+from pipelines.generate.generator import TRUTH_ADDED, TRUTH_FILES
 from pipelines.generate.units import AS_OF
 
 # Shares of a batch's records; the rest are registration updates.
@@ -33,7 +33,6 @@ NEW_MONTHS_SHARE = 0.4
 # Feeds that arrive month by month, and the field whose first seven characters are the month.
 MONTH_FIELDS = {"tax": "period", "utility": "period", "waybill": "shipped_at"}
 FIRST_LOAD = "first"
-TRUTH_FILES = ("truth.jsonl", TRUTH_ADDED)
 
 Key = tuple[str, str]  # (feed, record_id)
 _encode = json.JSONEncoder(ensure_ascii=False).encode

@@ -28,6 +28,7 @@ RECORD_PREFIXES = {
 # The ground truth and the units only they show of the feeds added later (added.py), beside truth.jsonl and
 # units.jsonl, which stay as they were without them.
 TRUTH_ADDED, UNITS_ADDED = "truth_added.jsonl", "units_added.jsonl"
+TRUTH_FILES = ("truth.jsonl", TRUTH_ADDED)  # every record's truth: read both
 CLOSED = {"注销", "迁出"}
 
 
