@@ -14,8 +14,9 @@ import pyarrow as pa
 import pytest
 
 from pipelines.contracts import contract, load_contracts
-from pipelines.generate import AS_OF, RECORD_PREFIXES, generate
-from pipelines.generate.batches import batch_name, split_batches
+from pipelines.generate import AS_OF, RECORD_PREFIXES, TRUTH_ADDED, UNITS_ADDED, generate
+from pipelines.generate.added import ADDED_FEEDS
+from pipelines.generate.batches import TRUTH_FILES, batch_name, split_batches
 from pipelines.generate.feeds import CLASS_LONG
 from pipelines.generate.geography import CITIES
 from pipelines.ingest.parse import RawMessage, parse_message
@@ -36,6 +37,8 @@ UNITS = 1500
 SEED = 5
 OUTPUT_FILES = {*(f"{feed}.jsonl" for feed in load_contracts()), "truth.jsonl", "units.jsonl"}
 OUTPUT_FILES |= {"anomalies.jsonl"}  # planted figure anomalies (pipelines/generate/anomalies.py)
+OUTPUT_FILES |= {TRUTH_ADDED, UNITS_ADDED}  # the feeds added later (pipelines/generate/added.py)
+ORIGINAL_FEEDS = tuple(feed for feed in load_contracts() if feed not in ADDED_FEEDS)
 # Fields that are empty by nature for many records (no legacy number, not listed as abnormal, a private
 # sender without a company …); every other field should be there nearly always.
 SPARSE = {
@@ -43,6 +46,7 @@ SPARSE = {
     "utility": {"uscc"},
     "waybill": {"sender_company"},
     "nucleic_contact": {"work_unit"},
+    "platform_merchant": {"uscc"},  # only where the shop showed its licence
 }
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -55,8 +59,9 @@ class Sample:
     counts: dict[str, int]
     records_per_unit: float
     rows: dict[str, list[dict]]
-    truth: list[dict]
-    units: dict[str, dict]
+    truth: list[dict]  # of every feed: truth.jsonl and truth_added.jsonl
+    units: dict[str, dict]  # units.jsonl: the units the original feeds show
+    units_added: dict[str, dict]  # units only the feeds added later show
 
     def unit_of(self, feed: str, record_id: str) -> str | None:
         return self.owner[(feed, record_id)]
@@ -84,8 +89,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
         counts=summary.counts,
         records_per_unit=summary.records_per_unit,
         rows={feed: _lines(out / f"{feed}.jsonl") for feed in load_contracts()},
-        truth=_lines(out / "truth.jsonl"),
+        truth=_lines(out / "truth.jsonl") + _lines(out / TRUTH_ADDED),
         units={u["unit_id"]: u for u in _lines(out / "units.jsonl")},
+        units_added={u["unit_id"]: u for u in _lines(out / UNITS_ADDED)},
     )
 
 
@@ -157,9 +163,14 @@ def test_truth_covers_every_record_exactly_once(sample):
     assert len(sample.truth) == len(records) == len(sample.owner)
     assert set(sample.owner) == set(records)
     linked = {t["unit_id"] for t in sample.truth if t["unit_id"]}
-    assert linked == set(sample.units)  # every unit is seen somewhere, and truth names only true units
+    # every unit is seen somewhere, and truth names only true units
+    assert linked == set(sample.units) | set(sample.units_added)
     without_unit = Counter(t["feed"] for t in sample.truth if t["unit_id"] is None)
-    assert set(without_unit) == {"waybill", "nucleic_contact"}
+    assert set(without_unit) == {
+        "waybill",
+        "nucleic_contact",
+        "platform_merchant",
+    }  # persons selling their own
 
 
 def test_cities_and_districts_are_real():
@@ -277,7 +288,7 @@ def test_ecommerce_shops_are_unregistered_and_seen_mainly_in_waybills(sample):
     for unit in [u for u in sample.units.values() if u["ecommerce"]]:
         feeds = sample.by_unit[unit["unit_id"]]
         waybills = feeds["waybill"]
-        assert len(waybills) >= 0.5 * sum(len(rows) for rows in feeds.values())
+        assert len(waybills) >= 0.5 * sum(len(feeds[feed]) for feed in ORIGINAL_FEEDS)
         assert sum(r.get("parcel_count") or 0 for r in waybills) >= 60
         assert len({r["shipped_at"][:7] for r in waybills if r.get("shipped_at")}) >= 3
         main_address = Counter(r.get("sender_address") for r in waybills).most_common(1)[0][1]
@@ -351,8 +362,13 @@ def test_addresses_and_phones_are_written_in_many_ways(sample):
 
 
 def test_records_per_unit_are_realistic(sample):
-    assert 6 <= sample.records_per_unit <= 9
+    original = sum(sample.counts[feed] for feed in ORIGINAL_FEEDS) / UNITS
+    assert 6 <= original <= 9
     assert sample.counts["registration"] < UNITS  # most units are registered once; shops not at all
+    added = sum(sample.counts[feed] for feed in ADDED_FEEDS) / UNITS
+    assert 0.8 <= added <= 2.5  # a shop's six months, a client's line
+    everything = sum(sample.counts.values()) / (UNITS + len(sample.units_added))
+    assert sample.records_per_unit == pytest.approx(everything)
 
 
 # Batches: a first load and later deliveries (pipelines/generate/batches.py), for incremental runs.
@@ -372,7 +388,8 @@ class Part:
 
 def _read_part(path: Path) -> Part:
     rows = [(feed, row) for feed in load_contracts() for row in _lines(path / f"{feed}.jsonl")]
-    return Part(rows, [((t["feed"], t["record_id"]), t["unit_id"]) for t in _lines(path / "truth.jsonl")])
+    truth = [t for name in TRUTH_FILES for t in _lines(path / name)]
+    return Part(rows, [((t["feed"], t["record_id"]), t["unit_id"]) for t in truth])
 
 
 @pytest.fixture(scope="module")
@@ -416,12 +433,15 @@ def test_batches_are_about_the_requested_size_and_mix_all_three_kinds(sample, sp
     first, batches = split
     known_units = {sample.owner[key] for key in first.keys}
     for batch in batches:
-        assert BATCH_RECORDS <= len(batch.keys) <= 1.1 * BATCH_RECORDS
+        # the plan counts the original feeds' records; the added feeds' come along with their units
+        original = [key for key in batch.keys if key[0] in ORIGINAL_FEEDS]
+        assert BATCH_RECORDS <= len(original) <= 1.1 * BATCH_RECORDS
+        assert len(batch.keys) > len(original)
         updates = _updates(first, batch)
         units = {sample.owner[key] for key in batch.keys}
         new_units, months_of_known = units - known_units, units & known_units
         assert 0.15 * BATCH_RECORDS <= len(updates) <= 0.25 * BATCH_RECORDS
-        new_records = sum(sample.owner[key] in new_units for key in batch.keys)
+        new_records = sum(sample.owner[key] in new_units for key in original)
         assert 0.35 * BATCH_RECORDS <= new_records <= 0.5 * BATCH_RECORDS
         assert len(new_units) >= 10 and len(months_of_known) >= 10
 

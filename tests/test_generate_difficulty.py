@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.contracts import contract, load_contracts
-from pipelines.generate import DIFFICULTIES, Difficulty, generate
+from pipelines.generate import DIFFICULTIES, TRUTH_ADDED, UNITS_ADDED, Difficulty, generate
 from pipelines.generate.difficulty import chance
 from pipelines.generate.names import GIVEN_NAME_CHARS, SURNAMES, nickname, surname_of
 from pipelines.ingest.parse import RawMessage, parse_message
@@ -25,8 +25,24 @@ from pipelines.standardise.codes import clean_code
 UNITS, SEED = 1000, 5
 # sha256 over (file name, bytes) of every file generate(units=300, seed=9) wrote, computed with the generator
 # before it had a difficulty knob. Change it only when the default's output is meant to change: the tests'
-# and benchmarks' figures depend on it.
+# and benchmarks' figures depend on it. The feeds added later (pipelines/generate/added.py) write files of
+# their own beside these, pinned on their own: ORIGINAL_FILES are still exactly these bytes.
 PINNED_300_9 = "d0b22ab1a1d2a2d9757e649a7cf026500009e4a2fa9578da579f6a5fee0b3fc0"
+ORIGINAL_FILES = frozenset(
+    f"{name}.jsonl"
+    for name in (
+        "nucleic_contact",
+        "registration",
+        "tax",
+        "utility",
+        "waybill",
+        "truth",
+        "units",
+        "anomalies",
+    )
+)
+PINNED_ADDED_300_9 = "8acd17d5e2f1938226274ff5896a72d1d8844c02fa35f572ec17086adeae55c0"
+ADDED_FILES = frozenset({"platform_merchant.jsonl", "bookkeeping_client.jsonl", TRUTH_ADDED, UNITS_ADDED})
 HOUSEHOLD_CLASSES = {"居民", "居民生活用电", "城乡居民生活用电", "居民合表用户"}
 
 
@@ -34,11 +50,13 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def _digest(out: Path) -> str:
+def _digest(out: Path, names: frozenset[str] | None = None) -> str:
+    """sha256 over (file name, bytes) of the files in ``out`` (those ``names``d), in name order."""
     digest = hashlib.sha256()
     for path in sorted(out.iterdir()):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+        if names is None or path.name in names:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -57,11 +75,11 @@ class Level:
 
 def _level(out: Path, difficulty: str) -> Level:
     generate(units=UNITS, seed=SEED, out_dir=out, difficulty=difficulty)
-    truth = _lines(out / "truth.jsonl")
+    truth = _lines(out / "truth.jsonl") + _lines(out / TRUTH_ADDED)
     return Level(
         path=out,
         rows={feed: _lines(out / f"{feed}.jsonl") for feed in load_contracts()},
-        units={u["unit_id"]: u for u in _lines(out / "units.jsonl")},
+        units={u["unit_id"]: u for name in ("units.jsonl", UNITS_ADDED) for u in _lines(out / name)},
         owner={(t["feed"], t["record_id"]): t["unit_id"] for t in truth},
         truth_lines=len(truth),
     )
@@ -79,7 +97,10 @@ def test_the_default_level_is_the_generator_as_it_was(tmp_path):
     without = generate(units=300, seed=9, out_dir=tmp_path / "without")
     named = generate(units=300, seed=9, out_dir=tmp_path / "named", difficulty="default")
     assert named.counts == without.counts
-    assert _digest(tmp_path / "named") == _digest(tmp_path / "without") == PINNED_300_9
+    for out in (tmp_path / "named", tmp_path / "without"):
+        assert {path.name for path in out.iterdir()} == ORIGINAL_FILES | ADDED_FILES  # each file pinned
+        assert _digest(out, ORIGINAL_FILES) == PINNED_300_9
+        assert _digest(out, ADDED_FILES) == PINNED_ADDED_300_9
 
 
 def test_hard_is_deterministic_and_differs_from_the_default(tmp_path):

@@ -5,7 +5,9 @@ from the first load), the newest month of units already known (their latest tax 
 waybill month, held back), and new versions of registrations already loaded (same ``record_id``, a later
 ``updated_at``, a new phone, address or status 注销). Every generated record lands exactly once, in the first
 load or in one batch; the updates are extra versions. Each part is a directory in the format ``generate``
-writes: one ``<feed>.jsonl`` per feed and ``truth.jsonl``. The same sample and seed give the same bytes.
+writes: one ``<feed>.jsonl`` per feed, ``truth.jsonl`` and ``truth_added.jsonl``. The same sample and seed
+give the same bytes. The feeds added later (platform merchants, bookkeeping clients) do not change the plan:
+their records arrive with their unit when it arrives whole in a batch, else in the first load.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines.contracts import load_contracts
+from pipelines.generate.generator import TRUTH_ADDED, TRUTH_FILES
 from pipelines.generate.units import AS_OF
 
 # Shares of a batch's records; the rest are registration updates.
@@ -90,12 +93,15 @@ def _plan(sample: Path, batches: int, batch_records: int, seed: int) -> tuple[di
 
     destination: dict[Key, int] = {}
     updates: dict[str, int] = {}
+    arrived: dict[str, int] = {}  # units whose every record arrives in a batch
     for batch in range(1, batches + 1):
         taken = 0
         while taken < NEW_UNITS_SHARE * batch_records:
-            keys = records_of[next_unit()]
+            unit = next_unit()
+            keys = records_of[unit]
             destination.update(dict.fromkeys(keys, batch))
             taken += len(keys)
+            arrived[unit] = batch
         while taken < (NEW_UNITS_SHARE + NEW_MONTHS_SHARE) * batch_records:
             keys = records_of[next_unit()]
             latest = _latest_month_records(keys, month_of)
@@ -107,6 +113,9 @@ def _plan(sample: Path, batches: int, batch_records: int, seed: int) -> tuple[di
             if registrations:
                 updates[registrations[0]] = batch
                 taken += 1
+    for row in _rows(sample / TRUTH_ADDED):  # the added feeds' records follow their unit
+        if row["unit_id"] in arrived:
+            destination[row["feed"], row["record_id"]] = arrived[row["unit_id"]]
     return destination, updates
 
 
@@ -146,7 +155,7 @@ def split_batches(sample: Path, out: Path, batches: int, batch_records: int, see
         feed_files = {
             (index, feed): opened(part, f"{feed}.jsonl") for index, part in enumerate(parts) for feed in feeds
         }
-        truth_files = [opened(part, "truth.jsonl") for part in parts]
+        truth_files = {name: [opened(part, name) for part in parts] for name in TRUTH_FILES}
         for feed in feeds:
             with (sample / f"{feed}.jsonl").open(encoding="utf-8") as lines:
                 for line in lines:
@@ -158,10 +167,11 @@ def split_batches(sample: Path, out: Path, batches: int, batch_records: int, see
                         batch = updates[row["record_id"]]
                         feed_files[batch, feed].write(_encode(_new_version(row, batch, seed)) + "\n")
                         counts[parts[batch].name] += 1
-        with (sample / "truth.jsonl").open(encoding="utf-8") as lines:
-            for line in lines:
-                row = json.loads(line)
-                truth_files[destination.get((row["feed"], row["record_id"]), 0)].write(line)
-                if row["feed"] == "registration" and row["record_id"] in updates:
-                    truth_files[updates[row["record_id"]]].write(line)
+        for name, files_of_parts in truth_files.items():
+            with (sample / name).open(encoding="utf-8") as lines:
+                for line in lines:
+                    row = json.loads(line)
+                    files_of_parts[destination.get((row["feed"], row["record_id"]), 0)].write(line)
+                    if row["feed"] == "registration" and row["record_id"] in updates:
+                        files_of_parts[updates[row["record_id"]]].write(line)
     return BatchSplit(first_load=parts[0], batches=parts[1:], records=counts)

@@ -21,6 +21,8 @@ What "hard" changes, and what the ground truth says for each case:
   the unit that works there.
 - More liberties in names and addresses (dropped regions, short and trade-only names, sound-alike slips,
   look-alikes, dropped townships, dashed and full-width numbers) and twice the blank fields.
+- Platform shops show their registered name and their licence less often, a trade-only or short name more
+  often (the feeds added later, ``added.py``: drawn from their own generator, so the others are unchanged).
 
 Department spellings of codes (``vocabulary``) are a separate knob: any level goes with any vocabulary.
 """
@@ -32,6 +34,9 @@ from dataclasses import dataclass, replace
 
 from pipelines.generate.geography import AddressStyle
 from pipelines.generate.names import NameStyle
+
+AS_REGISTERED = NameStyle()  # no liberty taken
+FULL_ADDRESS = AddressStyle(province=1.0, city=1.0, township=1.0)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,15 @@ class Difficulty:
     # Power accounts at a shop front or office: in the landlord's name, in the owner's own name.
     landlord_account: float = 0.0
     owner_account: float = 0.0
+    # The feeds added later (added.py), drawn from their own generator: the others are the same without them.
+    # A platform shop's name: one draw against rising shares (the registered name, its sign, the owner's
+    # nickname); registered units' shops that show their licence's USCC.
+    shop_name: tuple[tuple[str, float], ...] = (("registered", 0.2), ("sign", 0.9), ("nickname", 1.0))
+    platform_licence: float = 0.75
+    platform_name: NameStyle = AS_REGISTERED
+    bookkeeping_name: NameStyle = AS_REGISTERED
+    platform_address: AddressStyle = FULL_ADDRESS
+    bookkeeping_address: AddressStyle = FULL_ADDRESS
 
 
 def chance(rng: random.Random, share: float) -> bool:
@@ -110,6 +124,15 @@ DEFAULT = Difficulty(
         province=0.2, city=0.7, township=0.5, room_words=("室", ""), floor=0.05, dashed=0.03, full_width=0.02,
         space=0.02,
     ),
+    platform_name=NameStyle(drop_region=0.5, swap_form=0.05, half_brackets=0.7, short=0.2, space=0.02),
+    bookkeeping_name=NameStyle(drop_region=0.05, swap_form=0.05, half_brackets=0.3, short=0.03, space=0.01),
+    platform_address=AddressStyle(
+        province=0.3, city=0.8, township=0.4, block_words=("幢", "栋", "号楼"), room_words=("室", "", "房"),
+        floor=0.1, dashed=0.05, full_width=0.02, space=0.03,
+    ),
+    bookkeeping_address=AddressStyle(
+        province=0.7, city=1.0, township=0.7, block_words=("幢", "号楼"), floor=0.03, dashed=0.02
+    ),
 )
 
 HARD = replace(
@@ -150,6 +173,15 @@ HARD = replace(
     steady_informal=0.5,
     landlord_account=0.2,
     owner_account=0.15,
+    shop_name=(("registered", 0.1), ("sign", 0.8), ("nickname", 1.0)),
+    platform_licence=0.5,
+    platform_name=NameStyle(
+        drop_region=0.7, swap_form=0.1, half_brackets=0.7, short=0.35, trade_only=0.1, lookalike=0.03,
+        space=0.05, homophone=0.03,
+    ),
+    bookkeeping_name=replace(DEFAULT.bookkeeping_name, drop_region=0.15, short=0.08, lookalike=0.02),
+    platform_address=replace(DEFAULT.platform_address, city=0.6, township=0.2, dashed=0.12, full_width=0.05),
+    bookkeeping_address=replace(DEFAULT.bookkeeping_address, township=0.5, dashed=0.05),
 )
 # fmt: on
 

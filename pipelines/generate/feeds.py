@@ -82,6 +82,15 @@ BLANKS = {
         ("phone", 0.05), ("address", 0.1), ("site", 0.03), ("id_number", 0.03), ("person_name", 0.01),
         ("sampled_at", 0.005),
     ),
+    # The feeds added later (added.py).
+    "platform_merchant": (
+        ("address", 0.03), ("phone", 0.05), ("operator_name", 0.02), ("shop_name", 0.005), ("orders", 0.01),
+        ("sales", 0.01), ("updated_at", 0.01), ("platform", 0.003), ("shop_id", 0.003), ("period", 0.003),
+    ),
+    "bookkeeping_client": (
+        ("address", 0.05), ("phone", 0.05), ("contact_person", 0.03), ("uscc", 0.02), ("client_name", 0.005),
+        ("bookkeeping_firm", 0.01), ("updated_at", 0.01),
+    ),
 }  # fmt: skip
 
 CARRIERS = Weighted(

@@ -19,7 +19,8 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class FeedFiles:
-    """One ``<feed>.jsonl`` per contract and ``truth.jsonl``; use as a context manager."""
+    """One ``<feed>.jsonl`` per contract given and their ground truth (``truth_name``); use as a context
+    manager."""
 
     def __init__(
         self,
@@ -28,13 +29,14 @@ class FeedFiles:
         prefixes: dict[str, str],
         rng: random.Random,
         chunk: int = 8192,
+        truth_name: str = "truth.jsonl",
     ) -> None:
         self.rng = rng
         self.chunk = chunk
         self.prefixes = prefixes
         self.fields = {feed: c.field_names for feed, c in contracts.items()}
         self.paths = {feed: out_dir / f"{feed}.jsonl" for feed in contracts}
-        self.truth_path = out_dir / "truth.jsonl"
+        self.truth_path = out_dir / truth_name
         self.counts = dict.fromkeys(contracts, 0)
         self._buffers: dict[str, list[tuple[dict[str, Any], str | None]]] = {feed: [] for feed in contracts}
         self._handles: dict[str, IO[str]] = {}
