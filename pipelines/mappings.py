@@ -97,6 +97,7 @@ class FeedMapping:
     profile: tuple[tuple[str, str], ...] = ()  # (field, label) shown on a unit's page
     anchor: bool = False  # its entity speaks for its unit (a registration)
     ask_when_unregistered: bool = False  # its records in a unit with no registration go to the townships
+    online: bool = False  # its records are signs of selling online (the e-commerce flag counts them)
     entity: EntityRule | None = None  # unit feeds only
 
     def field(self, role: str) -> str | None:
@@ -138,7 +139,17 @@ def parse_mapping(
 ) -> FeedMapping:
     """A feed's mapping, checked against its contract's ``fields``."""
     raw = tomllib.loads(text)
-    known = {"title", "kind", "anchor", "ask_when_unregistered", "entity", "roles", "figures", "profile"}
+    known = {
+        "title",
+        "kind",
+        "anchor",
+        "ask_when_unregistered",
+        "online",
+        "entity",
+        "roles",
+        "figures",
+        "profile",
+    }
     if unknown := sorted(set(raw) - known):
         raise _refuse(path, f"unknown key(s) {unknown}; known: {sorted(known)}")
     kind = raw.get("kind")
@@ -163,6 +174,7 @@ def parse_mapping(
         profile=tuple(raw.get("profile", {}).items()),
         anchor=bool(raw.get("anchor", False)),
         ask_when_unregistered=bool(raw.get("ask_when_unregistered", False)),
+        online=bool(raw.get("online", False)),
         entity=entity,
     )
     named = [*roles.values(), *mapping.figures.values(), *(f for f, _ in mapping.profile)]

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.contracts import contract, load_contracts
+from pipelines.generate import TRUTH_FILES
 from pipelines.store import RunStore
 
 
@@ -76,7 +77,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def true_units(sample_dir: Path) -> dict[tuple[str, str], str | None]:
     """(feed, record_id) → the true unit (None for private persons), from a generated sample's truth."""
-    return {(r["feed"], r["record_id"]): r["unit_id"] for r in read_jsonl(sample_dir / "truth.jsonl")}
+    rows = [r for name in TRUTH_FILES for r in read_jsonl(sample_dir / name)]
+    return {(r["feed"], r["record_id"]): r["unit_id"] for r in rows}
 
 
 def generated_store(tmp_path_factory: Any, units: int, seed: int, key: str) -> tuple[Path, RunStore]:

@@ -26,7 +26,7 @@ from pipelines.contacts.vault import (
     mask,
     parse_vault_key,
 )
-from pipelines.contracts import contract
+from pipelines.contracts import contract, load_contracts
 from pipelines.ingest.parse import FeedParser
 from pipelines.kafka import RawMessage
 from pipelines.pii import Tokeniser
@@ -54,7 +54,11 @@ NUCLEIC = [
 ]
 REGISTRATION = [
     {"record_id": "R1", "name": "城西五金厂", "legal_rep_id": "440106199001011235", "phone": "137 0000 1111"},
-    {"record_id": "R2", "name": "城东茶馆", "phone": "0571-88889999"},  # a business landline: sealed to be dialled
+    {
+        "record_id": "R2",
+        "name": "城东茶馆",
+        "phone": "0571-88889999",
+    },  # a business landline: sealed to be dialled
 ]
 
 
@@ -216,7 +220,7 @@ def _values(sample, personal: bool) -> set[str]:
     """Clear phones and ID numbers of a generated sample's personal fields (or its business phones), as
     written and as digits."""
     found = set()
-    for feed in ("nucleic_contact", "registration", "tax", "utility", "waybill"):
+    for feed in load_contracts():
         names = [
             s.name
             for s in contract(feed).fields

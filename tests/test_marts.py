@@ -231,7 +231,8 @@ def test_unit_month_sums_the_records_linked_to_each_unit(store):
     assert sum(r["tax_records"] for r in rows) == sum(
         1 for r in links if r["feed"] == "tax"
     )  # every tax filing has a month
-    assert all(r["active"] == (r["tax_active"] or r["power_active"] or r["shipping_active"]) for r in rows)
+    assert all(r["active"] == any(r[flag] for flag in FLAGS) for r in rows)
+    assert {"tax_active", "power_active", "shipping_active", "platform_active"} <= set(FLAGS)
 
 
 @pytest.mark.integration

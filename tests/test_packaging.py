@@ -57,7 +57,8 @@ def test_schemas_and_expectations_are_the_repository_folders():
 def test_every_data_file_resolves():
     files = resources.data_files()
     assert all(path.is_file() for path in files), [str(p) for p in files if not p.is_file()]
-    assert len(list(resources.FEED_CONTRACTS.glob("*.json"))) == 5
+    contracts = {p.stem for p in resources.FEED_CONTRACTS.glob("*.json")}
+    assert len(contracts) == 7 and {p.stem for p in resources.FEED_MAPPINGS.glob("*.toml")} == contracts
     assert {p.stem for p in resources.EXPECTATIONS.glob("*.json")} == {
         p.stem for p in resources.FEED_CONTRACTS.glob("*.json")
     }

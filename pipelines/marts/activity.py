@@ -207,11 +207,13 @@ def lockon(unit_month: pa.Table, units: pa.Table, config: MartConfig, reference:
     rules, dormant = config.lockon, config.dormant_months
     ref, look_back = month_index(f"'{reference}'"), config.look_back_months
     closed = ", ".join(f"'{status}'" for status in (*CLOSED_STATUSES, "moved_out"))
+    signs = [config.measure(flag.measure).label for flag in config.activity_flags]
+    idle = "、".join(signs[:-1]) + "或" + signs[-1] if len(signs) > 1 else "".join(signs)
     parts = [
         f"""
         SELECT 'dormant' AS list, unit_id, {month_text("last_active")} AS period, 'activity' AS measure,
                ({ref} - last_active)::DOUBLE AS value, NULL::DOUBLE AS previous_value, NULL::DOUBLE AS change,
-               '连续' || ({ref} - last_active) || '个月无纳税、用电或寄件' AS reason
+               '连续' || ({ref} - last_active) || '个月无{idle}' AS reason
         FROM span JOIN units u USING (unit_id)
         WHERE {ref} - last_active >= {dormant} AND u.status NOT IN ({closed})
         """

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from pipelines import resources
 from pipelines.contacts.best import load_sources
-from pipelines.contracts import CHINA_TIME_ZONE
+from pipelines.contracts import CHINA_TIME_ZONE, feed_names
 from pipelines.mappings import anchor_feeds, mapping
 from pipelines.marts.sql import query
 from pipelines.standardise import parse_company_name
@@ -74,8 +74,19 @@ _TYPES: dict[str, pa.DataType] = {
 
 def _arrow_type(field: dict[str, Any]) -> pa.DataType:
     if field["type"] == "struct":
-        return pa.struct([pa.field(f["name"], _arrow_type(f)) for f in field["fields"]])
+        return pa.struct([pa.field(name, _arrow_type(f)) for name, f in _members(field["fields"])])
     return _TYPES[field["type"]]
+
+
+def _members(fields: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, field) of documented fields; one marked ``"per": "feed"`` stands for every feed contract not
+    documented by name, so a new department's feed needs no change here."""
+    named = {f["name"] for f in fields if "per" not in f}
+    return [
+        (name, f)
+        for f in fields
+        for name in ([f["name"]] if "per" not in f else [n for n in feed_names() if n not in named])
+    ]
 
 
 @cache

@@ -15,7 +15,15 @@ from datetime import date
 import pyarrow as pa
 
 from pipelines.contracts import resolver_schema
-from pipelines.mappings import anchor_feeds, feeds_with, mapping, person_feeds, sql_list, unit_feeds
+from pipelines.mappings import (
+    anchor_feeds,
+    feeds_where,
+    feeds_with,
+    mapping,
+    person_feeds,
+    sql_list,
+    unit_feeds,
+)
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.types import ResolveSettings
 
@@ -236,7 +244,7 @@ def register_rows(
     )
     feeds = unit_feeds()
     counts = ",\n".join(f"count(*) FILTER (WHERE r.feed = '{feed}') AS {feed}_records" for feed in feeds)
-    parcel_records = " + ".join(f"f.{feed}_records" for feed in feeds_with("parcels")) or "0"
+    online_records = " + ".join(f"f.{feed}_records" for feed in feeds_where("online")) or "0"
     all_records = " + ".join(f"f.{feed}_records" for feed in feeds)
     registered_records = " + ".join(f"f.{feed}_records" for feed in anchor_feeds()) or "0"
     rows = engine.query(
@@ -311,7 +319,7 @@ def register_rows(
                main.unit_id IN (SELECT unit_id FROM multi_licence) AS multi_licence,
                f.meters > 1 AS multi_meter,
                f.parcels >= {settings.ecommerce_min_parcels}
-                   AND {parcel_records} >= {settings.ecommerce_waybill_share}
+                   AND {online_records} >= {settings.ecommerce_waybill_share}
                        * ({all_records} + coalesce(p.persons, 0)) AS ecommerce_candidate,
                coalesce(reg.abnormal_since IS NOT NULL
                    AND {listed_long}
