@@ -10,21 +10,29 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from pipelines.mappings import load_mappings
 from pipelines.staging import latest_records
 from pipelines.store import RunStore
 
-COLUMNS = {
-    "registration": {"name": "name", "address": "address", "phone": "phone", "code": "uscc"},
-    "tax": {"name": "taxpayer_name", "address": "address", "phone": "phone", "code": "taxpayer_id"},
-    "utility": {"name": "account_name", "address": "address", "phone": "phone", "code": "uscc"},
-    "waybill": {"name": "sender_company", "address": "sender_address", "phone": "sender_phone", "code": None},
-    "nucleic_contact": {"name": "work_unit", "address": "address", "phone": "phone", "code": None},
+# The four columns, and the roles of the feed mappings they come from (first given): a person names the
+# unit they work for.
+ROLES = {
+    "name": ("name", "work_unit"),
+    "address": ("address",),
+    "phone": ("phone",),
+    "code": ("uscc", "taxpayer_id"),
 }
+
+
+def columns_of(feed: str) -> dict[str, str | None]:
+    roles = load_mappings()[feed].roles
+    return {column: next((roles[r] for r in wanted if r in roles), None) for column, wanted in ROLES.items()}
 
 
 def unioned(store: RunStore) -> pd.DataFrame:
     frames = []
-    for feed, columns in COLUMNS.items():
+    for feed in load_mappings():
+        columns = columns_of(feed)
         table = latest_records(store, feed).to_pandas()
         frame = pd.DataFrame({"unique_id": feed + "/" + table["record_id"]})
         for target, source in columns.items():

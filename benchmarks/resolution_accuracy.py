@@ -25,12 +25,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.baseline import baseline_clusters, columns_of
 from pipelines.config import IngestSettings, default_topics
 from pipelines.contracts import load_contracts
-from pipelines.generate import DIFFICULTIES, generate
+from pipelines.generate import DIFFICULTIES, TRUTH_FILES, generate
 from pipelines.ingest.job import run_ingest
 from pipelines.kafka import EmbeddedBroker, jsonl_messages, produce_messages
 from pipelines.landing import resolve_and_land
+from pipelines.mappings import load_mappings
 from pipelines.pii import HMAC_KEY_ENV, load_key
 from pipelines.resolve.evaluation import bcubed, pairwise
 from pipelines.standardise.codes import is_valid_uscc
@@ -56,8 +58,6 @@ def child(method: str, store_dir: Path, out_file: Path) -> None:
             "review_reasons": {r["values"]: r["counts"] for r in reasons},
         }
     else:
-        from benchmarks.baseline import baseline_clusters
-
         clusters = baseline_clusters(store)
         extra = {"review_items": 0}
     seconds = time.monotonic() - begun
@@ -84,11 +84,15 @@ def measure(seed: int, units: int, difficulty: str, broker: EmbeddedBroker, work
     run_ingest(IngestSettings(bootstrap=broker.bootstrap, out=store_dir, topics=topics), KEY.encode())
 
     truth = {}
-    for line in (sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        truth[f"{row['feed']}/{row['record_id']}"] = row["unit_id"]
+    for name in TRUTH_FILES:
+        for line in (sample / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            truth[f"{row['feed']}/{row['record_id']}"] = row["unit_id"]
     uscc_of = {}
-    for feed, field in (("registration", "uscc"), ("tax", "taxpayer_id"), ("utility", "uscc")):
+    for feed in load_mappings():
+        field = columns_of(feed)["code"]
+        if field is None:
+            continue
         for line in (sample / f"{feed}.jsonl").read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             if is_valid_uscc(row.get(field)):

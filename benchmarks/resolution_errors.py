@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipelines.generate import TRUTH_FILES
 from pipelines.resolve.evaluation import bcubed, pairwise
 
 Record = tuple[str, str]  # feed, record_id
@@ -62,9 +63,10 @@ def main() -> None:
     parser.add_argument("store", type=Path)
     args = parser.parse_args()
     truth: dict[Record, str | None] = {}
-    for line in (args.sample / "truth.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        truth[(row["feed"], row["record_id"])] = row["unit_id"]
+    for name in TRUTH_FILES:
+        for line in (args.sample / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            truth[(row["feed"], row["record_id"])] = row["unit_id"]
     table = pq.read_table(args.store / "register" / "latest" / "links.parquet")
     links = {(row["feed"], row["record_id"]): row for row in table.to_pylist()}
     classes = classify(truth, links)

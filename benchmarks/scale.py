@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import default_topics
 from pipelines.contracts import load_contracts
-from pipelines.generate import generate
+from pipelines.generate import TRUTH_FILES, generate
 from pipelines.generate.batches import split_batches
 from pipelines.kafka import EmbeddedBroker, jsonl_messages, produce_messages
 from pipelines.pii import HMAC_KEY_ENV
@@ -149,10 +149,11 @@ def produce(broker: EmbeddedBroker, part: Path) -> int:
 
 def read_truth(part: Path) -> dict[Key, str | None]:
     truth = {}
-    with (part / "truth.jsonl").open(encoding="utf-8") as lines:
-        for line in lines:
-            row = json.loads(line)
-            truth[row["feed"], row["record_id"]] = row["unit_id"]
+    for name in TRUTH_FILES:
+        with (part / name).open(encoding="utf-8") as lines:
+            for line in lines:
+                row = json.loads(line)
+                truth[row["feed"], row["record_id"]] = row["unit_id"]
     return truth
 
 
