@@ -50,7 +50,7 @@ FACT_ROLES = (
 PERSON_ROLES = ("person_id", "work_unit", "site")  # a person's ID-number token, employer as named, test site
 ROLES = frozenset(IDENTITY_ROLES + FACT_ROLES + PERSON_ROLES)
 
-KEY_RULES = ("as_is", "first_else_record", "code_else_text", "digest")
+KEY_RULES = ("as_is", "first_else_record", "code_else_text", "digest", "all_else_record")
 PERSON_NAMED = ("any", "two_characters")
 
 
