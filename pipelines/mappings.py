@@ -50,7 +50,7 @@ FACT_ROLES = (
 PERSON_ROLES = ("person_id", "work_unit", "site")  # a person's ID-number token, employer as named, test site
 ROLES = frozenset(IDENTITY_ROLES + FACT_ROLES + PERSON_ROLES)
 
-KEY_RULES = ("as_is", "first_else_record", "code_else_text", "digest")
+KEY_RULES = ("as_is", "first_else_record", "code_else_text", "digest", "all_else_record")
 PERSON_NAMED = ("any", "two_characters")
 
 
@@ -71,6 +71,7 @@ class EntityRule:
     person_without_name: bool = False  # no business name: a private person
     joins_at_premises: bool = False  # in a person's name at exactly one registered unit's site: that unit's
     namesakes_apart: bool = False  # two of its entities sharing only a name are not linked (online shops)
+    alone_needs_volume: str | None = None  # seen only here, a unit only with steady volume of this figure
 
     @property
     def key_fields(self) -> tuple[str, ...]:
@@ -225,6 +226,15 @@ def feeds_where(option: str) -> tuple[str, ...]:
         for f, m in load_mappings().items()
         if getattr(m, option, False) or (m.entity is not None and getattr(m.entity, option, False))
     )
+
+
+def volume_feeds() -> dict[str, str]:
+    """Unit feeds whose clusters, seen nowhere else, are units only with steady volume: feed -> figure."""
+    return {
+        f: m.entity.alone_needs_volume
+        for f, m in load_mappings().items()
+        if m.entity is not None and m.entity.alone_needs_volume
+    }
 
 
 def feeds_with(role: str) -> tuple[str, ...]:

@@ -104,6 +104,8 @@ def test_key_rules(first, second, third):
     assert key("first_else_record", ("a", "b")) == (first or f"~{second}")
     coded = key("code_else_text", ("a", "b"))
     assert coded == (clean_code(first) or f"~{fold(second)}")
+    complete = key("all_else_record", ("a", "b", "c"))
+    assert complete == (f"~{third}" if not (fold(first) and fold(second)) else key("digest", ("a", "b")))
     digest = key("digest", (("a", "b"), "c"))
     assert len(digest) == 20
     # text is folded (full-width, spaces, case), a phone is hashed as imported

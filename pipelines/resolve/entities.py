@@ -273,6 +273,9 @@ def entity_key(rule: EntityRule, kinds: dict[str, str | None], values: dict[str,
         return values[first] or f"~{values[rule.key[1]]}"
     if rule.key_rule == "code_else_text":
         return clean_code(values[first]) or "~" + "|".join(text(part) for part in rule.key[1:])
+    if rule.key_rule == "all_else_record":
+        parts = [text(part) for part in rule.key[:-1]]
+        return _digest_key(*parts) if all(parts) else f"~{values[rule.key[-1]]}"
     return _digest_key(*(text(part) for part in rule.key))
 
 

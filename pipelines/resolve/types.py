@@ -22,7 +22,9 @@ class ResolveSettings:
     review_threshold: float = 0.3
     lookback_months: int = 12  # tax_active / power_active / zombie look-back
     zombie_abnormal_years: int = 2
-    ecommerce_min_parcels: int = 60  # over all time, for a waybill-only sender to be a unit
+    # over all time, for a sender seen only on waybills (parcels) or a shop only on platforms (orders) to be a
+    # unit: the volume of the feed mappings' ``alone_needs_volume``
+    ecommerce_min_parcels: int = 60
     ecommerce_min_months: int = 3
     ecommerce_waybill_share: float = 0.5  # of a unit's records, for the e-commerce flag
     # review triage (pipelines/resolve/triage.py), chosen on generated data of seeds 100+ (never 1-3): from 20

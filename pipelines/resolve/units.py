@@ -1,7 +1,8 @@
 """Units: which clusters are business units, and their rows of the register.
 
 A cluster is a unit if it holds a registration, a tax record or a non-residential power account; a sender
-seen only through waybills only with steady volume; private persons never. A unit's row is computed over
+seen only through waybills, or a shop seen only on platforms without a licence, only with steady volume
+(the mappings' ``alone_needs_volume``); private persons never. A unit's row is computed over
 tables (its entities, its records' figures, the test records attached to it) for just the units a run
 touched; every other row is carried over as it was.
 """
@@ -18,11 +19,11 @@ from pipelines.contracts import resolver_schema
 from pipelines.mappings import (
     anchor_feeds,
     feeds_where,
-    feeds_with,
     mapping,
     person_feeds,
     sql_list,
     unit_feeds,
+    volume_feeds,
 )
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.types import ResolveSettings
@@ -90,16 +91,18 @@ def draft_units(
 ) -> list[UnitDraft]:
     """The clusters that are business units (members a verdict says are no business left out)."""
     wanted = pa.array(sorted({e for members in clusters for e in members}), pa.string())
-    parcel_feeds = sql_list(feeds_with("parcels"))
+    by_volume = volume_feeds()
+    volume = " ".join(f"WHEN '{feed}' THEN r.{figure}" for feed, figure in by_volume.items())
+    month = "coalesce(r.period, strftime(r.moment, '%Y-%m'))"
     facts = engine.query(
         f"""
         WITH wanted AS (SELECT entity_id FROM wanted_ids),
         recs AS ({figures_sql(unit_feeds())})
         SELECT e.entity_id, e.feed, e.is_person, e.uscc,
                min(r.feed || '/' || r.record_id) AS first_record,
-               coalesce(sum(r.parcels), 0) AS parcels,
-               list(DISTINCT strftime(r.moment, '%Y-%m'))
-                   FILTER (WHERE r.feed IN {parcel_feeds} AND r.moment IS NOT NULL) AS months
+               coalesce(sum({f"CASE r.feed {volume} END" if volume else "NULL"}), 0) AS volume,
+               list(DISTINCT {month})
+                   FILTER (WHERE r.feed IN {sql_list(list(by_volume))} AND {month} IS NOT NULL) AS months
         FROM entities e JOIN wanted USING (entity_id) JOIN recs r USING (entity_id)
         GROUP BY ALL
         """,
@@ -115,8 +118,8 @@ def draft_units(
             continue
         feeds = {about[m]["feed"] for m in members}
         business = [m for m in members if not about[m]["is_person"]]
-        if feeds <= set(feeds_with("parcels")):
-            volume = sum(about[m]["parcels"] for m in members)
+        if feeds <= set(by_volume) and not any(about[m]["uscc"] for m in members):
+            volume = sum(about[m]["volume"] for m in members)
             months = {month for m in members for month in about[m]["months"] or []}
             if (
                 not business
