@@ -31,6 +31,7 @@ from pipelines.contracts import contract, output_schema
 from pipelines.ingest.parse import FeedParser
 from pipelines.kafka import RawMessage
 from pipelines.landing import resolve_and_land
+from pipelines.mappings import load_mappings
 from pipelines.marts.quality import register_quality
 from pipelines.pii import Tokeniser
 from pipelines.resolve.engine import DuckDBEngine
@@ -89,6 +90,13 @@ def test_the_reviewed_sources_follow_the_pilots_ranking():
     )
     assert "legal_rep" in rep.linked_by and "work_unit" in staff.linked_by and rep.origin == staff.origin
     assert (sources.confirmed, sources.single) == ("confirmed", "single")
+
+
+def test_every_feed_with_a_phone_is_a_contact_source():
+    """A new department's feed with a phone is configuration: its line in sources.toml, or no unit gets
+    its number as a contact."""
+    with_phone = {feed for feed, found in load_mappings().items() if "phone" in found.roles}
+    assert with_phone - {s.feed for s in load_sources().sources} == set()
 
 
 @pytest.mark.parametrize(
