@@ -30,6 +30,7 @@ MART_SCHEMAS = SCHEMAS / "marts"
 VOCABULARIES = SCHEMAS / "vocabularies"
 VERDICT_SCHEMA = SCHEMAS / "verdict.json"
 CONTACT_SCOPES = SCHEMAS / "contacts" / "scopes.toml"  # who may reveal which contacts (reviewed)
+CONTACT_SOURCES = SCHEMAS / "contacts" / "sources.toml"  # where a unit's best contact comes from (reviewed)
 EXPECTATIONS = _data_dir("expectations")
 WARNING_RULES = PACKAGE / "rules" / "warning_rules.toml"
 UNIT_MODEL = PACKAGE / "resolve" / "unit_model.json"
@@ -51,6 +52,7 @@ def data_files() -> list[Path]:
         *sorted(MART_TEMPLATES.glob("*.html.j2")),
         VERDICT_SCHEMA,
         CONTACT_SCOPES,
+        CONTACT_SOURCES,
         *sorted(EXPECTATIONS.glob("*.json")),
         WARNING_RULES,
         UNIT_MODEL,

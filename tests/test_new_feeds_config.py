@@ -49,7 +49,9 @@ def test_both_feeds_are_unit_feeds_whose_mappings_load_against_their_contracts()
     }
     assert platform.figures == {"orders": "orders", "turnover": "sales"}
     assert platform.figure_info["orders"].active == "platform_active"  # a month with orders is an active one
-    assert platform.entity.key_fields == ("platform", "shop_id") and platform.entity.key_rule == "digest"
+    # a shop is its platform and shop id; a month that lost its shop id stands alone (joins no other such month)
+    assert platform.entity.key_fields == ("platform", "shop_id", "record_id")
+    assert platform.entity.key_rule == "all_else_record" and platform.entity.alone_needs_volume == "orders"
     assert platform.entity.code_from_any_record and platform.entity.namesakes_apart  # shops share names
     assert platform.ask_when_unregistered and bookkeeping.ask_when_unregistered  # units nobody else saw
     assert bookkeeping.roles == {

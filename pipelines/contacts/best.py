@@ -29,7 +29,7 @@ from pipelines.contracts import contract, resolver_schema
 from pipelines.pii import TOKEN_PREFIX, Tokeniser
 from pipelines.standardise.phones import area_code_of, parse_phone
 
-SOURCES_PATH = resources.SCHEMAS / "contacts" / "sources.toml"
+SOURCES_PATH = resources.CONTACT_SOURCES
 CONTACT_COLUMNS = ("contact_token", "contact_masked", "contact_source", "contact_grade", "contact_candidates")
 # Entity phones worth calling: a parsed mobile or landline, or a token from a personal field (a sender's
 # mobile); an ``unknown`` number (too short, a typo) is no candidate.
