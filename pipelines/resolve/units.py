@@ -31,10 +31,14 @@ from pipelines.resolve.types import ResolveSettings
 # The register's figures: when a record was true, its period, its meter, and every figure a feed's mapping
 # names (tax paid, kWh, parcels, a new department's orders …), in one shape across feeds.
 _FACT_TYPES = {"moment": "TIMESTAMPTZ", "period": "VARCHAR", "meter": "VARCHAR"}
+# The figures the register's own flags read (tax_active, power_active, the e-commerce and zombie flags): null,
+# not missing, when no feed's mapping gives them.
+REGISTER_FIGURES = ("tax_paid", "kwh", "parcels")
 
 
 def figure_names() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(f for feed in unit_feeds() for f in mapping(feed).figures))
+    named = (f for feed in unit_feeds() for f in mapping(feed).figures)
+    return tuple(dict.fromkeys((*REGISTER_FIGURES, *named)))
 
 
 def figure_columns(feed: str) -> dict[str, str]:
