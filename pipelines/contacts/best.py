@@ -2,7 +2,7 @@
 where two independent sources give the same number.
 
 A source (``schemas/contacts/sources.toml``) is a department's record of the unit (the entity's phone, by
-feed) or a test record attached to the unit (its phone fields by contract kind, by how the person is linked:
+feed) or a test record attached to the unit (its mapping's phone, by how the person is linked:
 the legal representative's own record, an employee naming the work unit). Numbers are compared as tokens.
 The register carries the chosen token, its masked form (``138****0006``), its source and grade and how many
 numbers were offered; never a clear value. Masked forms come from the vault (persons' phones, read without
@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 
 from pipelines import resources
 from pipelines.contacts.vault import mask
-from pipelines.contracts import contract, resolver_schema
+from pipelines.contracts import resolver_schema
+from pipelines.mappings import mapping
 from pipelines.pii import TOKEN_PREFIX, Tokeniser
 from pipelines.standardise.phones import area_code_of, parse_phone
 
@@ -116,17 +117,11 @@ def _literal(text: str) -> str:
 # -- candidates ----------------------------------------------------------------------------------------
 
 
-def person_phones(people: pa.Table, feed: str) -> pa.Table:
-    """record_id, token of each phone a test record carries: its contract's personal fields of kind
-    ``phone`` (tokens from import), one row per field that holds one."""
-    fields = [f.name for f in contract(feed).fields if f.kind == "phone" and f.personal]
-    parts = [
-        pa.table({"record_id": people["record_id"], "token": people[name]}).cast(
-            pa.schema([("record_id", pa.string()), ("token", pa.string())])
-        )
-        for name in fields
-    ]
-    found = pa.concat_tables(parts) if parts else pa.table({"record_id": [], "token": []})
+def person_phones(people: pa.Table) -> pa.Table:
+    """record_id, token of the test records' phones: ``people`` carries the person feed's fields under their
+    role names (``phone``: a token from import)."""
+    found = people.select(["record_id", "phone"]).rename_columns(["record_id", "token"])
+    found = found.cast(pa.schema([("record_id", pa.string()), ("token", pa.string())]))
     return found.filter(pc.fill_null(pc.starts_with(found["token"], TOKEN_PREFIX), False))
 
 
@@ -157,7 +152,7 @@ def candidates(
         members=members.select(["entity_id", "unit_id"]),
         entities=entities.select(["entity_id", "feed", "phone", "phone_kind"]),
         person_links=person_links.select(["record_id", "unit_id", "matched_by"]),
-        phones=person_phones(people, person_feed),
+        phones=person_phones(people),
         sources=sources.table(),
     )
     return found.cast(CANDIDATE_SCHEMA)
@@ -242,26 +237,22 @@ def business_masks(
     )
     masks = []
     for feed in pc.unique(speaking["feed"]).to_pylist():
-        fields = [f.name for f in contract(feed).fields if f.kind == "phone" and not f.personal]
-        mine = speaking.filter(pc.equal(speaking["feed"], feed))
+        field = mapping(feed).field("phone")  # the field the entity's phone was read from
         written = query(
-            f"SELECT m.token, m.district, {', '.join(f'r.{n}' for n in fields) or 'NULL AS none'} "
-            "FROM mine m JOIN recs r USING (record_id)",
-            mine=mine,
-            recs=records[feed].select(["record_id", *fields]),
+            f"SELECT m.token, m.district, r.{field} AS written FROM mine m JOIN recs r USING (record_id)",
+            mine=speaking.filter(pc.equal(speaking["feed"], feed)),
+            recs=records[feed].select(["record_id", field]),
         )
-        masks += _masks_of(written.to_pylist(), fields, tokens)
+        masks += _masks_of(written.to_pylist(), tokens)
     return pa.Table.from_pylist(masks, schema=MASK_SCHEMA)
 
 
-def _masks_of(rows: Iterable[dict], fields: list[str], tokens: Tokeniser) -> list[dict[str, str]]:
-    """The first of a row's phone fields that is the token's number, masked."""
+def _masks_of(rows: Iterable[dict], tokens: Tokeniser) -> list[dict[str, str]]:
+    """Each row's phone as written, masked, where it is the token's number."""
     found = []
     for row in rows:
-        area = area_code_of(row["district"])
-        masked = next(
-            (m for name in fields if row[name] and (m := _masked_if(row[name], area, row["token"], tokens))),
-            None,
+        masked = row["written"] and _masked_if(
+            row["written"], area_code_of(row["district"]), row["token"], tokens
         )
         if masked:
             found.append({"token": row["token"], "masked": masked})
@@ -278,15 +269,17 @@ def with_best_contacts(
     entities: pa.Table,
     records: dict[str, pa.Table],
     person_links: pa.Table,
+    people: pa.Table,
     person_feed: str,
     masks: pa.Table,
     tokens: Tokeniser,
     sources: ContactSources | None = None,
 ) -> pa.Table:
     """Register ``rows`` with their units' best contact (``CONTACT_COLUMNS``), in the register's schema.
-    ``members`` and ``person_links``: those of the rows' units; ``masks``: token, masked from the vault."""
+    ``members`` and ``person_links``: those of the rows' units; ``people``: the person feed's records under
+    their role names; ``masks``: token, masked from the vault."""
     sources = sources or load_sources()
-    found = candidates(query, members, entities, person_links, records[person_feed], person_feed, sources)
+    found = candidates(query, members, entities, person_links, people, person_feed, sources)
     best = best_contacts(query, found, sources)
     sealed = masks["token"].combine_chunks()
     unmasked = pc.filter(best["contact_token"], pc.invert(pc.is_in(best["contact_token"], sealed)))

@@ -234,6 +234,7 @@ def resolve(inputs: ResolveInputs) -> Resolution:
         entities.table,
         changes.records,
         only(person_links, "unit_id", row_scope),
+        people,
         persons.person_feed(),
         inputs.contact_masks,
         inputs.tokens,
