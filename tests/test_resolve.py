@@ -191,6 +191,29 @@ def test_an_address_without_its_city_is_placed_by_the_city_in_the_name():
     assert unplaced.district_code is None
 
 
+def test_a_record_whose_district_stays_unknown_still_meets_its_unit_by_trade_name_and_street(tmp_path):
+    """The account 明竹成服饰 at 通州区通胡大街178号 names no city: its district stays unknown, so no
+    blocking rule on the district brings it to the registration at that number. The trade name at the same
+    street number does, and the model links it."""
+    staging = {
+        "registration": [
+            {"record_id": "R1", "uscc": make_uscc("9", "1", "110112", "MA2H2001"), "name": "北京明竹成服饰有限公司",
+             "address": "北京市通州区通胡大街178号2幢", "phone": "010-61234567", "legal_rep_name": "韩梅",
+             "division_code": "110112", "status": "存续", "updated_at": WHEN},
+        ],
+        "utility": [
+            {"record_id": "E1", "account_no": "1100001", "account_name": "明竹成服饰", "meter_no": "M1",
+             "address": "通州区通胡大街178号2幢", "phone": "13522223333", "customer_class": "一般工商业",
+             "period": "2026-09", "kwh": 900.0, "updated_at": WHEN},
+        ],
+    }  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("utility", "E1")]["unit_id"] == links[("registration", "R1")]["unit_id"]
+    assert links[("utility", "E1")]["matched_by"] == "model"
+
+
 def test_a_legal_rep_without_a_usable_id_number_links_by_name_only_with_the_units_phone(tmp_path):
     """R3's licence has no ID number: 李娜's test record joins it through her name, but only when her phone
     is the unit's; a namesake with another phone stays unlinked."""
@@ -487,3 +510,35 @@ def test_a_test_record_naming_a_shared_name_joins_the_unit_the_persons_other_rec
     assert links[("nucleic_contact", "N6")]["unit_id"] == links[("registration", "R3")]["unit_id"]
     assert links[("nucleic_contact", "N6")]["matched_by"] == "same_person"
     assert ("nucleic_contact", "N7") not in links
+
+
+def test_a_test_record_naming_nothing_joins_the_one_unit_whose_phone_it_gives(tmp_path):
+    """周九 names no work unit and leads no unit, but his phone is the one R3 registered (a shop run by its
+    owner gives the owner's mobile): his test joins R3. A phone two units give decides nothing, and a phone a
+    unit gives only from a later batch attaches the earlier test record then."""
+    tokens = Tokeniser(TOKEN_KEY)  # the key the run itself tokenises with
+    staging = _staging()
+    staging["nucleic_contact"] += [
+        {"record_id": f"N{n}", "person_name": tokens.token("person_name", name),
+         "id_number": tokens.token("id_number", f"33010619920{n}011234"), "phone": tokens.token("phone", phone),
+         "sampled_at": WHEN}
+        for n, name, phone in (("8", "周九", "13900001111"), ("9", "吴十", "0571-88889999"),
+                               ("10", "郑一", "13600007777"))
+    ]  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("nucleic_contact", "N8")]["matched_by"] == "same_phone"
+    assert links[("registration", "R1")]["unit_id"] != links[("registration", "R2")]["unit_id"]
+    assert ("nucleic_contact", "N9") not in links  # R1's and R2's phone
+    assert ("nucleic_contact", "N10") not in links
+
+    commit_rows(store, {"registration": [
+        {"record_id": "R6", "uscc": make_uscc("9", "1", "330106", "MA2H1006"), "name": "杭州郑氏茶叶店",
+         "address": "杭州市西湖区保俶路5号", "phone": "13600007777", "legal_rep_name": "郑二",
+         "division_code": "330106", "status": "存续", "updated_at": WHEN},
+    ]})  # fmt: skip
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("nucleic_contact", "N10")]["unit_id"] == links[("registration", "R6")]["unit_id"]
+    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("registration", "R3")]["unit_id"]

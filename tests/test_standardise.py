@@ -115,8 +115,13 @@ def test_the_region_prefix_alone_matches_the_same_divisions(text, hint, strict_s
         ("杭州西湖龙井茶叶有限公司", "杭州", "西湖龙井", "茶叶", "有限公司", ""),
         ("北京市朝阳区宏达建筑工程股份有限公司", "北京市朝阳区", "宏达", "建筑工程", "股份有限公司", ""),
         # 朝阳区 is a district of two cities, and 朝阳 alone a third city's short name: still the region
-        ("朝阳区田记手机维修部", "朝阳区", "田记手机维修", "", "部", ""),
+        ("朝阳区田记手机维修部", "朝阳区", "田记", "手机维修", "部", ""),
         ("通州区老董服装店", "通州区", "老董", "服装", "店", ""),
+        # shops' trades (name_words.toml): a person naming the shop says 纳禾汇, not 纳禾汇文具
+        ("纳禾汇文具店", "", "纳禾汇", "文具", "店", ""),
+        # an industry word taking in the form's character is read whole: 面馆, not 面 + 馆
+        ("北京市丰台区悦豪面馆", "北京市丰台区", "悦豪", "面馆", "", ""),
+        ("川味川菜馆", "", "川味", "川菜", "馆", ""),
     ],
 )
 def test_company_name_parts(name, region, trade, industry, form, branch):
@@ -152,6 +157,20 @@ def test_address_parts():
     assert parse_address("西湖区文三路90号").division_code is None  # 杭州 or 南昌? no hint, no guess
     assert parse_address("杭州市临平区南苑街道人民大道100号").division_code == "330113"
     assert parse_address("北京市海淀区中关村大街27号").division_code == "110108"
+
+
+@pytest.mark.parametrize(
+    ("text", "township", "street_key"),
+    [
+        # a 街道 named after a road is the township, and the road after it the street
+        ("北京市海淀区万寿路街道上地十街48号10幢1001室", "万寿路街道", "上地十街48"),
+        ("四川省成都市成华区府青路街道府青路118号", "府青路街道", "府青路118"),
+        ("北京市朝阳区和平街街道工人体育场北路27号", "和平街街道", "工人体育场北路27"),
+    ],
+)
+def test_a_township_named_after_a_road_is_read_as_the_township(text, township, street_key):
+    parsed = parse_address(text)
+    assert (parsed.township, parsed.street_key) == (township, street_key)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 A test record joins a unit when the person is its legal representative (same ID-number token, one unit
 only), or when the work unit it names is exactly one unit, or, failing both, when the person has the name of
-exactly one unit's legal representative and shares that unit's phone or street; a record whose work unit
-names several units joins the one of them all of the same person's other attached records are in. Both
+exactly one unit's legal representative and shares that unit's phone or street, or, failing that too, when
+the person's phone is the phone of exactly one unit (a shop run from home gives the owner's mobile); a record
+whose work unit names several units joins the one of them all of the same person's other attached records are
+in. Both
 sides are reduced to keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the
 persons a run can have changed are decided again: new test records, those attached to units the run
 touched, and those whose keys name one of those units.
@@ -38,6 +40,7 @@ PEOPLE_SCHEMA = pa.schema(
     + [pa.field("moment", pa.timestamp("us", tz="UTC"))]
 )
 SAME_PERSON = "same_person"  # matched_by of a record attached through the person's other records
+SAME_PHONE = "same_phone"  # matched_by of a record attached because its phone is one unit's own
 KEY_SCHEMA = pa.schema(
     [
         pa.field("owner", pa.string()),  # unit id, or the test record's id
@@ -271,6 +274,11 @@ def _decide(
         return next(iter(via_work)), "work_unit"
     if len(via_name) == 1 and not via_rep:
         return next(iter(via_name)), "legal_rep_name"
+    # nothing else names a unit: the person's phone, when exactly one unit gives it as its own (the owner of
+    # a shop run from home, whose registration, account or waybills give the owner's mobile)
+    via_phone = found.get("phone", {}).get(0, set())
+    if len(via_phone) == 1 and not via_rep and not via_work:
+        return next(iter(via_phone)), SAME_PHONE
     return None
 
 
@@ -285,19 +293,23 @@ def link_persons(
         SELECT p.owner AS record_id, p.kind, p.rank, u.owner AS unit_id
         FROM person_keys p JOIN unit_keys u ON p.kind = u.kind AND p.key = u.key
         WHERE p.owner IN (SELECT record_id FROM people) AND p.key <> ''
+        UNION ALL
+        SELECT p.record_id, 'phone', 0, u.owner
+        FROM people p JOIN unit_keys u ON u.kind = 'phone' AND u.key = p.phone
+        WHERE p.phone <> ''
         """,
         person_keys=keys_of_people,
         unit_keys=keys_of_units.filter(
-            pc.is_in(keys_of_units["kind"], pa.array(["rep", "rep_name", *WORK_KINDS]))
+            pc.is_in(keys_of_units["kind"], pa.array(["rep", "rep_name", "phone", *WORK_KINDS]))
         ),
-        people=people.select(["record_id"]),
+        people=people.select(["record_id", "phone"]),
     )
     found: dict[str, dict[str, dict[int, set[str]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(set))
     )
     work_kinds: dict[str, dict[int, str]] = defaultdict(dict)
     for row in matches.to_pylist():
-        group = row["kind"] if row["kind"] in ("rep", "rep_name") else "work"
+        group = row["kind"] if row["kind"] in ("rep", "rep_name", "phone") else "work"
         found[row["record_id"]][group][row["rank"]].add(row["unit_id"])
         if group == "work":  # which key a rank is: a full name needs no city check
             work_kinds[row["record_id"]][row["rank"]] = row["kind"]
@@ -390,7 +402,8 @@ def people_to_decide(
     """The test records a run must decide again: changed ones, those attached to units that are ``gone``
     (merged or retired), and those that may name a unit whose keys changed (``before`` and ``after`` are the
     units' keys and info): a key added or lost, or a phone, street, city or founding date a decision between
-    namesakes rests on. A person whose candidates all read as before decides as before."""
+    namesakes rests on, and those whose phone a unit gained or lost. A person whose candidates all read as
+    before decides as before."""
     wanted = engine.query(
         """
         WITH scope AS (SELECT unit_id FROM touched UNION SELECT unit_id FROM gone),
@@ -417,7 +430,11 @@ def people_to_decide(
         UNION SELECT record_id FROM previous_links WHERE unit_id IN (SELECT unit_id FROM gone)
         UNION SELECT p.owner FROM person_keys p JOIN lookups l ON p.kind = l.kind AND p.key = l.key
         WHERE p.key <> ''
+        -- a unit's phone gained or lost: the persons with that phone
+        UNION SELECT p.record_id FROM people p JOIN changed_keys c ON c.kind = 'phone' AND c.key = p.phone
+        WHERE p.phone <> ''
         """,
+        people=people.select(["record_id", "phone"]),
         changed=changed.select(["record_id"]),
         previous_links=previous_links.select(["record_id", "unit_id"]),
         person_keys=keys_of_people,

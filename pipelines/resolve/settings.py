@@ -37,6 +37,8 @@ BLOCKING_RULES = [
     block_on("street_key", "district_code"),
     block_on("phone"),
     block_on("legal_rep_name", "district_code"),
+    # a district several cities have (通州区) leaves the code unknown: the trade name at one street number
+    block_on("trade_name", "street_key"),
 ]
 
 TRAINING_BLOCKING_RULES = [

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pipelines.standardise.regions import full_division_length, match_region
 from pipelines.standardise.text import fold
 
-_TOWNSHIP_RE = re.compile(r"^(?P<township>[^路号\d]{2,6}?(?:街道|镇|乡))")
+# A 街道 may be named after a road (万寿路街道, 府青路街道); a 镇 or 乡 before a road is the road's.
+_TOWNSHIP_RE = re.compile(r"^(?P<township>[^号\d]{2,6}?街道|[^路号\d]{2,6}?(?:镇|乡))")
 _ROAD_RE = re.compile(
     r"^(?P<road>[^\d号]{1,14}?(?:大道|大街|路|街|巷|弄|胡同|道))(?P<number>\d+(?:-\d+)?)?(?:号)?"
 )

@@ -12,40 +12,18 @@ from pipelines.standardise.divisions import names_index
 from pipelines.standardise.regions import full_division_length, match_region
 from pipelines.standardise.text import fold, phonetic_key
 
-# Longest first, so 有限责任公司 wins over 有限公司.
-ORGANISATION_FORMS = tuple(
-    sorted(
-        (
-            "股份有限公司", "有限责任公司", "有限公司", "集团有限公司", "合伙企业", "个人独资企业",
-            "普通合伙", "有限合伙", "专业合作社", "公司", "厂", "店", "馆", "行", "部", "社", "中心",
-            "工作室", "经营部", "商行", "门市", "超市", "诊所", "事务所",
-        ),
-        key=len,
-        reverse=True,
-    )
-)  # fmt: skip
+# The split's words are reviewed data (``schemas/vocabularies/name_words.toml``), longest first, so
+# 有限责任公司 wins over 有限公司.
+_WORDS = tomllib.loads((VOCABULARIES / "name_words.toml").read_text(encoding="utf-8"))
+ORGANISATION_FORMS = tuple(sorted(_WORDS["organisation_forms"], key=len, reverse=True))
 # The same form written two ways in different feeds.
-FORM_CANONICAL = {"有限责任公司": "有限公司", "集团有限公司": "有限公司"}
-BRANCH_MARKERS = ("分公司", "分店", "门店", "营业部", "分厂", "办事处", "分部")
-INDUSTRY_WORDS = tuple(
-    sorted(
-        (
-            "科技", "信息技术", "网络科技", "电子商务", "贸易", "商贸", "进出口", "实业", "投资", "咨询",
-            "管理咨询", "餐饮管理", "餐饮", "酒店管理", "建筑工程", "建设工程", "装饰工程", "装饰设计",
-            "工程", "物流", "供应链", "运输", "服饰", "服装", "纺织", "食品", "农业", "生物科技",
-            "医疗器械", "医药", "文化传媒", "文化传播", "广告", "传媒", "教育科技", "培训", "健康管理",
-            "物业管理", "房地产开发", "房地产", "置业", "机械设备", "机械", "电子", "电器", "五金",
-            "汽车服务", "汽车销售", "汽车", "新材料", "材料", "化工", "环保科技", "环保", "能源", "印务",
-            "包装", "家具", "家居", "美容", "美发", "面馆", "小吃", "水果", "便利", "烟酒", "副食",
-            "日用品", "百货", "五金建材", "建材", "通讯", "软件", "数据", "智能科技", "人力资源",
-            "劳务", "保洁", "家政", "茶业", "茶叶", "酒业", "印刷", "设计", "网络", "技术", "服务",
-        ),
-        key=len,
-        reverse=True,
-    )
-)  # fmt: skip
+FORM_CANONICAL: dict[str, str] = _WORDS["canonical_forms"]
+BRANCH_MARKERS = tuple(_WORDS["branch_markers"])
+INDUSTRY_WORDS = tuple(sorted(_WORDS["industry_words"], key=len, reverse=True))
 # The first industry word from the left, the longest where several start at one place.
 _INDUSTRY_RE = re.compile("|".join(map(re.escape, INDUSTRY_WORDS)))
+# An industry word ending the name, which may take in the form's first character (面馆 in 悦豪面馆).
+_INDUSTRY_ENDING_RE = re.compile(f"(?:{_INDUSTRY_RE.pattern})$")
 _BRACKETED_RE = re.compile(r"\(([^()]{2,10})\)")
 
 
@@ -106,8 +84,11 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
     if end and len(text) - end >= 2:
         region, text = text[:end], text[end:]
     industry = ""
-    if found := _INDUSTRY_RE.search(text, min(2, len(text))):  # a trade name has at least two characters
+    start = min(2, len(text))  # a trade name has at least two characters
+    if found := _INDUSTRY_RE.search(text, start):
         text, industry = text[: found.start()], text[found.start() :]
+    elif form and (whole := _INDUSTRY_ENDING_RE.search(text + form, start)) and whole.start() < len(text):
+        text, industry, form = text[: whole.start()], whole.group(), ""  # 悦豪面馆: 面馆, not 面 + 馆
     return CompanyName(
         folded=folded,
         region=region or bracket_region,
