@@ -69,6 +69,8 @@ def main() -> None:
             truth[(row["feed"], row["record_id"])] = row["unit_id"]
     table = pq.read_table(args.store / "register" / "latest" / "links.parquet")
     links = {(row["feed"], row["record_id"]): row for row in table.to_pylist()}
+    loaded = {feed for feed, _ in links}  # a store loaded from some of the sample's feeds (``--feeds``)
+    truth = {record: unit for record, unit in truth.items() if record[0] in loaded}
     classes = classify(truth, links)
 
     counts = Counter((record[0], found) for record, found in classes.items())
