@@ -159,6 +159,14 @@ def test_address_parts():
     assert parse_address("北京市海淀区中关村大街27号").division_code == "110108"
 
 
+def test_a_branch_keeps_its_head_offices_region_whatever_district_it_is_registered_in():
+    """成都某某有限公司杭州分公司 is registered in Hangzhou: 成都 is still its region, not part of its trade name,
+    so a person naming 蓝竹环保科技杭州分公司 finds it. A shop called 成都小吃 in Hangzhou keeps its name."""
+    branch = parse_company_name("成都蓝竹环保科技有限公司杭州分公司", "330114")
+    assert (branch.region, branch.trade_name, branch.branch) == ("成都", "蓝竹", "杭州分公司")
+    assert parse_company_name("成都小吃店", "330114").trade_name == "成都"
+
+
 @pytest.mark.parametrize(
     ("text", "township", "street_key"),
     [

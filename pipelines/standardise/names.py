@@ -77,7 +77,9 @@ def parse_company_name(name: str | None, hint: str | None = None) -> CompanyName
     text, branch = _split_branch(text)
     form = next((f for f in ORGANISATION_FORMS if text.endswith(f) and len(text) > len(f)), "")
     text = text[: len(text) - len(form)] if form else text
-    region_match = match_region(text, hint, strict_short=True)
+    # a branch's name starts with its head office's region, which may be another province's (成都某某有限公司
+    # 杭州分公司): the record's own district is no hint for it
+    region_match = match_region(text, None if branch else hint, strict_short=True)
     # 朝阳区… is a district's full name even though 朝阳 alone is a city's short one (朝阳市, Liaoning)
     end = max(region_match.end, full_division_length(text))
     region = ""

@@ -9,7 +9,7 @@ from functools import cache, lru_cache
 # Characters that registration clerks, taxpayers and couriers swap for one another; folded to one form.
 LOOKALIKES = str.maketrans(
     {
-        "滙": "汇", "匯": "汇", "華": "华", "金": "金", "鑫": "鑫", "峯": "峰", "鉅": "巨", "綫": "线",
+        "滙": "汇", "匯": "汇", "華": "华", "\uf90a": "金", "峯": "峰", "鉅": "巨", "綫": "线",
         "裏": "里", "着": "著", "〇": "零", "叁": "三", "貳": "二", "壹": "一", "—": "-", "－": "-",
         "―": "-", "‐": "-", "·": "", "•": "", "・": "",
     }
