@@ -408,6 +408,36 @@ def test_a_work_units_full_name_joins_its_unit_whatever_city_the_person_lives_in
     assert decided == (("U1", "work_unit") if joins else None)
 
 
+def test_a_bare_trade_name_names_every_unit_of_that_name_alike(tmp_path):
+    """赵六's other test names 金诚, a trade name two units in Hangzhou have: 杭州金诚机械设备有限公司 and
+    浙江金诚软件有限公司, whose waybills write its name as bare 金诚. The bare form on a waybill makes the
+    software firm no likelier: the test joins neither."""
+    tokens = Tokeniser(TOKEN_KEY)  # the key the run itself tokenises with
+    staging = _staging()
+    staging["registration"] += [
+        {"record_id": f"R{n}", "uscc": make_uscc("9", "1", "330106", f"MA2H200{n}"), "name": name,
+         "address": f"杭州市西湖区天目山路{n}号", "phone": f"0571-8666000{n}", "legal_rep_name": rep,
+         "division_code": "330106", "status": "存续", "updated_at": WHEN}
+        for n, name, rep in ((7, "杭州金诚机械设备有限公司", "钱八"), (8, "浙江金诚软件有限公司", "孙九"))
+    ]  # fmt: skip
+    staging["waybill"].append(
+        {"record_id": "W2", "carrier": "顺丰", "sender_company": "金诚", "sender_name": tokens.token("person_name", "孙九"),
+         "sender_phone": tokens.token("phone", "057186660008"), "sender_address": "杭州市西湖区天目山路8号",
+         "shipped_at": WHEN, "parcel_count": 3}
+    )  # fmt: skip
+    staging["nucleic_contact"].append(
+        {"record_id": "N8", "person_name": tokens.token("person_name", "周九"),
+         "id_number": tokens.token("id_number", "330106199201011234"), "work_unit": "金诚",
+         "address": "杭州市西湖区文三路1号", "sampled_at": WHEN}
+    )  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("waybill", "W2")]["unit_id"] == links[("registration", "R8")]["unit_id"]
+    assert links[("registration", "R7")]["unit_id"] != links[("registration", "R8")]["unit_id"]
+    assert ("nucleic_contact", "N8") not in links
+
+
 def test_a_register_published_before_review_items_were_explained_is_continued(store):
     """An older register's review table lacks today's columns (why, importance …): the next run reads it
     with those columns null instead of failing."""

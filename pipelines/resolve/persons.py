@@ -166,6 +166,10 @@ class Person:
 def _work_keys(work_unit: str) -> tuple[tuple[str, str], ...]:
     """The keys a work-unit name may name a unit by, most specific first."""
     name = parse_company_name(work_unit)
+    if name.trade_name and not (name.region or name.industry or name.organisation_form or name.branch):
+        # a bare trade name (金诚) says only the trade name: every unit of that name is a candidate alike,
+        # not first the one some record happens to write as bare (a waybill's 金诚)
+        return (("trade+branch", _key(name.trade_name, "")), ("operator", fold(work_unit)))
     keys = [("full", full_name_key(name)), ("core", name.core)] if name.region else [("core", name.core)]
     if name.trade_name:
         keys.append(("trade+industry+branch", _key(name.trade_name, name.industry, name.branch)))

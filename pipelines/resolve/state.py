@@ -22,8 +22,9 @@ from pipelines.resolve.persons import KEY_SCHEMA, UNIT_INFO_SCHEMA
 from pipelines.resolve.records import empty_records
 from pipelines.resolve.tables import MEMBER_SCHEMA
 
-# Bump when what the state holds changes meaning: a register kept in an older format is rebuilt.
-STATE_VERSION = 3
+# Bump when what the state holds changes meaning: a register kept in an older format is rebuilt. 4: names
+# split by name_words.toml, bare work-unit names keyed alike, townships named after roads.
+STATE_VERSION = 4
 
 LICENCE_SCHEMA = pa.schema([pa.field("unit_id", pa.string()), pa.field("licence_key", pa.string())])
 ISSUED_SCHEMA = pa.schema(
