@@ -408,6 +408,26 @@ def test_a_work_units_full_name_joins_its_unit_whatever_city_the_person_lives_in
     assert decided == (("U1", "work_unit") if joins else None)
 
 
+@pytest.mark.parametrize(
+    ("site", "district"),
+    [
+        ("萧山区人民医院采样点", "330109"),
+        ("杭州市西湖区文化广场采样点", "330106"),
+        ("临江街道香樟社区核酸采样点", None),  # a township of Hangzhou, not 临江市 in Jilin
+        ("五常街道香樟社区核酸采样点", None),  # not 五常市 in Heilongjiang
+        ("萧山文化广场便民采样点", None),  # a short name says too little
+    ],
+)
+def test_a_test_site_places_a_person_only_when_it_names_a_division_in_full(site, district):
+    """Without a home address, the test site is where the person lives; a site named after its township
+    must not put the person in a far city whose short name the township shares (and so rule out every unit of
+    the person's own city)."""
+    from pipelines.resolve.persons import _person
+
+    person = _person({"record_id": "N1", "address": None, "site": site, "phone": None, "moment": None})
+    assert person.city == (district[:4] if district else None)
+
+
 def test_a_bare_trade_name_names_every_unit_of_that_name_alike(tmp_path):
     """赵六's other test names 金诚, a trade name two units in Hangzhou have: 杭州金诚机械设备有限公司 and
     浙江金诚软件有限公司, whose waybills write its name as bare 金诚. The bare form on a waybill makes the

@@ -207,7 +207,12 @@ def _home(address: str | None) -> tuple[str | None, str | None]:
 
 @lru_cache(maxsize=10_000)
 def _site_district(site: str | None) -> str | None:
-    return match_region(fold(site)).division_code
+    """The division a test site is named after, only when named in full (萧山区人民医院采样点): a site
+    named after its township (临江街道…, 五常街道…) often starts with another place's short name (临江市)."""
+    folded = fold(site)
+    region = match_region(folded)
+    named = region.district or region.city or region.province
+    return named.code if named and folded[: region.end].endswith(named.name) else None
 
 
 def _person(row: dict[str, Any]) -> Person:
