@@ -431,14 +431,16 @@ def test_a_test_site_places_a_person_only_when_it_names_a_division_in_full(site,
 def test_a_bare_trade_name_names_every_unit_of_that_name_alike(tmp_path):
     """赵六's other test names 金诚, a trade name two units in Hangzhou have: 杭州金诚机械设备有限公司 and
     浙江金诚软件有限公司, whose waybills write its name as bare 金诚. The bare form on a waybill makes the
-    software firm no likelier: the test joins neither."""
+    software firm no likelier: the test joins neither. 吴十 names 鸿运, and the one unit of that trade name in
+    Hangzhou is a Beijing firm's branch there: his test joins it."""
     tokens = Tokeniser(TOKEN_KEY)  # the key the run itself tokenises with
     staging = _staging()
     staging["registration"] += [
         {"record_id": f"R{n}", "uscc": make_uscc("9", "1", "330106", f"MA2H200{n}"), "name": name,
          "address": f"杭州市西湖区天目山路{n}号", "phone": f"0571-8666000{n}", "legal_rep_name": rep,
          "division_code": "330106", "status": "存续", "updated_at": WHEN}
-        for n, name, rep in ((7, "杭州金诚机械设备有限公司", "钱八"), (8, "浙江金诚软件有限公司", "孙九"))
+        for n, name, rep in ((7, "杭州金诚机械设备有限公司", "钱八"), (8, "浙江金诚软件有限公司", "孙九"),
+                             (9, "北京鸿运机械设备有限公司杭州分公司", "王五"))
     ]  # fmt: skip
     staging["waybill"].append(
         {"record_id": "W2", "carrier": "顺丰", "sender_company": "金诚", "sender_name": tokens.token("person_name", "孙九"),
@@ -450,12 +452,18 @@ def test_a_bare_trade_name_names_every_unit_of_that_name_alike(tmp_path):
          "id_number": tokens.token("id_number", "330106199201011234"), "work_unit": "金诚",
          "address": "杭州市西湖区文三路1号", "sampled_at": WHEN}
     )  # fmt: skip
+    staging["nucleic_contact"].append(
+        {"record_id": "N9", "person_name": tokens.token("person_name", "吴十"),
+         "id_number": tokens.token("id_number", "330106199301011234"), "work_unit": "鸿运",
+         "address": "杭州市西湖区文三路2号", "sampled_at": WHEN}
+    )  # fmt: skip
     store = RunStore(tmp_path / "out")
     commit_rows(store, staging)
     links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert links[("waybill", "W2")]["unit_id"] == links[("registration", "R8")]["unit_id"]
     assert links[("registration", "R7")]["unit_id"] != links[("registration", "R8")]["unit_id"]
     assert ("nucleic_contact", "N8") not in links
+    assert links[("nucleic_contact", "N9")]["unit_id"] == links[("registration", "R9")]["unit_id"]
 
 
 def test_a_register_published_before_review_items_were_explained_is_continued(store):

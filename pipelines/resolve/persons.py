@@ -60,7 +60,7 @@ PERSON_LINK_SCHEMA = pa.schema(
         pa.field("moment", pa.timestamp("us", tz="UTC")),
     ]
 )
-WORK_KINDS = ("full", "core", "trade+industry+branch", "trade+branch", "sound+industry", "operator")
+WORK_KINDS = ("full", "core", "trade+industry+branch", "trade+branch", "trade", "sound+industry", "operator")
 _SEP = "\x1f"
 
 
@@ -113,6 +113,7 @@ found AS (
         concat_ws(chr(31), trade_name, coalesce(industry, ''), coalesce(branch, '')) FROM e WHERE named
     UNION ALL SELECT unit_id, 'trade+branch', concat_ws(chr(31), trade_name, coalesce(branch, ''))
     FROM e WHERE named
+    UNION ALL SELECT unit_id, 'trade', trade_name FROM e WHERE named
     UNION ALL SELECT unit_id, 'sound+industry',
         concat_ws(chr(31), coalesce(trade_pinyin, ''), coalesce(industry, '')) FROM e WHERE named
     -- 个体户 are known by their operator
@@ -167,9 +168,9 @@ def _work_keys(work_unit: str) -> tuple[tuple[str, str], ...]:
     """The keys a work-unit name may name a unit by, most specific first."""
     name = parse_company_name(work_unit)
     if name.trade_name and not (name.region or name.industry or name.organisation_form or name.branch):
-        # a bare trade name (金诚) says only the trade name: every unit of that name is a candidate alike,
-        # not first the one some record happens to write as bare (a waybill's 金诚)
-        return (("trade+branch", _key(name.trade_name, "")), ("operator", fold(work_unit)))
+        # a bare trade name (金诚) says only the trade name: every unit of that name, a branch too, is a
+        # candidate alike, not first the one some record happens to write as bare (a waybill's 金诚)
+        return (("trade", name.trade_name), ("operator", fold(work_unit)))
     keys = [("full", full_name_key(name)), ("core", name.core)] if name.region else [("core", name.core)]
     if name.trade_name:
         keys.append(("trade+industry+branch", _key(name.trade_name, name.industry, name.branch)))
