@@ -571,32 +571,69 @@ def test_a_test_record_naming_a_shared_name_joins_the_unit_the_persons_other_rec
 
 
 def test_a_test_record_naming_nothing_joins_the_one_unit_whose_phone_it_gives(tmp_path):
-    """周九 names no work unit and leads no unit, but his phone is the one R3 registered (a shop run by its
-    owner gives the owner's mobile): his test joins R3. A phone two units give decides nothing, and a phone a
-    unit gives only from a later batch attaches the earlier test record then."""
+    """A shop known only by its meter gives its owner's mobile, and 周九's test (no work unit, no licence)
+    gives that number: it joins the shop. R3's licence names its representative, 李娜: 吴十, who gives R3's
+    phone, is a contact there, not R3's record. A phone two units give decides nothing, and a phone a unit
+    gives only from a later batch attaches the earlier test record then."""
     tokens = Tokeniser(TOKEN_KEY)  # the key the run itself tokenises with
     staging = _staging()
+    meter = {"meter_no": "M9", "address": "杭州市西湖区保俶路5号", "customer_class": "一般工商业", "period": "2026-09",
+             "kwh": 420.0, "updated_at": WHEN}  # fmt: skip
+    staging["utility"].append(
+        {
+            **meter,
+            "record_id": "E8",
+            "account_no": "3301008",
+            "account_name": "山野茶叶小店",
+            "phone": "13900005555",
+        }
+    )
     staging["nucleic_contact"] += [
         {"record_id": f"N{n}", "person_name": tokens.token("person_name", name),
          "id_number": tokens.token("id_number", f"33010619920{n}011234"), "phone": tokens.token("phone", phone),
          "sampled_at": WHEN}
-        for n, name, phone in (("8", "周九", "13900001111"), ("9", "吴十", "0571-88889999"),
-                               ("10", "郑一", "13600007777"))
+        for n, name, phone in (("8", "周九", "13900005555"), ("9", "吴十", "13900001111"),
+                               ("10", "郑一", "0571-88889999"), ("11", "冯二", "13600007777"))
     ]  # fmt: skip
     store = RunStore(tmp_path / "out")
     commit_rows(store, staging)
     links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
-    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("utility", "E8")]["unit_id"]
     assert links[("nucleic_contact", "N8")]["matched_by"] == "same_phone"
+    assert ("nucleic_contact", "N9") not in links  # R3's phone; R3 names 李娜
     assert links[("registration", "R1")]["unit_id"] != links[("registration", "R2")]["unit_id"]
-    assert ("nucleic_contact", "N9") not in links  # R1's and R2's phone
-    assert ("nucleic_contact", "N10") not in links
+    assert ("nucleic_contact", "N10") not in links  # R1's and R2's phone
+    assert ("nucleic_contact", "N11") not in links
 
-    commit_rows(store, {"registration": [
-        {"record_id": "R6", "uscc": make_uscc("9", "1", "330106", "MA2H1006"), "name": "杭州郑氏茶叶店",
-         "address": "杭州市西湖区保俶路5号", "phone": "13600007777", "legal_rep_name": "郑二",
-         "division_code": "330106", "status": "存续", "updated_at": WHEN},
+    commit_rows(store, {"utility": [
+        {**meter, "record_id": "E9", "account_no": "3301009", "account_name": "冯记茶饮店", "phone": "13600007777",
+         "address": "杭州市西湖区保俶路9号"},
     ]})  # fmt: skip
     links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
-    assert links[("nucleic_contact", "N10")]["unit_id"] == links[("registration", "R6")]["unit_id"]
-    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("nucleic_contact", "N11")]["unit_id"] == links[("utility", "E9")]["unit_id"]
+    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("utility", "E8")]["unit_id"]
+
+
+def test_a_shared_phone_stops_counting_once_a_licence_names_another_representative(tmp_path):
+    """周九's test joins the shop known by its meter through the phone it gives; when the shop's licence
+    arrives naming 赵四 as its representative, 周九 is a contact there, not the shop's record."""
+    tokens = Tokeniser(TOKEN_KEY)
+    account = {"record_id": "E8", "account_no": "3301008", "account_name": "杭州市西湖区山野茶叶店", "meter_no": "M9",
+               "address": "杭州市西湖区保俶路5号", "phone": "13900005555", "customer_class": "一般工商业",
+               "period": "2026-09", "kwh": 420.0, "updated_at": WHEN}  # fmt: skip
+    test = {"record_id": "N8", "person_name": tokens.token("person_name", "周九"),
+            "id_number": tokens.token("id_number", "330106199208011234"), "phone": tokens.token("phone", "13900005555"),
+            "sampled_at": WHEN}  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, {"utility": [account], "nucleic_contact": [test]})
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("nucleic_contact", "N8")]["unit_id"] == links[("utility", "E8")]["unit_id"]
+
+    commit_rows(store, {"registration": [
+        {"record_id": "R9", "uscc": make_uscc("9", "2", "330106", "MA2H3009"), "name": "杭州市西湖区山野茶叶店",
+         "address": "杭州市西湖区保俶路5号", "phone": "13900005555", "legal_rep_name": "赵四",
+         "division_code": "330106", "entity_type": "个体工商户", "status": "存续", "updated_at": WHEN},
+    ]})  # fmt: skip
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("registration", "R9")]["unit_id"] == links[("utility", "E8")]["unit_id"]
+    assert ("nucleic_contact", "N8") not in links

@@ -3,7 +3,9 @@
 A test record joins a unit when the person is its legal representative (same ID-number token, one unit
 only), or when the work unit it names is exactly one unit, or, failing both, when the person has the name of
 exactly one unit's legal representative and shares that unit's phone or street, or, failing that too, when
-the person's phone is the phone of exactly one unit (a shop run from home gives the owner's mobile); a record
+the person's phone is the phone of exactly one unit whose records name no legal representative (a shop known
+only by its waybills or its meter gives its owner's mobile; where a licence names the representative and the
+person is someone else, a shared phone makes them a contact, not the unit's record); a record
 whose work unit names several units joins the one of them all of the same person's other attached records are
 in. Both
 sides are reduced to keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the
@@ -284,8 +286,8 @@ def _decide(
         return next(iter(via_work)), "work_unit"
     if len(via_name) == 1 and not via_rep:
         return next(iter(via_name)), "legal_rep_name"
-    # nothing else names a unit: the person's phone, when exactly one unit gives it as its own (the owner of
-    # a shop run from home, whose registration, account or waybills give the owner's mobile)
+    # nothing else names a unit: the person's phone, when exactly one unit that names no legal representative
+    # gives it as its own (the owner of a shop known by its waybills or meter, which give the owner's mobile)
     via_phone = found.get("phone", {}).get(0, set())
     if len(via_phone) == 1 and not via_rep and not via_work:
         return next(iter(via_phone)), SAME_PHONE
@@ -306,7 +308,7 @@ def link_persons(
         UNION ALL
         SELECT p.record_id, 'phone', 0, u.owner
         FROM people p JOIN unit_keys u ON u.kind = 'phone' AND u.key = p.phone
-        WHERE p.phone <> ''
+        WHERE p.phone <> '' AND u.owner NOT IN (SELECT owner FROM unit_keys WHERE kind = 'rep_name')
         """,
         person_keys=keys_of_people,
         unit_keys=keys_of_units.filter(
@@ -440,9 +442,12 @@ def people_to_decide(
         UNION SELECT record_id FROM previous_links WHERE unit_id IN (SELECT unit_id FROM gone)
         UNION SELECT p.owner FROM person_keys p JOIN lookups l ON p.kind = l.kind AND p.key = l.key
         WHERE p.key <> ''
-        -- a unit's phone gained or lost: the persons with that phone
+        -- a unit's phone gained or lost, or a legal representative named where none was (a shared phone
+        -- counts only where none is): the persons with that phone
         UNION SELECT p.record_id FROM people p JOIN changed_keys c ON c.kind = 'phone' AND c.key = p.phone
         WHERE p.phone <> ''
+        UNION SELECT p.record_id FROM people p JOIN now u ON u.kind = 'phone' AND u.key = p.phone
+        WHERE p.phone <> '' AND u.owner IN (SELECT owner FROM changed_keys WHERE kind = 'rep_name')
         """,
         people=people.select(["record_id", "phone"]),
         changed=changed.select(["record_id"]),
