@@ -70,6 +70,7 @@ class EntityRule:
     household_class: str | None = None  # this field's household class (and no USCC): a person's record
     person_without_name: bool = False  # no business name: a private person
     joins_at_premises: bool = False  # in a person's name at exactly one registered unit's site: that unit's
+    private_at_shopfront: bool = False  # a private person's at one registered unit's shopfront: that unit's
     namesakes_apart: bool = False  # two of its entities sharing only a name are not linked (online shops)
     alone_needs_volume: str | None = None  # seen only here, a unit only with steady volume of this figure
 

@@ -637,3 +637,25 @@ def test_a_shared_phone_stops_counting_once_a_licence_names_another_representati
     links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
     assert links[("registration", "R9")]["unit_id"] == links[("utility", "E8")]["unit_id"]
     assert ("nucleic_contact", "N8") not in links
+
+
+def test_a_private_sender_at_a_shopfront_ships_for_the_one_unit_registered_there(tmp_path):
+    """A clerk ships from 明辉's door at 湖墅南路100号 giving only her own name: a road and a number, no
+    room, where R3 alone is registered. The waybill is R3's. A sender at a flat (a building and a room) at
+    another number stays a private person's."""
+    tokens = Tokeniser(TOKEN_KEY)
+    staging = _staging()
+    sender = {"carrier": "顺丰", "sender_phone": tokens.token("phone", "13700002222"), "shipped_at": WHEN,
+              "parcel_count": 1}  # fmt: skip
+    staging["waybill"] += [
+        {**sender, "record_id": "W2", "sender_name": tokens.token("person_name", "陈小红"),
+         "sender_address": "杭州市拱墅区湖墅南路100号"},
+        {**sender, "record_id": "W3", "sender_name": tokens.token("person_name", "林小青"),
+         "sender_phone": tokens.token("phone", "13700003333"), "sender_address": "杭州市拱墅区湖墅南路102号3幢501室"},
+    ]  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("waybill", "W2")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("waybill", "W2")]["matched_by"] == "premises"
+    assert ("waybill", "W3") not in links

@@ -27,6 +27,7 @@ from pipelines.resolve.types import Edge
 def deterministic_sql() -> str:
     """The deterministic edges' query; the registration and the premises feeds come from the mappings."""
     anchors, premises = sql_list(anchor_feeds()), sql_list(feeds_where("joins_at_premises"))
+    shopfront = sql_list(feeds_where("private_at_shopfront"))
     return f"""
 WITH coded AS (
     -- per USCC, the registration first, then by entity id: the anchor the others join
@@ -47,18 +48,22 @@ registered AS (
     GROUP BY name_key HAVING count(*) = 1
 ),
 held AS (
-    -- business power accounts in a person's name (a landlord's, the owner's), with no code
-    SELECT entity_id, district_code, street_key, address_rest FROM entities
-    WHERE feed IN {premises} AND NOT is_person AND trade_name IS NULL AND legal_rep_name IS NOT NULL
+    -- business power accounts in a person's name (a landlord's, the owner's), with no code; and private
+    -- senders at a shopfront (a road and number, no building or room: nobody lives there)
+    SELECT entity_id, district_code, street_key, address_rest, is_person AS shopfront FROM entities
+    WHERE (feed IN {premises} AND NOT is_person AND trade_name IS NULL AND legal_rep_name IS NOT NULL
+           OR feed IN {shopfront} AND is_person AND address_rest IS NULL)
       AND uscc IS NULL AND org_code IS NULL AND district_code IS NOT NULL AND street_key IS NOT NULL
 ),
 at_site AS (
-    -- the registrations at such an account's site: same district and street, the same room where both say
+    -- the registrations at such an account's site: same district and street, the same room where both say;
+    -- at a shopfront, registrations that name no room either
     SELECT h.entity_id AS account, r.entity_id AS holder,
            coalesce(h.address_rest = r.address_rest, false) AS same_room
     FROM held h JOIN entities r
       ON r.feed IN {anchors} AND r.district_code = h.district_code AND r.street_key = h.street_key
-    WHERE h.address_rest IS NULL OR r.address_rest IS NULL OR h.address_rest = r.address_rest
+    WHERE CASE WHEN h.shopfront THEN r.address_rest IS NULL
+               ELSE h.address_rest IS NULL OR r.address_rest IS NULL OR h.address_rest = r.address_rest END
 ),
 premises AS (
     -- the registration in the same room if one is, else those that name no room: exactly one, or none
@@ -81,14 +86,16 @@ WHERE e.feed NOT IN {anchors} AND e.uscc IS NULL AND e.org_code IS NULL AND NOT 
   AND (e.district_code IS NULL OR e.district_code = holder.district_code)
 UNION ALL
 -- a power account in a person's name at the site of exactly one registered unit: the unit's (a shop's meter
--- often stays in the landlord's name)
+-- often stays in the landlord's name); a private sender at its shopfront: the shop's (a clerk shipping
+-- without the shop's name)
 SELECT holder, account, 1.0, 'premises' FROM premises
 """
 
 
 def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
     """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name;
-    a power account in a person's name at one registered unit's premises."""
+    a power account in a person's name at one registered unit's premises, a private sender at its
+    shopfront."""
     columns = "a, b, probability, matched_by, NULL::VARCHAR AS weights"
     found = engine.query(f"SELECT {columns} FROM ({deterministic_sql()}) ORDER BY a, b", entities=entities)
     return found.cast(EDGE_SCHEMA)
