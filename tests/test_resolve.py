@@ -659,3 +659,34 @@ def test_a_private_sender_at_a_shopfront_ships_for_the_one_unit_registered_there
     assert links[("waybill", "W2")]["unit_id"] == links[("registration", "R3")]["unit_id"]
     assert links[("waybill", "W2")]["matched_by"] == "premises"
     assert ("waybill", "W3") not in links
+
+
+def test_a_company_name_without_place_joins_the_one_registered_unit_of_that_name(tmp_path):
+    """A waybill from 明辉餐饮管理有限公司 gives no address and a clerk's phone: nothing says where it is, and
+    exactly one registered unit has that name (R3, 杭州明辉…), so it is R3's. 恒达贸易有限公司 is registered
+    twice (杭州 and 北京): its waybill is decided by nothing and joins neither."""
+    tokens = Tokeniser(TOKEN_KEY)
+    staging = _staging()
+    staging["registration"] += [
+        {"record_id": f"R{n}", "uscc": make_uscc("9", "1", code, f"MA2H400{n}"), "name": name,
+         "address": address, "phone": phone, "legal_rep_name": rep, "division_code": code, "status": "存续",
+         "updated_at": WHEN}
+        for n, name, code, address, phone, rep in (
+            (7, "杭州恒达贸易有限公司", "330106", "杭州市西湖区天目山路7号", "0571-86660007", "钱八"),
+            (8, "北京恒达贸易有限公司", "110105", "北京市朝阳区工体北路8号", "010-86660008", "孙九"),
+        )
+    ]  # fmt: skip
+    sender = {"carrier": "顺丰", "shipped_at": WHEN, "parcel_count": 2, "sender_address": None}
+    staging["waybill"] += [
+        {**sender, "record_id": "W2", "sender_company": "明辉餐饮管理有限公司",
+         "sender_name": tokens.token("person_name", "陈小红"), "sender_phone": tokens.token("phone", "13700002222")},
+        {**sender, "record_id": "W3", "sender_company": "恒达贸易有限公司",
+         "sender_name": tokens.token("person_name", "林小青"), "sender_phone": tokens.token("phone", "13700003333")},
+    ]  # fmt: skip
+    store = RunStore(tmp_path / "out")
+    commit_rows(store, staging)
+    links = _links(resolve_and_land(store, key=TOKEN_KEY).path)
+    assert links[("waybill", "W2")]["unit_id"] == links[("registration", "R3")]["unit_id"]
+    assert links[("waybill", "W2")]["matched_by"] == "registered_core"
+    registered = {links[("registration", r)]["unit_id"] for r in ("R7", "R8")}
+    assert links.get(("waybill", "W3"), {}).get("unit_id") not in registered

@@ -22,6 +22,7 @@ from pipelines.resolve.clustering import Constraints
 from pipelines.resolve.engine import Engine
 from pipelines.resolve.model import EDGE_SCHEMA
 from pipelines.resolve.types import Edge
+from pipelines.standardise.names import REGISTERED_FORMS
 
 
 def deterministic_sql() -> str:
@@ -46,6 +47,12 @@ registered AS (
     SELECT name_key, min(entity_id) AS entity_id, min(district_code) AS district_code FROM entities
     WHERE feed IN {anchors} AND uscc IS NOT NULL AND name_key IS NOT NULL AND NOT is_person
     GROUP BY name_key HAVING count(*) = 1
+),
+registered_core AS (
+    -- a registered name without its region (银瑞联贸易有限公司) that exactly one registered unit has
+    SELECT name_core, min(entity_id) AS entity_id FROM entities
+    WHERE feed IN {anchors} AND uscc IS NOT NULL AND name_core IS NOT NULL AND NOT is_person
+    GROUP BY name_core HAVING count(*) = 1
 ),
 held AS (
     -- business power accounts in a person's name (a landlord's, the owner's), with no code; and private
@@ -85,6 +92,13 @@ FROM entities e JOIN registered holder ON e.name_key = holder.name_key
 WHERE e.feed NOT IN {anchors} AND e.uscc IS NULL AND e.org_code IS NULL AND NOT e.is_person
   AND (e.district_code IS NULL OR e.district_code = holder.district_code)
 UNION ALL
+-- a record with no code and no place whose company name (a form only a registration gives, no region) is
+-- exactly one registered unit's: nothing says it is anywhere else, and a company is registered
+SELECT holder.entity_id, e.entity_id, 1.0, 'registered_core'
+FROM entities e JOIN registered_core holder ON e.name_core = holder.name_core
+WHERE e.feed NOT IN {anchors} AND e.uscc IS NULL AND e.org_code IS NULL AND NOT e.is_person
+  AND e.district_code IS NULL AND e.name_key IS NULL AND e.organisation_form IN {sql_list(REGISTERED_FORMS)}
+UNION ALL
 -- a power account in a person's name at the site of exactly one registered unit: the unit's (a shop's meter
 -- often stays in the landlord's name); a private sender at its shopfront: the shop's (a clerk shipping
 -- without the shop's name)
@@ -93,9 +107,9 @@ SELECT holder, account, 1.0, 'premises' FROM premises
 
 
 def deterministic_edges(engine: Engine, entities: pa.Table) -> pa.Table:
-    """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name;
-    a power account in a person's name at one registered unit's premises, a private sender at its
-    shopfront."""
+    """Equal valid USCC; legacy taxpayer ids to a USCC through the organisation code; the registered name,
+    or its core where nothing says where a record is; a power account in a person's name at one registered
+    unit's premises, a private sender at its shopfront."""
     columns = "a, b, probability, matched_by, NULL::VARCHAR AS weights"
     found = engine.query(f"SELECT {columns} FROM ({deterministic_sql()}) ORDER BY a, b", entities=entities)
     return found.cast(EDGE_SCHEMA)

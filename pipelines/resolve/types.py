@@ -8,8 +8,11 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 # Evidence, strongest first: clustering takes edges in this order (model edges by falling probability).
-EDGE_ORDER = {"verdict": 0, "uscc": 1, "org_code": 1, "model": 2, "registered_name": 3, "premises": 3}
-DETERMINISTIC = ("uscc", "org_code", "registered_name", "premises")
+EDGE_ORDER = {
+    "verdict": 0, "uscc": 1, "org_code": 1, "model": 2,
+    "registered_name": 3, "registered_core": 3, "premises": 3,
+}  # fmt: skip
+DETERMINISTIC = ("uscc", "org_code", "registered_name", "registered_core", "premises")
 
 
 @dataclass(frozen=True)

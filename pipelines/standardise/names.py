@@ -19,6 +19,8 @@ ORGANISATION_FORMS = tuple(sorted(_WORDS["organisation_forms"], key=len, reverse
 # The same form written two ways in different feeds.
 FORM_CANONICAL: dict[str, str] = _WORDS["canonical_forms"]
 BRANCH_MARKERS = tuple(_WORDS["branch_markers"])
+# Forms only a registered enterprise carries (有限公司, 合伙企业): such a name is some registration's.
+REGISTERED_FORMS = tuple(_WORDS["registered_forms"])
 INDUSTRY_WORDS = tuple(sorted(_WORDS["industry_words"], key=len, reverse=True))
 # The first industry word from the left, the longest where several start at one place.
 _INDUSTRY_RE = re.compile("|".join(map(re.escape, INDUSTRY_WORDS)))
