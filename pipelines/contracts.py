@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -175,17 +177,28 @@ _TABLE_TYPES: dict[str, pa.DataType] = {
 }
 
 
+def expand_per(
+    fields: list[dict[str, Any]], members: Mapping[str, Iterable[str]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(name, field) of a schema file's documented fields. A field marked ``"per": KIND`` is a template
+    (``{feed}_records``) standing for every member of that kind (``members``: each feed contract, figure,
+    activity flag) not documented by name, so a new department's feed needs no schema edit."""
+    named = {f["name"] for f in fields if "per" not in f}
+    expanded = []
+    for f in fields:
+        kind = f.get("per")
+        names = [f["name"]] if kind is None else [f["name"].format(**{kind: m}) for m in members[kind]]
+        expanded += [(name, f) for name in names if kind is None or name not in named]
+    return expanded
+
+
 def _table_schema(path: Path, resolved_only: bool = False) -> pa.Schema:
-    """A table's columns; a field marked ``"per": "feed"`` is one column per feed contract
-    (``{feed}_records``), so a new department's feed adds its column with no change here."""
+    """A table's columns; a field marked ``"per": "feed"`` is one column per feed contract."""
     spec = json.loads(path.read_text(encoding="utf-8"))
     fields = [f for f in spec["fields"] if not (resolved_only and f.get("added_by"))]
-    names = [
-        (f["name"].format(feed=feed), f["type"])
-        for f in fields
-        for feed in (feed_names() if f.get("per") == "feed" else [""])
-    ]
-    return pa.schema([pa.field(name, _TABLE_TYPES[kind]) for name, kind in names])
+    return pa.schema(
+        [pa.field(name, _TABLE_TYPES[f["type"]]) for name, f in expand_per(fields, {"feed": feed_names()})]
+    )
 
 
 @cache

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import resources
-from pipelines.contracts import load_contracts
+from pipelines.contracts import expand_per, load_contracts
 from pipelines.mappings import mapping, unit_feeds
 
 
@@ -99,13 +99,8 @@ def documented_columns(fields: list[dict[str, Any]], config: MartConfig) -> list
     (``feed``, ``figure``, ``flag``) stands for every feed, figure or activity flag not documented by name,
     so a new department's feed is documented by its mapping."""
     members = {
-        "feed": [f"{feed}_records" for feed in load_contracts()],
+        "feed": list(load_contracts()),
         "figure": [m.name for m in config.measures],
         "flag": [f.name for f in config.activity_flags],
     }
-    named = {f["name"] for f in fields if "per" not in f}
-    return [
-        name
-        for f in fields
-        for name in ([f["name"]] if "per" not in f else [n for n in members[f["per"]] if n not in named])
-    ]
+    return [name for name, _ in expand_per(fields, members)]

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from pipelines import resources
 from pipelines.contacts.best import load_sources
-from pipelines.contracts import CHINA_TIME_ZONE, feed_names
+from pipelines.contracts import CHINA_TIME_ZONE, expand_per, feed_names
 from pipelines.mappings import anchor_feeds, mapping
 from pipelines.marts.sql import query
 from pipelines.standardise import parse_company_name
@@ -79,14 +79,8 @@ def _arrow_type(field: dict[str, Any]) -> pa.DataType:
 
 
 def _members(fields: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, field) of documented fields; one marked ``"per": "feed"`` stands for every feed contract not
-    documented by name, so a new department's feed needs no change here."""
-    named = {f["name"] for f in fields if "per" not in f}
-    return [
-        (name, f)
-        for f in fields
-        for name in ([f["name"]] if "per" not in f else [n for n in feed_names() if n not in named])
-    ]
+    """(name, field) of a struct's documented fields, one per feed contract where marked ``"per": "feed"``."""
+    return expand_per(fields, {"feed": feed_names()})
 
 
 @cache
