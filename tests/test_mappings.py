@@ -150,3 +150,21 @@ def test_no_module_outside_the_generator_names_a_departments_fields():
 def test_identity_roles_are_roles():
     assert set(IDENTITY_ROLES) <= ROLES
     assert resources.FEED_MAPPINGS.is_dir()
+
+
+def test_a_per_kind_template_stands_for_every_member_not_documented_by_name():
+    """``{feed}_records`` marked ``"per": "feed"`` is one column per feed, except a feed whose column is
+    documented by name (it keeps its own doc), in the template's place among the fields."""
+    from pipelines.contracts import expand_per
+
+    fields = [
+        {"name": "unit_id"},
+        {"name": "tax_records", "doc": "own"},
+        {"name": "{feed}_records", "per": "feed"},
+        {"name": "{flag}", "per": "flag"},
+    ]
+    expanded = expand_per(fields, {"feed": ["registration", "tax", "waybill"], "flag": ["power_active"]})
+    assert [name for name, _ in expanded] == [
+        "unit_id", "tax_records", "registration_records", "waybill_records", "power_active",
+    ]  # fmt: skip
+    assert dict(expanded)["tax_records"]["doc"] == "own"
