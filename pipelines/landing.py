@@ -115,13 +115,12 @@ def _why_rebuild(previous: dict[str, Any] | None, fingerprint: dict[str, Any], h
 def _linked_periods(records: pa.Table, links: pa.Table, feed: str) -> list[str]:
     """The periods of the records of ``feed`` that are in a unit (the figures warnings are about)."""
     linked = links.filter(pc.equal(links["feed"], feed))["record_id"]
-    periods = records[mapping(feed).roles["period"]]
-    return _periods(pa.table({"period": periods.filter(pc.is_in(records["record_id"], linked))}))
+    return _periods(records.filter(pc.is_in(records["record_id"], linked)), feed)
 
 
-def _periods(table: pa.Table, column: str = "period") -> list[str]:
-    """The periods a feed has figures for."""
-    return sorted(p for p in pc.unique(table[column]).to_pylist() if p)
+def _periods(records: pa.Table, feed: str) -> list[str]:
+    """The periods records of ``feed`` have figures for (the field its mapping's ``period`` role names)."""
+    return sorted(p for p in pc.unique(records[mapping(feed).roles["period"]]).to_pylist() if p)
 
 
 def prepare_register(
@@ -160,13 +159,8 @@ def prepare_register(
         del inputs  # what this run did not keep of the last register's tables is freed before it writes
         begun = time.monotonic()
         records = resolution.state.records
-        tax_periods = sorted(  # more of them: every unit's warnings change
-            {
-                p
-                for feed in family_feeds("tax")
-                for p in _periods(records[feed], mapping(feed).roles["period"])
-            }
-        )
+        # more of them: every unit's warnings change
+        tax_periods = sorted({p for feed in family_feeds("tax") for p in _periods(records[feed], feed)})
         everything = resolution.reference_changed or tax_periods != (previous or {}).get("state", {}).get(
             "tax_periods"
         )

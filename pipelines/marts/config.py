@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,9 @@ class ActivityFlag:
 class MartConfig:
     raw: dict[str, Any]
 
-    @property
+    @cached_property
     def measures(self) -> tuple[Measure, ...]:
-        """The figures the feed mappings name (``[figures]``), in feed order."""
+        """The figures the feed mappings name (``[figures]``), in feed order (read once per config)."""
         fields: dict[str, list[tuple[str, str]]] = {}
         labels: dict[str, str] = {}
         for feed in unit_feeds():
@@ -50,7 +51,7 @@ class MartConfig:
                 labels.setdefault(name, found.figure_info[name].label)
         return tuple(Measure(name, tuple(given), labels[name]) for name, given in fields.items())
 
-    @property
+    @cached_property
     def activity_flags(self) -> tuple[ActivityFlag, ...]:
         """The flags the feed mappings' figures set (``active``), one per flag name."""
         flags = {}
