@@ -159,6 +159,21 @@ def test_address_parts():
     assert parse_address("北京市海淀区中关村大街27号").division_code == "110108"
 
 
+@pytest.mark.parametrize(
+    ("text", "street_key", "rest"),
+    [
+        # number-building-room, as couriers write it, is the same site as 2号8幢317室
+        ("成都市金牛区金牛大道2-8-317", "金牛大道2", "8栋317"),
+        ("四川省成都市金牛区金牛大道2号8幢317室", "金牛大道2", "8栋317"),
+        # a hyphenated house number on its own stays one number
+        ("朝阳区 阜通东大街47-3号", "阜通东大街47-3", ""),
+    ],
+)
+def test_number_building_room_written_with_hyphens_reads_as_number_building_room(text, street_key, rest):
+    parsed = parse_address(text)
+    assert (parsed.street_key, parsed.rest) == (street_key, rest)
+
+
 def test_a_branch_keeps_its_head_offices_region_whatever_district_it_is_registered_in():
     """成都某某有限公司杭州分公司 is registered in Hangzhou: 成都 is still its region, not part of its trade name,
     so a person naming 蓝竹环保科技杭州分公司 finds it. A shop called 成都小吃 in Hangzhou keeps its name."""
