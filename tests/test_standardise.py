@@ -165,6 +165,8 @@ def test_address_parts():
         # number-building-room, as couriers write it, is the same site as 2号8幢317室
         ("成都市金牛区金牛大道2-8-317", "金牛大道2", "8栋317"),
         ("四川省成都市金牛区金牛大道2号8幢317室", "金牛大道2", "8栋317"),
+        ("杭州市西湖区文三路88-1-3-501", "文三路88-1", "3栋501"),  # the house number 88-1
+        ("杭州市西湖区文三路90-2号3幢501室", "文三路90-2", "3栋501"),
         # a hyphenated house number on its own stays one number
         ("朝阳区 阜通东大街47-3号", "阜通东大街47-3", ""),
     ],

@@ -14,7 +14,8 @@ _ROAD_RE = re.compile(
     r"^(?P<road>[^\d号]{1,14}?(?:大道|大街|路|街|巷|弄|胡同|道))(?P<number>\d+(?:-\d+)?)?(?:号)?"
 )
 _COMPOUND_RE = re.compile(r"^(?P<compound>\D{2,12}?)(?P<number>\d+)")
-_MORE_PARTS_RE = re.compile(r"^-\d")  # a third part after number-building: a room
+# number-building-room written with hyphens, the number itself perhaps hyphenated (88-1-3-501)
+_DASHED_RE = re.compile(r"^(?P<number>\d+(?:-\d+)?)-(?P<building>\d+)-(?P<room>\d+)")
 _FLOOR_RE = re.compile(r"\d+(?:楼|层|F)(?=\d)|(?:楼|层)$")
 _ROOM_WORDS_RE = re.compile(r"[室房]")
 _BUILDING_RE = re.compile(r"(?:号楼|幢|栋|座)")
@@ -56,10 +57,10 @@ def parse_address(text: str | None, hint: str | None = None) -> Address:
     if found := _ROAD_RE.match(rest):
         road, number = found["road"], found["number"]
         rest = rest[found.end() :]
-        if number and "-" in number and _MORE_PARTS_RE.match(rest):
-            # 金牛大道2-8-317: number 2, building 8, room 317 (47-3号 alone is one number)
-            number, building = number.split("-")
-            rest = f"{building}栋{rest[1:]}"
+        if number and rest.startswith("-") and (dashed := _DASHED_RE.match(number + rest)):
+            # 金牛大道2-8-317: number 2, building 8, room 317; 88-1-3-501: number 88-1 (47-3号 alone is one)
+            number, more = dashed["number"], (number + rest)[dashed.end() :]
+            rest = f"{dashed['building']}栋{dashed['room']}{more}"
     rest = _FLOOR_RE.sub("", _ROOM_WORDS_RE.sub("", _BUILDING_RE.sub("栋", rest))).strip("-,，")
     return Address(
         division_code=region.division_code,
