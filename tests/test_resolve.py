@@ -191,6 +191,18 @@ def test_an_address_without_its_city_is_placed_by_the_city_in_the_name():
     assert unplaced.district_code is None
 
 
+def test_an_address_naming_its_city_in_full_is_read_as_written_whatever_the_records_code_says():
+    """A Beijing firm's account for its Hangzhou site carries the Beijing USCC, whose division is no hint
+    for 杭州市上城区: the address names its city and district in full and is read as written."""
+    from pipelines.resolve.entities import SOURCES
+
+    account = {"record_id": "A1", "account_no": "A1", "account_name": "北京明竹成服饰有限公司",
+               "uscc": make_uscc("9", "1", "110105", "MA2H5001"), "phone": None,
+               "address": "杭州市上城区望江东路63号2215房", "customer_class": "一般工商业"}  # fmt: skip
+    built = SOURCES["utility"].build("utility:A1", account, TOKENS)
+    assert (built.district_code, built.street_key) == ("330102", "望江东路63")
+
+
 def test_a_record_whose_district_stays_unknown_still_meets_its_unit_by_trade_name_and_street(tmp_path):
     """The account 明竹成服饰 at 通州区通胡大街178号 names no city: its district stays unknown, so no
     blocking rule on the district brings it to the registration at that number. The trade name at the same

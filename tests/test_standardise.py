@@ -167,6 +167,8 @@ def test_address_parts():
         ("四川省成都市金牛区金牛大道2号8幢317室", "金牛大道2", "8栋317"),
         ("杭州市西湖区文三路88-1-3-501", "文三路88-1", "3栋501"),  # the house number 88-1
         ("杭州市西湖区文三路90-2号3幢501室", "文三路90-2", "3栋501"),
+        # a road whose name holds a shorter road word (新街口外大街, not 新街) still ends at its number
+        ("北京市西城区新街口外大街70号2401室", "新街口外大街70", "2401"),
         # a hyphenated house number on its own stays one number
         ("朝阳区 阜通东大街47-3号", "阜通东大街47-3", ""),
     ],

@@ -96,7 +96,13 @@ def _name(text: str, hint: str) -> CompanyName:
 
 @lru_cache(maxsize=200_000)
 def _address(text: str, hint: str) -> Address:
-    return parse_address(text, hint or None)
+    """The address read with the record's own division as hint; where that hint rules out the city the
+    address itself names in full (an account of a firm registered elsewhere: 杭州市上城区… under a Beijing
+    code), the address is read on its own."""
+    parsed = parse_address(text, hint or None)
+    if hint and parsed.district is None and (alone := parse_address(text)).district is not None:
+        return alone
+    return parsed
 
 
 def _district_hint(*codes: str | None) -> str:

@@ -10,9 +10,11 @@ from pipelines.standardise.text import fold
 
 # A 街道 may be named after a road (万寿路街道, 府青路街道); a 镇 or 乡 before a road is the road's.
 _TOWNSHIP_RE = re.compile(r"^(?P<township>[^号\d]{2,6}?街道|[^路号\d]{2,6}?(?:镇|乡))")
-_ROAD_RE = re.compile(
-    r"^(?P<road>[^\d号]{1,14}?(?:大道|大街|路|街|巷|弄|胡同|道))(?P<number>\d+(?:-\d+)?)?(?:号)?"
-)
+_ROAD = r"^(?P<road>[^\d号]{1,14}?(?:大道|大街|路|街|巷|弄|胡同|道))"
+# A road followed by its number, the shortest such (新街口外大街70号, not 新街 + 口外大街…); failing that, a
+# road on its own.
+_ROAD_AND_NUMBER_RE = re.compile(_ROAD + r"(?P<number>\d+(?:-\d+)?)(?:号)?")
+_ROAD_RE = re.compile(_ROAD + r"(?P<number>)(?:号)?")
 _COMPOUND_RE = re.compile(r"^(?P<compound>\D{2,12}?)(?P<number>\d+)")
 # number-building-room written with hyphens, the number itself perhaps hyphenated (88-1-3-501)
 _DASHED_RE = re.compile(r"^(?P<number>\d+(?:-\d+)?)-(?P<building>\d+)-(?P<room>\d+)")
@@ -54,8 +56,8 @@ def parse_address(text: str | None, hint: str | None = None) -> Address:
         township = found["township"]
         rest = rest[found.end() :]
     road = number = None
-    if found := _ROAD_RE.match(rest):
-        road, number = found["road"], found["number"]
+    if found := _ROAD_AND_NUMBER_RE.match(rest) or _ROAD_RE.match(rest):
+        road, number = found["road"], found["number"] or None
         rest = rest[found.end() :]
         if number and rest.startswith("-") and (dashed := _DASHED_RE.match(number + rest)):
             # 金牛大道2-8-317: number 2, building 8, room 317; 88-1-3-501: number 88-1 (47-3号 alone is one)
