@@ -119,6 +119,7 @@ def test_the_region_prefix_alone_matches_the_same_divisions(text, hint, strict_s
         ("通州区老董服装店", "通州区", "老董", "服装", "店", ""),
         # shops' trades (name_words.toml): a person naming the shop says 纳禾汇, not 纳禾汇文具
         ("纳禾汇文具店", "", "纳禾汇", "文具", "店", ""),
+        ("同聚达企业管理有限公司", "", "同聚达", "企业管理", "有限公司", ""),
         # an industry word taking in the form's character is read whole: 面馆, not 面 + 馆
         ("北京市丰台区悦豪面馆", "北京市丰台区", "悦豪", "面馆", "", ""),
         ("川味川菜馆", "", "川味", "川菜", "馆", ""),
