@@ -205,6 +205,10 @@ def test_a_township_named_after_a_road_is_read_as_the_township(text, township, s
     ("text", "kind", "number"),
     [
         ("+86 138-1234-5678", "mobile", "13812345678"),
+        # an extension is no part of the number: the switchboard is the unit's phone
+        ("0571-88889999转801", "landline", "057188889999"),
+        ("0571-88889999-801", "landline", "057188889999"),
+        ("(0571)88889999 分机 12", "landline", "057188889999"),
         ("008613812345678", "mobile", "13812345678"),
         ("0571-88889999", "landline", "057188889999"),
         ("(0571)88889999", "landline", "057188889999"),

@@ -11,6 +11,8 @@ _MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 _LANDLINE_RE = re.compile(r"^(?P<area>0(?:10|2\d|[3-9]\d{2}))(?P<local>[2-9]\d{6,7})$")
 _LOCAL_NUMBER_RE = re.compile(r"[2-9]\d{6,7}")
 _SEPARATORS_RE = re.compile(r"[/,;，；、]")
+# An extension after the number: 0571-88889999转801, 分机801, ext. 801, or 0571-88889999-801
+_EXTENSION_RE = re.compile(r"(?:\s*(?:转|分机|ext\.?|x|#)\s*\d{1,5}|(?<=\d{7})-\d{1,5})$", re.IGNORECASE)
 
 
 def normalise_phone(value: str) -> str:
@@ -53,7 +55,7 @@ def parse_phone(text: str | None, default_area_code: str | None = None) -> Phone
         return None
     # "0571-88889999/13812345678": the first is the main one
     first = _SEPARATORS_RE.split(text, maxsplit=1)[0]
-    digits = normalise_phone(first)
+    digits = normalise_phone(_EXTENSION_RE.sub("", first.strip()))
     if not digits:
         return None
     if _MOBILE_RE.match(digits):
