@@ -3,14 +3,13 @@
 A test record joins a unit when the person is its legal representative (same ID-number token, one unit
 only), or when the work unit it names is exactly one unit, or, failing both, when the person has the name of
 exactly one unit's legal representative and shares that unit's phone or street, or, failing that too, when
-the person's phone is the phone of exactly one unit whose records name no legal representative (a shop known
-only by its waybills or its meter gives its owner's mobile; where a licence names the representative and the
-person is someone else, a shared phone makes them a contact, not the unit's record); a record
-whose work unit names several units joins the one of them all of the same person's other attached records are
-in. Both
-sides are reduced to keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the
-persons a run can have changed are decided again: new test records, those attached to units the run
-touched, and those whose keys name one of those units.
+the person's phone is the phone of exactly one unit whose records name no one (a shop known only by its
+waybills or its meter gives its owner's mobile; where a licence, an account or a sender names someone else,
+a shared phone makes the person a contact there, not the unit's record). A record whose work unit names
+several units joins the one of them all of the same person's other attached records are in. Both sides are
+reduced to keys (tokens, name keys, traits) once; candidates are found by joining keys, and only the persons
+a run can have changed are decided again: new test records, those attached to units the run touched, and
+those whose keys name one of those units.
 """
 
 from __future__ import annotations
@@ -286,8 +285,8 @@ def _decide(
         return next(iter(via_work)), "work_unit"
     if len(via_name) == 1 and not via_rep:
         return next(iter(via_name)), "legal_rep_name"
-    # nothing else names a unit: the person's phone, when exactly one unit that names no legal representative
-    # gives it as its own (the owner of a shop known by its waybills or meter, which give the owner's mobile)
+    # nothing else names a unit: the person's phone, when exactly one unit whose records name no one gives it
+    # as its own (the owner of a shop known by its waybills or meter, which give the owner's mobile)
     via_phone = found.get("phone", {}).get(0, set())
     if len(via_phone) == 1 and not via_rep and not via_work:
         return next(iter(via_phone)), SAME_PHONE
