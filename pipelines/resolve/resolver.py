@@ -216,12 +216,14 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     else:
         contacts_stale = best.stale_units(history.register, person_links, changed_people["record_id"])
         row_scope = _strings(set(member_scope.to_pylist()) | licence_changed | contacts_stale)
+    scoped_members = only(members, "unit_id", row_scope)
+    scoped_links = only(person_links, "unit_id", row_scope)
     rows = units.register_rows(
         engine,
-        only(members, "unit_id", row_scope),
+        scoped_members,
         entities.table,
         changes.records,
-        only(person_links, "unit_id", row_scope),
+        scoped_links,
         multi,
         reference,
         settings,
@@ -230,10 +232,10 @@ def resolve(inputs: ResolveInputs) -> Resolution:
     rows = best.with_best_contacts(
         engine.query,
         rows,
-        only(members, "unit_id", row_scope),
+        scoped_members,
         entities.table,
         changes.records,
-        only(person_links, "unit_id", row_scope),
+        scoped_links,
         people,
         persons.person_feed(),
         inputs.contact_masks,
